@@ -1,0 +1,393 @@
+//! The decision: pass, rewrite, switch or refuse, each with a static reason.
+//!
+//! [`decide`] is a pure function of the parsed command line, the classified job, the source
+//! facts, the session context and the configuration; it does no I/O and is tested with plain
+//! data. Its reasons are `&'static str` so they double as counter labels (sccache's habit).
+//!
+//! The ladder for a guarded, protected video transcode is switch (a ≤1080p SDR sibling
+//! version, when the daemon knows one — issue 5) → rewrite (make the output ≤1080p SDR) →
+//! refuse. Every fail-open / fail-closed branch is one arm below, with its toggle.
+
+use serde::Serialize;
+
+use crate::argv::Invocation;
+use crate::config::{GuardedJob, ShimConfig};
+use crate::edit::Edit;
+use crate::facts::SourceFacts;
+use crate::job::{Job, JobKind, Location};
+use crate::rewrite;
+
+/// Refusal scenarios: each has a `KILL_MESSAGE_<SCENARIO>` message.
+pub const SCENARIOS: &[&str] = &[
+    "unknown_source",
+    "rewrite_unsupported",
+    "no_fallback_media",
+    "unexpected_error",
+];
+
+/// What the shim does with the job.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    /// Exec the original arguments byte-for-byte.
+    Pass,
+    /// Exec the arguments with these edits applied.
+    Rewrite(Vec<Edit>),
+    /// Exec with the input swapped to another version of the same title (issue 5).
+    Switch { to: String, edits: Vec<Edit> },
+    /// Do not exec: exit non-zero, tell the daemon.
+    Refuse { scenario: &'static str },
+}
+
+impl Action {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Action::Pass => "pass",
+            Action::Rewrite(_) => "rewrite",
+            Action::Switch { .. } => "switch",
+            Action::Refuse { .. } => "refuse",
+        }
+    }
+}
+
+/// A decision and why.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub action: Action,
+    pub reason: &'static str,
+    /// In shadow mode: what would have been done.
+    pub shadowed: Option<&'static str>,
+}
+
+impl Decision {
+    fn pass(reason: &'static str) -> Decision {
+        Decision {
+            action: Action::Pass,
+            reason,
+            shadowed: None,
+        }
+    }
+}
+
+/// Who is watching, when the daemon knows (issue 5). Empty until then.
+#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+pub struct Viewer {
+    pub user: Option<String>,
+    pub client: Option<String>,
+}
+
+/// Everything [`decide`] looks at.
+pub struct Context<'a, 'b> {
+    pub inv: &'a Invocation<'b>,
+    pub job: &'a Job,
+    pub facts: Option<&'a SourceFacts>,
+    pub viewer: &'a Viewer,
+    pub config: &'a ShimConfig,
+}
+
+/// Whether the job is one the policy looks at, and if not, why.
+pub fn guarded(job: &Job, config: &ShimConfig) -> Result<(), &'static str> {
+    let kind = match job.kind {
+        JobKind::VideoTranscode => GuardedJob::Streaming,
+        JobKind::Optimize => GuardedJob::Optimize,
+        JobKind::LiveTv => GuardedJob::LiveTv,
+        JobKind::DirectStream => return Err("direct stream: video is copied"),
+        JobKind::AudioOnly => return Err("audio-only job"),
+        JobKind::Thumbnail => return Err("thumbnail job"),
+        JobKind::Analysis => return Err("analysis job"),
+        JobKind::Informational => return Err("informational call"),
+        JobKind::Unknown => return Err("not a recognised transcode"),
+    };
+    if !job.video_encoded() {
+        return Err("no video is encoded");
+    }
+    if !config.guards(kind) {
+        return Err(match kind {
+            GuardedJob::Optimize => "optimize jobs are not guarded",
+            GuardedJob::LiveTv => "live tv is not guarded",
+            GuardedJob::Streaming => "streaming transcodes are not guarded",
+        });
+    }
+    if job.primary_location != Some(Location::File) && !config.guards(GuardedJob::LiveTv) {
+        return Err("network inputs are not guarded");
+    }
+    Ok(())
+}
+
+/// Whether a source is protected: `Some(true)` when it is at least `max_allowed_height`
+/// tall or not SDR, `Some(false)` when it is known to be neither, `None` when unknown.
+pub fn protected(facts: &SourceFacts, config: &ShimConfig) -> Option<bool> {
+    let tall = facts.height.map(|h| h >= config.max_allowed_height);
+    let hdr = facts.dynamic_range.map(|d| !d.is_sdr());
+    let legacy = facts
+        .codec
+        .as_deref()
+        .is_some_and(|c| crate::facts::is_legacy_sdr_codec(c.as_bytes()));
+    match (tall, hdr) {
+        (Some(true), _) | (_, Some(true)) => Some(true),
+        (Some(false), Some(false)) => Some(false),
+        (None, Some(false)) if legacy => Some(false),
+        _ => None,
+    }
+}
+
+/// Decides. Pure: no I/O.
+pub fn decide(ctx: &Context<'_, '_>) -> Decision {
+    let cfg = ctx.config;
+    if let Err(reason) = guarded(ctx.job, cfg) {
+        return Decision::pass(reason);
+    }
+    if is_exempt(ctx.viewer, cfg) {
+        return Decision::pass("viewer is exempt");
+    }
+    let verdict = enforce(ctx);
+    if cfg.shadow_mode && verdict.action != Action::Pass {
+        return Decision {
+            action: Action::Pass,
+            reason: "shadow mode",
+            shadowed: Some(verdict.reason),
+        };
+    }
+    verdict
+}
+
+fn enforce(ctx: &Context<'_, '_>) -> Decision {
+    let cfg = ctx.config;
+    let refuse = |scenario, reason| Decision {
+        action: Action::Refuse { scenario },
+        reason,
+        shadowed: None,
+    };
+    let Some(facts) = ctx.facts else {
+        return if cfg.kill_on_unknown_source {
+            refuse("unknown_source", "source facts unknown")
+        } else {
+            Decision::pass("source facts unknown; KILL_ON_UNKNOWN_SOURCE=0")
+        };
+    };
+    match protected(facts, cfg) {
+        Some(false) => return Decision::pass("source not protected"),
+        None if cfg.kill_on_unknown_source => {
+            return refuse("unknown_source", "source facts incomplete")
+        }
+        None => return Decision::pass("source facts incomplete; KILL_ON_UNKNOWN_SOURCE=0"),
+        Some(true) => {}
+    }
+    if cfg.kill_on_no_fallback_media == Some(true) {
+        return refuse(
+            "no_fallback_media",
+            "no compliant version; KILL_ON_NO_FALLBACK_MEDIA=1",
+        );
+    }
+    let unsupported = |reason| {
+        if cfg.kill_on_rewrite_unsupported {
+            refuse("rewrite_unsupported", reason)
+        } else {
+            Decision::pass(reason)
+        }
+    };
+    if facts.is_untonemappable_dv() {
+        return unsupported("dolby vision profile 5 cannot be tone mapped");
+    }
+    match rewrite::plan(ctx.inv, ctx.job, facts, cfg) {
+        Ok(None) => Decision::pass("output already 1080p sdr or below"),
+        Ok(Some(edits)) => Decision {
+            action: Action::Rewrite(edits),
+            reason: "protected source rewritten to 1080p sdr",
+            shadowed: None,
+        },
+        Err(reason) => unsupported(reason),
+    }
+}
+
+fn is_exempt(viewer: &Viewer, cfg: &ShimConfig) -> bool {
+    let hit = |v: &Option<String>, list: &[String]| {
+        v.as_deref()
+            .is_some_and(|v| list.iter().any(|x| x.eq_ignore_ascii_case(v)))
+    };
+    hit(&viewer.user, &cfg.exempt_users) || hit(&viewer.client, &cfg.exempt_clients)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::argv::{parse, Parsed};
+    use crate::facts::{DynamicRange, Origin};
+    use crate::job::classify;
+    use std::ffi::OsString;
+
+    const SW_4K: &[&str] = &[
+        "-codec:0",
+        "hevc",
+        "-i",
+        "/m/a.mkv",
+        "-filter_complex",
+        "[0:0]scale=w=3840:h=2160:force_divisible_by=4[0];[0]format=pix_fmts=yuv420p|nv12[1]",
+        "-map",
+        "[1]",
+        "-codec:0",
+        "libx264",
+        "-maxrate:0",
+        "40000k",
+        "-f",
+        "dash",
+        "dash",
+    ];
+
+    fn facts(h: u32, dr: DynamicRange) -> SourceFacts {
+        let mut f = SourceFacts::empty(Origin::Given);
+        f.width = Some(h * 16 / 9);
+        f.height = Some(h);
+        f.dynamic_range = Some(dr);
+        f.bit_depth = Some(if dr.is_sdr() { 8 } else { 10 });
+        f
+    }
+
+    fn run(args: &[&str], f: Option<SourceFacts>, cfg: &ShimConfig) -> Decision {
+        let t: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let Parsed::Job(inv) = parse(&t) else {
+            panic!()
+        };
+        let job = classify(&inv);
+        decide(&Context {
+            inv: &inv,
+            job: &job,
+            facts: f.as_ref(),
+            viewer: &Viewer::default(),
+            config: cfg,
+        })
+    }
+
+    #[test]
+    fn ladder() {
+        let c = ShimConfig::default();
+        assert_eq!(
+            run(SW_4K, Some(facts(1080, DynamicRange::Sdr)), &c).reason,
+            "source not protected"
+        );
+        assert_eq!(
+            run(SW_4K, Some(facts(2160, DynamicRange::Hdr10)), &c)
+                .action
+                .name(),
+            "rewrite"
+        );
+        assert_eq!(
+            run(SW_4K, None, &c).action,
+            Action::Refuse {
+                scenario: "unknown_source"
+            }
+        );
+        let lenient = ShimConfig {
+            kill_on_unknown_source: false,
+            ..ShimConfig::default()
+        };
+        assert_eq!(run(SW_4K, None, &lenient).action, Action::Pass);
+        let strict = ShimConfig {
+            kill_on_no_fallback_media: Some(true),
+            ..ShimConfig::default()
+        };
+        assert_eq!(
+            run(SW_4K, Some(facts(2160, DynamicRange::Hdr10)), &strict)
+                .action
+                .name(),
+            "refuse"
+        );
+    }
+
+    #[test]
+    fn shadow_mode_never_changes_argv() {
+        let c = ShimConfig {
+            shadow_mode: true,
+            ..ShimConfig::default()
+        };
+        let d = run(SW_4K, Some(facts(2160, DynamicRange::Hdr10)), &c);
+        assert_eq!(d.action, Action::Pass);
+        assert_eq!(d.shadowed, Some("protected source rewritten to 1080p sdr"));
+        assert_eq!(run(SW_4K, None, &c).shadowed, Some("source facts unknown"));
+    }
+
+    #[test]
+    fn dv_profile_5() {
+        let mut f = facts(2160, DynamicRange::DolbyVision);
+        f.dv_profile = Some(5);
+        let c = ShimConfig::default();
+        assert_eq!(
+            run(SW_4K, Some(f.clone()), &c).action,
+            Action::Refuse {
+                scenario: "rewrite_unsupported"
+            }
+        );
+        let lenient = ShimConfig {
+            kill_on_rewrite_unsupported: false,
+            ..ShimConfig::default()
+        };
+        assert_eq!(run(SW_4K, Some(f), &lenient).action, Action::Pass);
+    }
+
+    #[test]
+    fn non_video_jobs_are_never_touched_whatever_the_config() {
+        let c = ShimConfig {
+            kill_on_unknown_source: true,
+            guarded_jobs: vec![
+                GuardedJob::Streaming,
+                GuardedJob::Optimize,
+                GuardedJob::LiveTv,
+            ],
+            ..ShimConfig::default()
+        };
+        let thumb = [
+            "-i",
+            "/m/a.mkv",
+            "-vf",
+            "fps=1",
+            "-f",
+            "image2",
+            "t-%05d.jpeg",
+        ];
+        assert_eq!(run(&thumb, None, &c).action, Action::Pass);
+        let copy = [
+            "-i", "/m/a.mkv", "-map", "0:0", "-codec:0", "copy", "-f", "dash", "dash",
+        ];
+        assert_eq!(run(&copy, None, &c).action, Action::Pass);
+    }
+
+    #[test]
+    fn exempt_users() {
+        let t: Vec<OsString> = SW_4K.iter().map(OsString::from).collect();
+        let Parsed::Job(inv) = parse(&t) else {
+            panic!()
+        };
+        let job = classify(&inv);
+        let c = ShimConfig {
+            exempt_users: vec!["Alice".into()],
+            ..ShimConfig::default()
+        };
+        let v = Viewer {
+            user: Some("alice".into()),
+            client: None,
+        };
+        let f = facts(2160, DynamicRange::Hdr10);
+        let d = decide(&Context {
+            inv: &inv,
+            job: &job,
+            facts: Some(&f),
+            viewer: &v,
+            config: &c,
+        });
+        assert_eq!(d.reason, "viewer is exempt");
+    }
+
+    #[test]
+    fn protection_rules() {
+        let c = ShimConfig::default();
+        assert_eq!(protected(&facts(2160, DynamicRange::Sdr), &c), Some(true));
+        assert_eq!(protected(&facts(1080, DynamicRange::Hlg), &c), Some(true));
+        assert_eq!(protected(&facts(1999, DynamicRange::Sdr), &c), Some(false));
+        let mut legacy = SourceFacts::empty(Origin::Argv);
+        legacy.dynamic_range = Some(DynamicRange::Sdr);
+        legacy.codec = Some("mpeg2video".into());
+        assert_eq!(protected(&legacy, &c), Some(false));
+        let mut unknown_h = SourceFacts::empty(Origin::Filename);
+        unknown_h.dynamic_range = Some(DynamicRange::Sdr);
+        assert_eq!(protected(&unknown_h, &c), None);
+    }
+}

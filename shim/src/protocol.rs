@@ -1,0 +1,397 @@
+//! The shim ↔ daemon protocol, and the shim's blocking client.
+//!
+//! # Wire format
+//!
+//! Every message is one frame: a 4-byte big-endian length `N` (1 ≤ N ≤ [`MAX_FRAME`]) followed
+//! by `N` bytes of UTF-8 JSON. Every JSON object carries `"v": 1` ([`PROTOCOL_VERSION`]) and a
+//! `"type"`. The client sends one request and reads one response; it may send several
+//! requests on one connection. End of stream is its own error ([`ClientError::Eof`]).
+//!
+//! ```text
+//! 00 00 00 2f  {"v":1,"type":"lookup_source","path":"/m/A.mkv"}
+//! 00 00 00 5c  {"v":1,"type":"source","found":true,"facts":{"width":3840,"height":2160,…},"versions":[…]}
+//! ```
+//!
+//! | request | response |
+//! |---|---|
+//! | `{"type":"ping"}` | `{"type":"pong"}` |
+//! | `{"type":"version"}` | `{"type":"version","version":"0.1.0","protocol":1}` |
+//! | `{"type":"lookup_source","path":P}` | `{"type":"source","found":bool,"facts":{…}?,"versions":[…]}` |
+//! | `{"type":"report_decision","record":{…}}` | `{"type":"ok"}` |
+//! | `{"type":"session_context","transcode_session":S}` | `{"type":"session","user":…,"client":…,"local":bool}` |
+//! | anything malformed | `{"type":"error","message":"…"}` |
+//!
+//! # Deadlines
+//!
+//! The client works against one wall-clock deadline: the connect is non-blocking, and every
+//! read and write gets the time that is *left*, so a daemon that drips one byte at a time
+//! cannot hold the shim past its budget. No daemon listening costs one failed `connect(2)`.
+
+use std::io::{self, Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::facts::SourceFacts;
+
+/// The protocol version both sides speak.
+pub const PROTOCOL_VERSION: u32 = 1;
+/// The largest frame either side accepts.
+pub const MAX_FRAME: usize = 1 << 20;
+
+/// One version (media) of a library item, as the daemon's index knows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct MediaVersion {
+    pub media_id: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    pub dynamic_range: Option<crate::facts::DynamicRange>,
+    pub dv_profile: Option<u8>,
+    pub bitrate_kbps: Option<u32>,
+    pub container: Option<String>,
+    pub edition: Option<String>,
+    pub file: String,
+    #[serde(default)]
+    pub streams: Vec<StreamInfo>,
+}
+
+/// One stream of a version.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StreamInfo {
+    pub index: u32,
+    /// `video`, `audio` or `subtitle`.
+    pub kind: String,
+    pub codec: Option<String>,
+    pub language: Option<String>,
+    pub channels: Option<u32>,
+    #[serde(default)]
+    pub default: bool,
+    #[serde(default)]
+    pub forced: bool,
+}
+
+/// A request from the shim.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Request {
+    Ping,
+    Version,
+    LookupSource { path: String },
+    ReportDecision { record: serde_json::Value },
+    SessionContext { transcode_session: String },
+}
+
+/// A response from the daemon.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Response {
+    Pong,
+    Version {
+        version: String,
+        protocol: u32,
+    },
+    Source {
+        found: bool,
+        #[serde(default)]
+        facts: Option<SourceFacts>,
+        #[serde(default)]
+        versions: Vec<MediaVersion>,
+    },
+    Session {
+        user: Option<String>,
+        client: Option<String>,
+        local: Option<bool>,
+    },
+    Ok,
+    Error {
+        message: String,
+    },
+}
+
+/// A message on the wire: the version plus the body.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    pub v: u32,
+    #[serde(flatten)]
+    pub body: T,
+}
+
+/// What can go wrong on the wire.
+#[derive(Debug)]
+pub enum ClientError {
+    /// Nothing listens at the socket path (or it refuses).
+    NotRunning,
+    /// The deadline passed.
+    Timeout,
+    /// The peer closed the connection.
+    Eof,
+    /// A frame announced more than [`MAX_FRAME`] bytes (or zero).
+    FrameSize(usize),
+    /// The frame was not a message of this protocol.
+    BadFrame(String),
+    /// The peer speaks another protocol version.
+    Version(u32),
+    Io(io::Error),
+}
+
+impl std::fmt::Display for ClientError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientError::NotRunning => write!(f, "daemon not running"),
+            ClientError::Timeout => write!(f, "daemon did not answer in time"),
+            ClientError::Eof => write!(f, "daemon closed the connection"),
+            ClientError::FrameSize(n) => write!(f, "frame of {n} bytes is outside 1..={MAX_FRAME}"),
+            ClientError::BadFrame(e) => write!(f, "malformed frame: {e}"),
+            ClientError::Version(v) => {
+                write!(f, "protocol version {v}, expected {PROTOCOL_VERSION}")
+            }
+            ClientError::Io(e) => write!(f, "socket error: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ClientError {}
+
+impl ClientError {
+    /// A static label for logs and counters.
+    pub fn label(&self) -> &'static str {
+        match self {
+            ClientError::NotRunning => "daemon not running",
+            ClientError::Timeout => "daemon timeout",
+            ClientError::Eof => "daemon closed connection",
+            ClientError::FrameSize(_) => "daemon frame size",
+            ClientError::BadFrame(_) => "daemon malformed frame",
+            ClientError::Version(_) => "daemon protocol version",
+            ClientError::Io(_) => "daemon socket error",
+        }
+    }
+}
+
+fn map_io(e: io::Error) -> ClientError {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => ClientError::Timeout,
+        io::ErrorKind::UnexpectedEof => ClientError::Eof,
+        _ => ClientError::Io(e),
+    }
+}
+
+/// Encodes a message as a frame.
+pub fn encode<T: Serialize>(body: &T) -> Vec<u8> {
+    let mut out = vec![0u8; 4];
+    // Serializing our own types to a Vec cannot fail (no maps with non-string keys).
+    let _ = serde_json::to_writer(
+        &mut out,
+        &Envelope {
+            v: PROTOCOL_VERSION,
+            body,
+        },
+    );
+    let n = (out.len() - 4) as u32;
+    out[..4].copy_from_slice(&n.to_be_bytes());
+    out
+}
+
+/// Decodes a frame body.
+pub fn decode<T: for<'de> Deserialize<'de>>(body: &[u8]) -> Result<T, ClientError> {
+    #[derive(Deserialize)]
+    struct V {
+        v: u32,
+    }
+    let v: V = serde_json::from_slice(body).map_err(|e| ClientError::BadFrame(e.to_string()))?;
+    if v.v != PROTOCOL_VERSION {
+        return Err(ClientError::Version(v.v));
+    }
+    let e: Envelope<T> =
+        serde_json::from_slice(body).map_err(|e| ClientError::BadFrame(e.to_string()))?;
+    Ok(e.body)
+}
+
+/// Reads one frame body from a blocking reader (whose timeouts the caller manages).
+pub fn read_frame<R: Read>(r: &mut R) -> Result<Vec<u8>, ClientError> {
+    let mut len = [0u8; 4];
+    r.read_exact(&mut len).map_err(map_io)?;
+    let n = u32::from_be_bytes(len) as usize;
+    if n == 0 || n > MAX_FRAME {
+        return Err(ClientError::FrameSize(n));
+    }
+    let mut body = vec![0u8; n];
+    r.read_exact(&mut body).map_err(map_io)?;
+    Ok(body)
+}
+
+/// A socket whose every read and write is bounded by one deadline.
+struct Deadlined {
+    sock: UnixStream,
+    deadline: Instant,
+}
+
+impl Deadlined {
+    fn left(&self) -> io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            Err(io::Error::new(io::ErrorKind::TimedOut, "deadline passed"))
+        } else {
+            Ok(left)
+        }
+    }
+}
+
+impl Read for Deadlined {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.sock.set_read_timeout(Some(self.left()?))?;
+        self.sock.read(buf)
+    }
+}
+
+impl Write for Deadlined {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.sock.set_write_timeout(Some(self.left()?))?;
+        self.sock.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A connection to the daemon, bounded by a deadline.
+pub struct Client {
+    io: Deadlined,
+}
+
+impl Client {
+    /// Connects without blocking: a missing socket or a full backlog fails at once.
+    pub fn connect(path: &Path, deadline: Instant) -> Result<Client, ClientError> {
+        let sock = connect_nonblocking(path)?;
+        sock.set_nonblocking(false).map_err(ClientError::Io)?;
+        Ok(Client {
+            io: Deadlined { sock, deadline },
+        })
+    }
+
+    /// Sends a request and reads its response.
+    pub fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
+        self.send(req)?;
+        let body = read_frame(&mut self.io)?;
+        decode(&body)
+    }
+
+    /// Sends a request without waiting for the response.
+    pub fn send(&mut self, req: &Request) -> Result<(), ClientError> {
+        self.io.write_all(&encode(req)).map_err(map_io)
+    }
+}
+
+fn connect_nonblocking(path: &Path) -> Result<UnixStream, ClientError> {
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain old data; zeroed is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() || bytes.contains(&0) {
+        return Err(ClientError::Io(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket path too long",
+        )));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: plain socket(2) call; the result is checked before use.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(ClientError::Io(io::Error::last_os_error()));
+    }
+    // SAFETY: fd is a fresh, valid socket owned by nobody else.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    let len = (std::mem::size_of::<libc::sa_family_t>() + bytes.len() + 1) as libc::socklen_t;
+    // SAFETY: addr is a properly initialised sockaddr_un of at least `len` bytes.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            &addr as *const libc::sockaddr_un as *const libc::sockaddr,
+            len,
+        )
+    };
+    if rc != 0 {
+        let e = io::Error::last_os_error();
+        return Err(match e.raw_os_error() {
+            Some(libc::ENOENT) | Some(libc::ECONNREFUSED) | Some(libc::ENOTDIR) => {
+                ClientError::NotRunning
+            }
+            // A full listen backlog: the daemon is not keeping up; do not wait for it.
+            Some(libc::EAGAIN) => ClientError::Timeout,
+            _ => ClientError::Io(e),
+        });
+    }
+    Ok(UnixStream::from(owned))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let req = Request::LookupSource {
+            path: "/m/A.mkv".into(),
+        };
+        let f = encode(&req);
+        assert_eq!(
+            u32::from_be_bytes(f[..4].try_into().unwrap()) as usize,
+            f.len() - 4
+        );
+        let text = std::str::from_utf8(&f[4..]).unwrap();
+        assert_eq!(text, r#"{"v":1,"type":"lookup_source","path":"/m/A.mkv"}"#);
+        assert_eq!(decode::<Request>(&f[4..]).unwrap(), req);
+    }
+
+    #[test]
+    fn version_and_garbage() {
+        assert!(matches!(
+            decode::<Response>(br#"{"v":2,"type":"pong"}"#),
+            Err(ClientError::Version(2))
+        ));
+        assert!(matches!(
+            decode::<Response>(b"\xff\x00"),
+            Err(ClientError::BadFrame(_))
+        ));
+        assert!(matches!(
+            decode::<Response>(br#"{"v":1,"type":"nope"}"#),
+            Err(ClientError::BadFrame(_))
+        ));
+    }
+
+    #[test]
+    fn frame_limits() {
+        let mut big = &((MAX_FRAME as u32 + 1).to_be_bytes())[..];
+        assert!(matches!(
+            read_frame(&mut big),
+            Err(ClientError::FrameSize(_))
+        ));
+        let mut zero = &[0u8, 0, 0, 0][..];
+        assert!(matches!(
+            read_frame(&mut zero),
+            Err(ClientError::FrameSize(0))
+        ));
+        let mut short = &[0u8, 0, 0, 9, b'{'][..];
+        assert!(matches!(read_frame(&mut short), Err(ClientError::Eof)));
+    }
+
+    #[test]
+    fn no_daemon_is_not_running() {
+        let r = Client::connect(
+            Path::new("/nonexistent/dsa.sock"),
+            Instant::now() + Duration::from_millis(50),
+        );
+        assert!(matches!(r, Err(ClientError::NotRunning)));
+    }
+}

@@ -1,0 +1,381 @@
+//! Parse, decide, act: the shim's whole run, in order.
+//!
+//! [`evaluate`] is the decision path without side effects on the job (it may talk to the
+//! daemon and read the input file's header); `downshiftarr explain` calls exactly this.
+//! [`run`] adds the two effects: record the decision, then exec (or refuse).
+
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::argv::{self, Invocation, Parsed};
+use crate::config::{self, ShimConfig};
+use crate::edit;
+use crate::exec;
+use crate::facts::{self, DynamicRange, Origin, SourceFacts};
+use crate::job::{self, Job, JobKind, Location, VideoFeed};
+use crate::policy::{self, Action, Context, Decision, Viewer};
+use crate::probe;
+use crate::protocol::{Client, Request, Response};
+use crate::record::{self, Record};
+
+/// Everything a decision produced.
+pub struct Outcome {
+    pub job: JobKind,
+    pub session: Option<String>,
+    pub input: Option<Vec<u8>>,
+    pub facts: Option<SourceFacts>,
+    pub decision: Decision,
+    /// The arguments that would be exec'd (without argv[0]); `None` for refuse.
+    pub argv: Option<Vec<OsString>>,
+    pub edits: Vec<edit::Edit>,
+    /// The message for a refused viewer.
+    pub message: Option<String>,
+    /// What happened on the way (daemon errors, probe errors), for the log.
+    pub notes: Vec<String>,
+    /// An open daemon connection, reused to report the decision.
+    pub daemon: Option<Client>,
+}
+
+/// How facts may be learned.
+pub struct Sources<'a> {
+    /// Facts handed in by the caller (`explain --source-json`); skips everything else.
+    pub given: Option<SourceFacts>,
+    /// Ask the daemon (the shim does; tests can turn it off).
+    pub daemon: bool,
+    pub viewer: &'a Viewer,
+}
+
+/// Decides what to do with `tokens` (argv without argv[0]).
+pub fn evaluate(
+    tokens: &[OsString],
+    cfg: &ShimConfig,
+    sources: Sources<'_>,
+    started: Instant,
+) -> Outcome {
+    let mut out = Outcome {
+        job: JobKind::Unknown,
+        session: None,
+        input: None,
+        facts: None,
+        decision: Decision {
+            action: Action::Pass,
+            reason: "not a recognised transcode",
+            shadowed: None,
+        },
+        argv: Some(tokens.to_vec()),
+        edits: Vec::new(),
+        message: None,
+        notes: Vec::new(),
+        daemon: None,
+    };
+    let inv = match argv::parse(tokens) {
+        Parsed::Job(inv) => inv,
+        Parsed::Informational => {
+            out.job = JobKind::Informational;
+            out.decision.reason = "informational call";
+            return out;
+        }
+        Parsed::Invalid(why) => {
+            out.decision.reason = why;
+            return out;
+        }
+    };
+    // A bug in our own code must never stop a job the policy did not mean to stop: the
+    // decision runs under catch_unwind, and on a panic only a guarded video transcode is
+    // refused (KILL_ON_UNEXPECTED_ERROR), everything else passes untouched.
+    let job = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job::classify(&inv))) {
+        Ok(j) => j,
+        Err(_) => {
+            out.decision.reason = "internal error while classifying";
+            return out;
+        }
+    };
+    out.job = job.kind;
+    out.session = job.session.clone();
+    out.input = job
+        .primary_input
+        .and_then(|i| inv.inputs[i].url)
+        .map(|u| inv.token(u).to_vec());
+    if policy::guarded(&job, cfg).is_ok() {
+        let deadline = started + Duration::from_millis(cfg.daemon_budget_ms as u64);
+        out.facts = learn(
+            &inv,
+            &job,
+            cfg,
+            sources.given,
+            sources.daemon,
+            deadline,
+            &mut out.notes,
+            &mut out.daemon,
+        );
+    }
+    let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        policy::decide(&Context {
+            inv: &inv,
+            job: &job,
+            facts: out.facts.as_ref(),
+            viewer: sources.viewer,
+            config: cfg,
+        })
+    }));
+    out.decision = match decided {
+        Ok(d) => d,
+        Err(_)
+            if cfg.kill_on_unexpected_error
+                && policy::guarded(&job, cfg).is_ok()
+                && !cfg.shadow_mode =>
+        {
+            Decision {
+                action: Action::Refuse {
+                    scenario: "unexpected_error",
+                },
+                reason: "internal error while deciding",
+                shadowed: None,
+            }
+        }
+        Err(_) => Decision {
+            action: Action::Pass,
+            reason: "internal error while deciding",
+            shadowed: None,
+        },
+    };
+    match &out.decision.action {
+        Action::Pass => {}
+        Action::Rewrite(edits) | Action::Switch { edits, .. } => {
+            out.argv = Some(edit::apply(tokens, edits));
+            out.edits = edits.clone();
+        }
+        Action::Refuse { scenario } => {
+            out.argv = None;
+            out.message = Some(cfg.kill_message(scenario).to_string());
+        }
+    }
+    out
+}
+
+/// Learns the facts of the primary input: given → daemon → probe → file name / argv hints.
+#[allow(clippy::too_many_arguments)]
+fn learn(
+    inv: &Invocation<'_>,
+    job: &Job,
+    cfg: &ShimConfig,
+    given: Option<SourceFacts>,
+    ask_daemon: bool,
+    deadline: Instant,
+    notes: &mut Vec<String>,
+    daemon: &mut Option<Client>,
+) -> Option<SourceFacts> {
+    if let Some(mut g) = given {
+        g.from = Some(Origin::Given);
+        return Some(g);
+    }
+    let url = inv.token(inv.inputs.get(job.primary_input?)?.url?);
+    let local = job.primary_location == Some(Location::File);
+    let path = job::file_path(url);
+    if ask_daemon && !cfg.socket.is_empty() {
+        match Client::connect(Path::new(&cfg.socket), deadline) {
+            Ok(mut c) => {
+                let req = Request::LookupSource {
+                    path: String::from_utf8_lossy(path).into_owned(),
+                };
+                match c.call(&req) {
+                    Ok(Response::Source {
+                        found: true,
+                        facts: Some(mut f),
+                        ..
+                    }) => {
+                        f.from = Some(Origin::Daemon);
+                        *daemon = Some(c);
+                        return Some(f);
+                    }
+                    Ok(Response::Source { .. }) => {
+                        notes.push("daemon: file not in library index".into());
+                        *daemon = Some(c);
+                    }
+                    Ok(Response::Error { message }) => notes.push(format!("daemon: {message}")),
+                    Ok(_) => notes.push("daemon: unexpected response".into()),
+                    Err(e) => notes.push(format!("daemon: {}", e.label())),
+                }
+            }
+            Err(e) => notes.push(format!("daemon: {}", e.label())),
+        }
+    }
+    if local {
+        match probe::probe(
+            Path::new(OsStr::from_bytes(path)),
+            cfg.probe_max_bytes as u64,
+        ) {
+            Ok(t) => return Some(t.facts()),
+            Err(e) => notes.push(format!("probe: {e}")),
+        }
+    }
+    hints(inv, job, path)
+}
+
+/// Weak facts from the file name and the arguments, merged (file name first).
+fn hints(inv: &Invocation<'_>, job: &Job, path: &[u8]) -> Option<SourceFacts> {
+    let mut f = facts::from_filename(path);
+    let mut argv_f = SourceFacts::empty(Origin::Argv);
+    if let Some(VideoFeed::Graph { opt, .. }) = job.video.as_ref().map(|v| &v.feed) {
+        if let Some(g) = inv.value(opt) {
+            if g.windows(7).any(|w| w == b"tonemap") {
+                argv_f.dynamic_range = Some(DynamicRange::Hdr10);
+            }
+        }
+    }
+    if inv
+        .tokens
+        .iter()
+        .any(|t| t.as_bytes().windows(8).any(|w| w == b"dovi_rpu"))
+    {
+        argv_f.dynamic_range = Some(DynamicRange::DolbyVision);
+    }
+    if let Some(input) = job.primary_input.and_then(|i| inv.inputs.get(i)) {
+        let hint = inv
+            .find_in(input, &["codec", "c"])
+            .filter_map(|o| inv.value(o))
+            .find(|v| facts::is_legacy_sdr_codec(v));
+        if let Some(c) = hint {
+            argv_f.codec = Some(String::from_utf8_lossy(c).into_owned());
+            argv_f.dynamic_range = argv_f.dynamic_range.or(Some(DynamicRange::Sdr));
+        }
+    }
+    let argv_useful = argv_f.dynamic_range.is_some();
+    match (&mut f, argv_useful) {
+        (Some(ff), true) => {
+            ff.dynamic_range = ff.dynamic_range.or(argv_f.dynamic_range);
+            ff.codec = argv_f.codec;
+        }
+        (None, true) => f = Some(argv_f),
+        _ => {}
+    }
+    f
+}
+
+/// The shim's entry point: never returns when it execs.
+pub fn run() -> i32 {
+    let started = Instant::now();
+    std::panic::set_hook(Box::new(|_| {})); // nothing of ours on stdout/stderr on a panic
+    let mut all = std::env::args_os();
+    let argv0 = all
+        .next()
+        .unwrap_or_else(|| OsString::from("Plex Transcoder"));
+    let tokens: Vec<OsString> = all.collect();
+    let env = |k: &str| std::env::var(k).ok();
+    let loaded = config::load(&config::config_path(&env), &env);
+    let cfg = &loaded.config;
+    let secret = std::env::var("X_PLEX_TOKEN").ok();
+
+    let real = exec::resolve_real(
+        std::env::var_os("DOWNSHIFTARR_REAL_TRANSCODER").as_deref(),
+        &cfg.real_transcoder,
+    );
+    let viewer = Viewer::default();
+    let mut outcome = evaluate(
+        &tokens,
+        cfg,
+        Sources {
+            given: None,
+            daemon: true,
+            viewer: &viewer,
+        },
+        started,
+    );
+
+    let video_job = !matches!(
+        outcome.job,
+        JobKind::Informational
+            | JobKind::Unknown
+            | JobKind::Thumbnail
+            | JobKind::AudioOnly
+            | JobKind::Analysis
+            | JobKind::DirectStream
+    );
+    if video_job || cfg.log_non_video || !loaded.errors.is_empty() {
+        report(
+            &mut outcome,
+            &tokens,
+            &loaded.errors,
+            secret.as_deref(),
+            cfg,
+            started,
+        );
+    }
+    let real = match real {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("downshiftarr: {e}");
+            return exec::EXIT_NOT_FOUND;
+        }
+    };
+    match outcome.argv {
+        Some(args) => {
+            let (code, msg) = exec::exec(&real, &argv0, &args);
+            eprintln!("downshiftarr: {msg}");
+            code
+        }
+        None => {
+            let reason = outcome.decision.reason;
+            let msg = outcome.message.as_deref().unwrap_or_default();
+            eprintln!(
+                "downshiftarr: refused ({reason}): {}",
+                record::redact(msg, secret.as_deref())
+            );
+            exec::EXIT_REFUSED
+        }
+    }
+}
+
+/// Sends the decision record to the daemon, or appends it to the decision log.
+fn report(
+    out: &mut Outcome,
+    tokens: &[OsString],
+    config_errors: &[String],
+    secret: Option<&str>,
+    cfg: &ShimConfig,
+    started: Instant,
+) {
+    let rec = Record {
+        time: record::now_rfc3339(),
+        pid: std::process::id(),
+        session: out.session.clone(),
+        job: out.job.as_str(),
+        input: out.input.as_deref().map(|i| record::input_text(i, secret)),
+        source: out.facts.clone(),
+        decision: out.decision.action.name(),
+        reason: out.decision.reason,
+        shadowed: out.decision.shadowed,
+        scenario: match out.decision.action {
+            Action::Refuse { scenario } => Some(scenario),
+            _ => None,
+        },
+        changes: record::changes(tokens, &out.edits, secret),
+        notes: out.notes.clone(),
+        config_errors: config_errors.to_vec(),
+        elapsed_us: started.elapsed().as_micros() as u64,
+    };
+    let Ok(value) = serde_json::to_value(&rec) else {
+        return;
+    };
+    // Reuse the lookup connection when there is one; otherwise try once, within what is left
+    // of the budget, and fall back to the log file.
+    let deadline = started + Duration::from_millis(cfg.daemon_budget_ms as u64);
+    let mut client = out.daemon.take();
+    if client.is_none() && !cfg.socket.is_empty() && Instant::now() < deadline {
+        client = Client::connect(Path::new(&cfg.socket), deadline).ok();
+    }
+    if let Some(c) = client.as_mut() {
+        if c.send(&Request::ReportDecision {
+            record: value.clone(),
+        })
+        .is_ok()
+        {
+            return;
+        }
+    }
+    if let Ok(line) = serde_json::to_vec(&value) {
+        record::append(&cfg.decision_log, &line);
+    }
+}

@@ -1,0 +1,51 @@
+//! What was typed: the command-line surface, with no I/O (ripgrep's "low args" stage).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Downshift 4K/HDR/Dolby Vision Plex transcodes to 1080p SDR before the first frame.
+#[derive(Debug, Parser)]
+#[command(name = "downshiftarr", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what the shim would do with a transcoder command line, without running it.
+    Explain(ExplainArgs),
+    /// Validate the configuration file and the environment overrides.
+    CheckConfig(CheckConfigArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// Config file (default: $DOWNSHIFTARR_CONFIG or /etc/downshiftarr/config.json).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Source facts as JSON: {"width","height","bit_depth","dynamic_range","dv_profile"}.
+    /// Without it, facts are learned as the shim learns them (daemon, probe, hints).
+    #[arg(long, value_name = "FILE")]
+    pub source_json: Option<PathBuf>,
+    /// Print one JSON object instead of a readable summary.
+    #[arg(long)]
+    pub json: bool,
+    /// A JSON file with an "args" array (and optional "argv0"), as in fixtures/plex-argv.
+    #[arg(long, value_name = "FILE", conflicts_with = "args")]
+    pub argv_json: Option<PathBuf>,
+    /// The transcoder arguments, after `--`.
+    #[arg(last = true, allow_hyphen_values = true, value_name = "ARGS")]
+    pub args: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckConfigArgs {
+    /// Config file (default: $DOWNSHIFTARR_CONFIG or /etc/downshiftarr/config.json).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print the effective configuration as JSON.
+    #[arg(long)]
+    pub print: bool,
+}

@@ -1,0 +1,23 @@
+//! `downshiftarr`: the admin CLI (and, later, the companion daemon). Dispatch only.
+
+mod check_config;
+mod cli;
+mod config;
+mod explain;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    let result = match cli.command {
+        cli::Command::Explain(args) => explain::run(args),
+        cli::Command::CheckConfig(args) => check_config::run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("downshiftarr: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
