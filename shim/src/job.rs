@@ -206,11 +206,28 @@ fn graphs<'a>(inv: &Invocation<'a>) -> Vec<(Opt, Graph<'a>)> {
 
 /// The streams an output will have, in order.
 fn streams(inv: &Invocation<'_>, out: &Group, graphs: &[(Opt, Graph<'_>)]) -> Vec<OutStream> {
-    let vf = inv
-        .find_in(out, &["vf", "filter"])
-        .filter(|o| matches!(inv.spec(o), None | Some(b"v") | Some(b"V") | Some(b"v:0")))
-        .last()
-        .copied();
+    // `-vf` is `-filter:v`; `-filter:0` names an output stream by index.
+    let vf_for = |si: usize, class: Class| -> Option<Opt> {
+        inv.find_in(out, &["vf", "filter"])
+            .filter(|o| {
+                let spec = if inv.name(o) == b"vf" {
+                    Some(&b"v"[..])
+                } else {
+                    inv.spec(o)
+                };
+                spec_matches(
+                    spec,
+                    si,
+                    if class == Class::Unknown {
+                        Class::Video
+                    } else {
+                        class
+                    },
+                )
+            })
+            .last()
+            .copied()
+    };
     let maps: Vec<&[u8]> = inv
         .find_in(out, &["map"])
         .filter_map(|o| inv.value(o))
@@ -222,7 +239,10 @@ fn streams(inv: &Invocation<'_>, out: &Group, graphs: &[(Opt, Graph<'_>)]) -> Ve
         if !no("vn") {
             v.push(OutStream {
                 class: Class::Video,
-                feed: Some(VideoFeed::Stream { input: 0, vf }),
+                feed: Some(VideoFeed::Stream {
+                    input: 0,
+                    vf: vf_for(0, Class::Video),
+                }),
                 input: Some(0),
             });
         }
@@ -270,6 +290,7 @@ fn streams(inv: &Invocation<'_>, out: &Group, graphs: &[(Opt, Graph<'_>)]) -> Ve
         let class = pad_class(m)
             .or_else(|| input.and_then(|i| hinted_class(inv, i, m)))
             .unwrap_or(Class::Unknown);
+        let vf = vf_for(v.len(), class);
         let feed = input.map(|input| VideoFeed::Stream { input, vf });
         v.push(OutStream { class, feed, input });
     }

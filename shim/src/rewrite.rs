@@ -121,6 +121,7 @@ pub fn plan(
             pipeline,
             scale_idx,
             fit,
+            target.map(|t| (t.0, t.1)),
             needs_downscale,
             needs_tonemap,
             needs_8bit,
@@ -432,6 +433,7 @@ fn rewrite_graph(
     pipeline: Pipeline,
     scale_idx: Option<usize>,
     fit: Option<(u32, u32)>,
+    old_target: Option<(u32, u32)>,
     needs_downscale: bool,
     needs_tonemap: bool,
     needs_8bit: bool,
@@ -539,6 +541,30 @@ fn rewrite_graph(
                     range: start..start,
                     text: format!("{},", parts.join(",")).into_bytes(),
                 });
+            }
+        }
+    }
+
+    // 1b. Other scalers sized to the old target (a bitmap subtitle scaled for an overlay,
+    // scaleplex's PGS and bitmap-sub shapes) follow the picture, or the overlay would get a
+    // 4K subtitle on a 1080p frame.
+    if let (true, Some(old), Some((w, h))) = (needs_downscale, old_target, fit) {
+        let main = scale_at.map(|i| path[i]);
+        for at in g.positions() {
+            if Some(at) == main || !is_scale(g.name(at)) || g.name(at) == b"zscale" {
+                continue;
+            }
+            if dims_of(g, at).is_some_and(|(ow, oh, _)| (ow, oh) == old) {
+                if let Some(r) = &g.filter(at).args {
+                    let sets: [ArgSet; 2] = [
+                        (W_KEYS, Some(0), w.to_string().into_bytes()),
+                        (H_KEYS, Some(1), h.to_string().into_bytes()),
+                    ];
+                    splices.push(Splice {
+                        range: r.clone(),
+                        text: set_args(g.text(r), &sets),
+                    });
+                }
             }
         }
     }

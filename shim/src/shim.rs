@@ -36,6 +36,8 @@ pub struct Outcome {
     pub notes: Vec<String>,
     /// An open daemon connection, reused to report the decision.
     pub daemon: Option<Client>,
+    /// The daemon was asked this run (and is not to be reconnected to if it failed).
+    pub daemon_asked: bool,
 }
 
 /// How facts may be learned.
@@ -69,6 +71,7 @@ pub fn evaluate(
         message: None,
         notes: Vec::new(),
         daemon: None,
+        daemon_asked: false,
     };
     let inv = match argv::parse(tokens) {
         Parsed::Job(inv) => inv,
@@ -100,12 +103,14 @@ pub fn evaluate(
         .map(|u| inv.token(u).to_vec());
     if policy::guarded(&job, cfg).is_ok() {
         let deadline = started + Duration::from_millis(cfg.daemon_budget_ms as u64);
+        let ask = sources.daemon && sources.given.is_none() && !cfg.socket.is_empty();
+        out.daemon_asked = ask;
         out.facts = learn(
             &inv,
             &job,
             cfg,
             sources.given,
-            sources.daemon,
+            ask,
             deadline,
             &mut out.notes,
             &mut out.daemon,
@@ -174,7 +179,7 @@ fn learn(
     let url = inv.token(inv.inputs.get(job.primary_input?)?.url?);
     let local = job.primary_location == Some(Location::File);
     let path = job::file_path(url);
-    if ask_daemon && !cfg.socket.is_empty() {
+    if ask_daemon {
         match Client::connect(Path::new(&cfg.socket), deadline) {
             Ok(mut c) => {
                 let req = Request::LookupSource {
@@ -359,11 +364,13 @@ fn report(
     let Ok(value) = serde_json::to_value(&rec) else {
         return;
     };
-    // Reuse the lookup connection when there is one; otherwise try once, within what is left
-    // of the budget, and fall back to the log file.
+    // Reuse the lookup connection when there is one. A daemon that was asked and failed is
+    // not asked again this run; otherwise try once, within what is left of the budget. The
+    // log file is the fallback.
     let deadline = started + Duration::from_millis(cfg.daemon_budget_ms as u64);
     let mut client = out.daemon.take();
-    if client.is_none() && !cfg.socket.is_empty() && Instant::now() < deadline {
+    if client.is_none() && !out.daemon_asked && !cfg.socket.is_empty() && Instant::now() < deadline
+    {
         client = Client::connect(Path::new(&cfg.socket), deadline).ok();
     }
     if let Some(c) = client.as_mut() {

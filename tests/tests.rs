@@ -1,0 +1,9 @@
+//! The integration suite: one test binary (ripgrep's habit), one module per concern.
+
+mod cli;
+mod e2e;
+mod faults;
+mod golden;
+mod probe_media;
+mod static_shim;
+mod util;
