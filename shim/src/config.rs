@@ -105,7 +105,8 @@ pub struct ShimConfig {
     pub decision_log: String,
     /// Bytes the header probe may read from one file (`PROBE_MAX_BYTES`).
     pub probe_max_bytes: u32,
-    /// Also log pass-through decisions of jobs that carry no video (thumbnails, audio).
+    /// Also record pass-throughs of jobs that carry no video (thumbnails, audio, analysis);
+    /// PMS starts thousands during a library scan (`DOWNSHIFTARR_LOG_NON_VIDEO`).
     pub log_non_video: bool,
 }
 
@@ -135,7 +136,7 @@ impl Default for ShimConfig {
             daemon_budget_ms: 50,
             decision_log: "/var/log/downshiftarr/decisions.jsonl".to_string(),
             probe_max_bytes: 8 << 20,
-            log_non_video: true,
+            log_non_video: false,
         }
     }
 }
@@ -318,6 +319,7 @@ fn apply_env<F: Fn(&str) -> Option<String>>(c: &mut ShimConfig, env: &F, errors:
     );
     set!("KILL_ON_UNEXPECTED_ERROR", flag, c.kill_on_unexpected_error);
     set!("SHADOW_MODE", flag, c.shadow_mode);
+    set!("DOWNSHIFTARR_LOG_NON_VIDEO", flag, c.log_non_video);
     if let Some(v) = env("KILL_ON_NO_FALLBACK_MEDIA") {
         if let Some(b) = flag("KILL_ON_NO_FALLBACK_MEDIA", &v, errors) {
             c.kill_on_no_fallback_media = Some(b);

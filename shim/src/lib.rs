@@ -9,6 +9,7 @@
 //! model, the policy and the protocol, never the other way round. It depends only on std,
 //! serde, serde_json and libc — no async runtime, no HTTP client, no logging framework.
 
+pub mod arena;
 pub mod argv;
 pub mod codecs;
 pub mod config;

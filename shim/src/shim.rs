@@ -260,10 +260,10 @@ fn hints(inv: &Invocation<'_>, job: &Job, path: &[u8]) -> Option<SourceFacts> {
 }
 
 /// The shim's entry point: never returns when it execs.
-pub fn run() -> i32 {
+pub fn run(argv: Vec<OsString>) -> i32 {
     let started = Instant::now();
     std::panic::set_hook(Box::new(|_| {})); // nothing of ours on stdout/stderr on a panic
-    let mut all = std::env::args_os();
+    let mut all = argv.into_iter();
     let argv0 = all
         .next()
         .unwrap_or_else(|| OsString::from("Plex Transcoder"));
@@ -289,14 +289,10 @@ pub fn run() -> i32 {
         started,
     );
 
+    // Every decision about a video stream is recorded; jobs with no video only on request.
     let video_job = !matches!(
         outcome.job,
-        JobKind::Informational
-            | JobKind::Unknown
-            | JobKind::Thumbnail
-            | JobKind::AudioOnly
-            | JobKind::Analysis
-            | JobKind::DirectStream
+        JobKind::Informational | JobKind::Thumbnail | JobKind::AudioOnly | JobKind::Analysis
     );
     if video_job || cfg.log_non_video || !loaded.errors.is_empty() {
         report(

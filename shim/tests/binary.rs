@@ -97,7 +97,14 @@ fn pass_through_execs_the_original_bytes_with_argv0_env_and_cwd() {
         "image2".into(),
         OsString::from_vec(b"thumb-%05d\x80.jpeg".to_vec()),
     ];
-    let out = run(&dir, &args, &[("X_PLEX_TOKEN", "local-0123456789abcdef")]);
+    let out = run(
+        &dir,
+        &args,
+        &[
+            ("X_PLEX_TOKEN", "local-0123456789abcdef"),
+            ("DOWNSHIFTARR_LOG_NON_VIDEO", "1"),
+        ],
+    );
     assert!(out.status.success(), "{out:?}");
     assert!(out.stdout.is_empty(), "the shim never writes to stdout");
     let r = read_record(&dir.join("record"));
