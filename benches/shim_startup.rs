@@ -201,6 +201,8 @@ fn plex_job(input: &Path, w: u32, h: u32) -> Vec<OsString> {
 }
 
 /// Peak RSS of that one child, from `wait4` (RUSAGE_CHILDREN would include every earlier child).
+// `wait4` reaps the child; clippy only knows about `Child::wait`.
+#[allow(clippy::zombie_processes)]
 fn peak_rss_kib(cmd: &mut Command) -> i64 {
     let child = cmd
         .stdout(Stdio::null())
