@@ -154,7 +154,10 @@ pub fn classify(inv: &Invocation<'_>) -> Job {
         .as_ref()
         .and_then(|v| v.input)
         .or(copied_video_input)
-        .or(Some(0));
+        .or(Some(0))
+        // A pad or map naming an input that does not exist (`[1:0]` with one `-i`): ffmpeg
+        // rejects the command line; we just do not point at it. Found by the argv fuzzer.
+        .filter(|&i| i < inv.inputs.len());
     job.primary_location = job
         .primary_input
         .map(|i| location(inv.token(inv.inputs[i].url.unwrap_or(0))));
@@ -568,6 +571,28 @@ mod tests {
                 "dash",
                 "dash"
             ]),
+            JobKind::VideoTranscode
+        );
+    }
+
+    #[test]
+    fn references_to_missing_inputs_do_not_panic() {
+        assert_eq!(
+            kind(&[
+                "-i",
+                "/m/a.mkv",
+                "-filter_complex",
+                "[1:0]scale=w=1920:h=800[0]",
+                "-map",
+                "[0]",
+                "-codec:0",
+                "libx264",
+                "o.mp4"
+            ]),
+            JobKind::VideoTranscode
+        );
+        assert_eq!(
+            kind(&["-i", "/m/a.mkv", "-map", "7:0", "-codec:0", "libx264", "o.mp4"]),
             JobKind::VideoTranscode
         );
     }

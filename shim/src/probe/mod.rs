@@ -83,9 +83,15 @@ impl VideoTrack {
     }
 }
 
-/// Positioned reads from a file with a byte budget.
+/// Where the probe reads from: a file, or bytes in memory (the fuzz target's input).
+enum Backing {
+    File(File),
+    Memory(Vec<u8>),
+}
+
+/// Positioned reads with a byte budget.
 pub struct Reader {
-    file: File,
+    backing: Backing,
     pub len: u64,
     budget: u64,
 }
@@ -98,10 +104,19 @@ impl Reader {
             return Err("not a regular file");
         }
         Ok(Reader {
-            file,
+            backing: Backing::File(file),
             len: meta.len(),
             budget: max_bytes,
         })
+    }
+
+    /// A reader over bytes in memory.
+    pub fn from_bytes(data: Vec<u8>, max_bytes: u64) -> Reader {
+        Reader {
+            len: data.len() as u64,
+            backing: Backing::Memory(data),
+            budget: max_bytes,
+        }
     }
 
     /// Reads up to `n` bytes at `off` (fewer at the end of the file).
@@ -114,10 +129,14 @@ impl Reader {
             return Err("probe read budget exhausted");
         }
         self.budget -= n;
+        let file = match &self.backing {
+            Backing::Memory(d) => return Ok(d[off as usize..(off + n) as usize].to_vec()),
+            Backing::File(f) => f,
+        };
         let mut buf = vec![0u8; n as usize];
         let mut got = 0;
         while got < buf.len() {
-            match self.file.read_at(&mut buf[got..], off + got as u64) {
+            match file.read_at(&mut buf[got..], off + got as u64) {
                 Ok(0) => break,
                 Ok(k) => got += k,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -131,22 +150,30 @@ impl Reader {
 
 /// Probes a local file.
 pub fn probe(path: &Path, max_bytes: u64) -> Result<VideoTrack, ProbeError> {
-    let mut r = Reader::open(path, max_bytes)?;
+    probe_reader(&mut Reader::open(path, max_bytes)?)
+}
+
+/// Probes bytes in memory (used by the fuzz target).
+pub fn probe_bytes(data: &[u8], max_bytes: u64) -> Result<VideoTrack, ProbeError> {
+    probe_reader(&mut Reader::from_bytes(data.to_vec(), max_bytes))
+}
+
+fn probe_reader(r: &mut Reader) -> Result<VideoTrack, ProbeError> {
     let head = r.read_at(0, 12)?;
     if head.len() < 12 {
         return Err("file too short");
     }
     if head[..4] == [0x1A, 0x45, 0xDF, 0xA3] {
-        return mkv::probe(&mut r);
+        return mkv::probe(r);
     }
     if matches!(
         &head[4..8],
         b"ftyp" | b"moov" | b"mdat" | b"free" | b"wide" | b"skip" | b"pnot"
     ) {
-        return mp4::probe(&mut r);
+        return mp4::probe(r);
     }
     if head[0] == 0x47 || head[4] == 0x47 {
-        return ts::probe(&mut r);
+        return ts::probe(r);
     }
     Err("unknown container")
 }
