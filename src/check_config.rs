@@ -12,7 +12,10 @@ pub fn run(args: CheckConfigArgs) -> Result<ExitCode> {
     let path = config::path(args.config.as_deref());
     let mut ok = true;
     match config::load_strict(&path) {
-        Ok(_) => println!("config {}: ok", path.display()),
+        Ok(c) => {
+            println!("config {}: ok", path.display());
+            println!("plex directory: {}", crate::daemon::describe_plex_dir(&c));
+        }
         Err(e) => {
             println!("{e:#}");
             ok = false;

@@ -18,6 +18,18 @@ pub enum Command {
     Explain(ExplainArgs),
     /// Validate the configuration file and the environment overrides.
     CheckConfig(CheckConfigArgs),
+    /// Run the companion daemon (systemd service or container service).
+    Daemon(DaemonArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DaemonArgs {
+    /// Config file (default: $DOWNSHIFTARR_CONFIG or /etc/downshiftarr/config.json).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Debug logs (also the config key daemon.debug).
+    #[arg(long)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 mod check_config;
 mod cli;
 mod config;
+mod daemon;
 mod explain;
 
 use clap::Parser;
@@ -12,6 +13,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         cli::Command::Explain(args) => explain::run(args),
         cli::Command::CheckConfig(args) => check_config::run(args),
+        cli::Command::Daemon(args) => daemon::run(args),
     };
     match result {
         Ok(code) => code,

@@ -4,6 +4,7 @@ mod cli;
 mod e2e;
 mod faults;
 mod golden;
+mod install;
 mod probe_media;
 mod static_shim;
 mod util;

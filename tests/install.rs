@@ -1,0 +1,552 @@
+//! The installer, the healer, the container init step and the systemd unit — all in temporary
+//! trees; no real `/` is touched.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use crate::util;
+
+const PLEX: &str = "usr/lib/plexmediaserver";
+const MARKER: &[u8] = b"downshiftarr-shim-marker:v1";
+
+/// A genuine-looking Plex transcoder: a script that answers `-version` and records its args.
+fn plex_binary(version: &str) -> String {
+    format!("#!/bin/sh\n# Plex Transcoder {version}\n[ -n \"$FAKE_RECORD\" ] && printf '%s\\n' \"$@\" > \"$FAKE_RECORD\"\necho \"Plex Transcoder {version}\"\n")
+}
+
+fn write_exe(p: &Path, body: &str) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, body).unwrap();
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+fn plex_tree(root: &Path, version: &str) {
+    write_exe(
+        &root.join(PLEX).join("Plex Transcoder"),
+        &plex_binary(version),
+    );
+    write_exe(
+        &root.join(PLEX).join("Plex Media Server"),
+        "#!/bin/sh\nexit 0\n",
+    );
+}
+
+fn transcoder(root: &Path) -> PathBuf {
+    root.join(PLEX).join("Plex Transcoder")
+}
+fn real(root: &Path) -> PathBuf {
+    root.join(PLEX).join("Plex Transcoder.downshiftarr-real")
+}
+
+fn is_shim(p: &Path) -> bool {
+    std::fs::read(p).is_ok_and(|b| b.windows(MARKER.len()).any(|w| w == MARKER))
+}
+
+fn installer(root: &Path, args: &[&str]) -> Output {
+    let out = Command::new("bash")
+        .arg(util::repo().join("install/install.sh"))
+        .args([
+            "--root",
+            root.to_str().unwrap(),
+            "--bin-dir",
+            util::bin_dir().to_str().unwrap(),
+        ])
+        .args(args)
+        .env("DOWNSHIFTARR_CONFIG", root.join("no-host-config.json"))
+        .env("DOWNSHIFTARR_DECISION_LOG", "")
+        .output()
+        .unwrap();
+    out
+}
+
+fn ok(out: &Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "installer failed:\n{text}");
+    text
+}
+
+/// Every path under `root` with its type, mode and content (or link target).
+fn snapshot(root: &Path) -> BTreeMap<String, String> {
+    let mut m = BTreeMap::new();
+    fn walk(root: &Path, dir: &Path, m: &mut BTreeMap<String, String>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let meta = std::fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().display().to_string();
+            let mode = meta.permissions().mode() & 0o7777;
+            if meta.file_type().is_symlink() {
+                m.insert(
+                    rel,
+                    format!("link -> {}", std::fs::read_link(&p).unwrap().display()),
+                );
+            } else if meta.is_dir() {
+                m.insert(rel, format!("dir {mode:o}"));
+                walk(root, &p, m);
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                m.insert(
+                    rel,
+                    format!("file {mode:o} {} bytes {:x}", bytes.len(), fnv(&bytes)),
+                );
+            }
+        }
+    }
+    walk(root, root, &mut m);
+    m
+}
+
+fn fnv(b: &[u8]) -> u64 {
+    b.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, x| {
+        (h ^ *x as u64).wrapping_mul(0x100_0000_01b3)
+    })
+}
+
+fn diff(a: &BTreeMap<String, String>, b: &BTreeMap<String, String>) -> String {
+    let mut out = String::new();
+    for (k, v) in a {
+        match b.get(k) {
+            None => out.push_str(&format!("- {k}: {v}\n")),
+            Some(w) if w != v => out.push_str(&format!("~ {k}: {v} => {w}\n")),
+            _ => {}
+        }
+    }
+    for (k, v) in b {
+        if !a.contains_key(k) {
+            out.push_str(&format!("+ {k}: {v}\n"));
+        }
+    }
+    out
+}
+
+#[test]
+fn install_puts_the_shim_in_front_of_the_original() {
+    let d = util::tempdir();
+    plex_tree(d.path(), "v1");
+    let log = ok(&installer(d.path(), &[]));
+    assert!(log.contains("Plex found in"), "{log}");
+    assert!(
+        is_shim(&transcoder(d.path())),
+        "the transcoder path holds the shim"
+    );
+    assert_eq!(
+        util::read(&real(d.path())),
+        plex_binary("v1"),
+        "the original is beside it, unchanged"
+    );
+    // The installed shim execs the original with the job's arguments.
+    let rec = d.path().join("record");
+    let out = Command::new(transcoder(d.path()))
+        .args([
+            "-i",
+            "/m/x.mkv",
+            "-vf",
+            "fps=1",
+            "-f",
+            "image2",
+            "t-%05d.jpeg",
+        ])
+        .env("FAKE_RECORD", &rec)
+        .env("DOWNSHIFTARR_CONFIG", d.path().join("none.json"))
+        .env("DOWNSHIFTARR_SOCKET", "")
+        .env("DOWNSHIFTARR_DECISION_LOG", "")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(
+        util::read(&rec),
+        "-i\n/m/x.mkv\n-vf\nfps=1\n-f\nimage2\nt-%05d.jpeg\n"
+    );
+    assert!(d
+        .path()
+        .join("usr/lib/downshiftarr/downshiftarr-shim")
+        .exists());
+    assert!(d.path().join("etc/downshiftarr/config.json").exists());
+    assert!(d
+        .path()
+        .join("etc/systemd/system/downshiftarr.service")
+        .exists());
+    let sum = util::read(&d.path().join("var/lib/downshiftarr/original.sha256"));
+    assert!(
+        sum.ends_with("  Plex Transcoder.downshiftarr-real\n"),
+        "{sum}"
+    );
+}
+
+#[test]
+fn second_install_changes_nothing_and_dry_run_changes_nothing() {
+    let d = util::tempdir();
+    plex_tree(d.path(), "v1");
+    let before = snapshot(d.path());
+    let log = ok(&installer(d.path(), &["--dry-run"]));
+    assert!(log.contains("+ mv -f"), "dry run prints the steps: {log}");
+    assert_eq!(snapshot(d.path()), before, "dry run changed the tree");
+    ok(&installer(d.path(), &[]));
+    let once = snapshot(d.path());
+    let log = ok(&installer(d.path(), &[]));
+    assert!(log.contains("already current"), "{log}");
+    let twice = snapshot(d.path());
+    assert!(
+        once == twice,
+        "the second run changed:\n{}",
+        diff(&once, &twice)
+    );
+}
+
+#[test]
+fn uninstall_purge_restores_the_tree_byte_for_byte() {
+    let d = util::tempdir();
+    plex_tree(d.path(), "v1");
+    let before = snapshot(d.path());
+    ok(&installer(d.path(), &[]));
+    let log = ok(&installer(d.path(), &["--uninstall"]));
+    assert!(log.contains("matches the checksum"), "{log}");
+    assert_eq!(util::read(&transcoder(d.path())), plex_binary("v1"));
+    assert!(
+        d.path().join("etc/downshiftarr/config.json").exists(),
+        "config kept without --purge"
+    );
+    ok(&installer(d.path(), &[]));
+    ok(&installer(d.path(), &["--uninstall", "--purge"]));
+    let after = snapshot(d.path());
+    assert!(before == after, "not restored:\n{}", diff(&before, &after));
+}
+
+#[test]
+fn uninstall_refuses_an_original_that_does_not_match_its_checksum() {
+    let d = util::tempdir();
+    plex_tree(d.path(), "v1");
+    ok(&installer(d.path(), &[]));
+    write_exe(&real(d.path()), &plex_binary("tampered"));
+    let out = installer(d.path(), &["--uninstall"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not match the checksum"));
+    assert!(is_shim(&transcoder(d.path())), "nothing was changed");
+}
+
+#[test]
+fn a_genuine_binary_over_the_shim_becomes_the_new_original_on_reinstall() {
+    let d = util::tempdir();
+    plex_tree(d.path(), "v1");
+    ok(&installer(d.path(), &[]));
+    write_exe(&transcoder(d.path()), &plex_binary("v2")); // a manual update behind our back
+    let log = ok(&installer(d.path(), &[]));
+    assert!(log.contains("replacing the stale original"), "{log}");
+    assert!(is_shim(&transcoder(d.path())));
+    assert_eq!(util::read(&real(d.path())), plex_binary("v2"));
+}
+
+/// Builds `plexmediaserver_<v>.deb` with the given transcoder.
+fn deb(dir: &Path, version: &str) -> PathBuf {
+    let pkg = dir.join(format!("pkg-{version}"));
+    std::fs::create_dir_all(pkg.join("DEBIAN")).unwrap();
+    std::fs::write(
+        pkg.join("DEBIAN/control"),
+        format!("Package: plexmediaserver\nVersion: {version}\nArchitecture: all\nMaintainer: tests <t@example.invalid>\nDescription: fake Plex Media Server for downshiftarr tests\n"),
+    )
+    .unwrap();
+    write_exe(
+        &pkg.join(PLEX).join("Plex Transcoder"),
+        &plex_binary(version),
+    );
+    // Real packages carry md5sums; the uninstaller checks a dpkg-upgraded original against them.
+    let md5 = Command::new("md5sum")
+        .arg(pkg.join(PLEX).join("Plex Transcoder"))
+        .output()
+        .unwrap();
+    let sum = String::from_utf8_lossy(&md5.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    std::fs::write(
+        pkg.join("DEBIAN/md5sums"),
+        format!("{sum}  {PLEX}/Plex Transcoder\n"),
+    )
+    .unwrap();
+    let out = dir.join(format!("plexmediaserver_{version}.deb"));
+    let st = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "--build"])
+        .arg(&pkg)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    out
+}
+
+fn dpkg_install(root: &Path, deb: &Path) {
+    let st = Command::new("dpkg")
+        .arg(format!("--root={}", root.display()))
+        .args(["--force-not-root", "--force-script-chrootless", "-i"])
+        .arg(deb)
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "dpkg -i: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+}
+
+#[test]
+fn a_real_dpkg_upgrade_keeps_the_shim_and_installs_the_new_original() {
+    util::require("dpkg");
+    let work = util::tempdir();
+    let root = work.path().join("root");
+    for d in [
+        "var/lib/dpkg/info",
+        "var/lib/dpkg/updates",
+        "var/lib/dpkg/triggers",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+    std::fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
+    dpkg_install(&root, &deb(work.path(), "1.41.0"));
+    let log = ok(&installer(&root, &[]));
+    assert!(
+        log.contains("dpkg owns the transcoder: diverting it"),
+        "{log}"
+    );
+    dpkg_install(&root, &deb(work.path(), "1.42.0"));
+    assert!(
+        is_shim(&transcoder(&root)),
+        "the upgrade left the shim in place"
+    );
+    assert_eq!(
+        util::read(&real(&root)),
+        plex_binary("1.42.0"),
+        "the new transcoder went to the diverted name"
+    );
+    let out = Command::new(transcoder(&root))
+        .arg("-version")
+        .env("DOWNSHIFTARR_CONFIG", root.join("none.json"))
+        .output()
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "Plex Transcoder 1.42.0\n",
+        "the shim execs the new original"
+    );
+    // Uninstall verifies the upgraded original against dpkg, removes the diversion and gives
+    // the package its file back.
+    let log = ok(&installer(&root, &["--uninstall", "--purge"]));
+    assert!(
+        log.contains("upgraded by dpkg since install and matches the package's checksum"),
+        "{log}"
+    );
+    assert_eq!(util::read(&transcoder(&root)), plex_binary("1.42.0"));
+    let q = Command::new("dpkg-divert")
+        .args(["--root", root.to_str().unwrap(), "--list"])
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&q.stdout).contains("downshiftarr"),
+        "diversion removed"
+    );
+}
+
+#[test]
+fn the_daemon_heals_an_overwrite_behind_dpkgs_back_within_10_seconds() {
+    let d = util::tempdir();
+    let root = d.path();
+    plex_tree(root, "v1");
+    ok(&installer(root, &[]));
+    let cfg = root.join("etc/downshiftarr/daemon-test.json");
+    std::fs::write(
+        &cfg,
+        serde_json::json!({"daemon": {
+            "state_dir": root.join("var/lib/downshiftarr"), "runtime_dir": root.join("run/downshiftarr"),
+            "plex_dir": root.join(PLEX), "shim_binary": root.join("usr/lib/downshiftarr/downshiftarr-shim"),
+            "heal_interval_s": 5
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    let mut daemon = Command::new(util::cli())
+        .args(["daemon", "--config", cfg.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // Something copies a new Plex over the shim in place (no dpkg, no rename).
+    let new = plex_binary("v3");
+    std::fs::write(transcoder(root), &new).unwrap();
+    let t = Instant::now();
+    while t.elapsed() < Duration::from_secs(10)
+        && !(is_shim(&transcoder(root)) && util::read(&real(root)) == new)
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let healed_in = t.elapsed();
+    assert!(is_shim(&transcoder(root)), "the shim was put back");
+    assert_eq!(
+        util::read(&real(root)),
+        new,
+        "the new binary is the original"
+    );
+    assert!(
+        healed_in < Duration::from_secs(10),
+        "healed in {healed_in:?}"
+    );
+    // SIGTERM stops it cleanly within 5 s.
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(daemon.id().to_string())
+        .status();
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = daemon.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "daemon did not stop within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success());
+    // And the uninstaller accepts the adopted original: its checksum was updated.
+    ok(&installer(root, &["--uninstall"]));
+    assert_eq!(util::read(&transcoder(root)), new);
+}
+
+/// Lays out a tree shaped like the linuxserver/plex image with our overlay and binaries.
+fn image_tree(root: &Path, version: &str) {
+    plex_tree(root, version);
+    let lib = root.join("usr/lib/downshiftarr");
+    std::fs::create_dir_all(&lib).unwrap();
+    for (src, name) in [
+        (util::cli(), "downshiftarr"),
+        (util::shim(), "downshiftarr-shim"),
+        (util::repo().join("install/install.sh"), "install.sh"),
+    ] {
+        std::fs::copy(&src, lib.join(name)).unwrap();
+    }
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(util::repo().join("install/container/root/."))
+        .arg(root)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+fn container_init(root: &Path) -> String {
+    let out = Command::new("bash")
+        .arg(root.join("etc/s6-overlay/s6-rc.d/init-downshiftarr/run"))
+        .env("DOWNSHIFTARR_ROOT", root)
+        .env("DOWNSHIFTARR_CONFIG", root.join("none.json"))
+        .output()
+        .unwrap();
+    ok(&out)
+}
+
+#[test]
+fn container_init_installs_is_idempotent_and_reapplies_after_an_update() {
+    let d = util::tempdir();
+    image_tree(d.path(), "v1");
+    let s6 = d.path().join("etc/s6-overlay/s6-rc.d");
+    assert!(
+        s6.join("init-downshiftarr/dependencies.d/init-plex-update")
+            .exists(),
+        "ordered after the image's update step"
+    );
+    assert!(
+        s6.join("svc-plex/dependencies.d/init-downshiftarr")
+            .exists(),
+        "Plex waits for the shim"
+    );
+    assert_eq!(
+        util::read(&s6.join("svc-downshiftarr/type")).trim(),
+        "longrun"
+    );
+    container_init(d.path());
+    assert!(is_shim(&transcoder(d.path())));
+    let once = snapshot(d.path());
+    container_init(d.path());
+    let twice = snapshot(d.path());
+    assert!(
+        once == twice,
+        "second start changed:\n{}",
+        diff(&once, &twice)
+    );
+    // The image's update step installs a new Plex over the shim; the next init step heals.
+    write_exe(&transcoder(d.path()), &plex_binary("v2"));
+    container_init(d.path());
+    assert!(is_shim(&transcoder(d.path())));
+    assert_eq!(util::read(&real(d.path())), plex_binary("v2"));
+}
+
+#[test]
+fn the_systemd_unit_verifies_cleanly() {
+    util::require("systemd-analyze");
+    let d = util::tempdir();
+    // verify checks that ExecStart exists: point it at the binary under test.
+    let unit = util::read(&util::repo().join("install/systemd/downshiftarr.service")).replace(
+        "/usr/lib/downshiftarr/downshiftarr",
+        util::cli().to_str().unwrap(),
+    );
+    let p = d.path().join("downshiftarr.service");
+    std::fs::write(&p, unit).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&p)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.trim().is_empty(),
+        "systemd-analyze verify:\n{text}"
+    );
+    let u = util::read(&util::repo().join("install/systemd/downshiftarr.service"));
+    for needle in [
+        "Type=notify",
+        "RuntimeDirectory=",
+        "StateDirectory=",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "UMask=0027",
+        "Restart=on-failure",
+    ] {
+        assert!(u.contains(needle), "unit lacks {needle}");
+    }
+}
+
+#[test]
+fn every_shell_script_passes_shellcheck() {
+    util::require("shellcheck");
+    let mut scripts: Vec<PathBuf> = vec![
+        util::repo().join("install/install.sh"),
+        util::repo().join(".ci/run"),
+        util::repo().join("tests/run"),
+        util::repo().join("tools/rustc-wrapper"),
+        util::repo().join("tests/support/plex-transcoder-standin"),
+    ];
+    for svc in ["init-downshiftarr", "svc-downshiftarr"] {
+        scripts.push(util::repo().join(format!(
+            "install/container/root/etc/s6-overlay/s6-rc.d/{svc}/run"
+        )));
+    }
+    let out = Command::new("shellcheck").args(&scripts).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
