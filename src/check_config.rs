@@ -15,6 +15,31 @@ pub fn run(args: CheckConfigArgs) -> Result<ExitCode> {
         Ok(c) => {
             println!("config {}: ok", path.display());
             println!("plex directory: {}", crate::daemon::describe_plex_dir(&c));
+            match c.plex.resolved() {
+                Ok((url, token)) => {
+                    let t = |ms| std::time::Duration::from_millis(ms);
+                    let plex = crate::plex::Plex::new(
+                        &url,
+                        &token,
+                        t(c.plex.connect_timeout_ms),
+                        t(c.plex.read_timeout_ms),
+                    );
+                    match plex.and_then(|p| p.identity()) {
+                        Ok(id) => println!(
+                            "plex {url}: ok (server {}, version {})",
+                            id.get("machineIdentifier")
+                                .and_then(|v| v.as_str())
+                                .unwrap_or("?"),
+                            id.get("version").and_then(|v| v.as_str()).unwrap_or("?")
+                        ),
+                        Err(e) => {
+                            println!("plex {url}: {e}");
+                            ok = false;
+                        }
+                    }
+                }
+                Err(e) => println!("plex: {e:#} (the daemon will not sync the library)"),
+            }
         }
         Err(e) => {
             println!("{e:#}");

@@ -20,6 +20,44 @@ pub enum Command {
     CheckConfig(CheckConfigArgs),
     /// Run the companion daemon (systemd service or container service).
     Daemon(DaemonArgs),
+    /// Bring the library index up to date with Plex (incremental unless --full).
+    Sync(SyncArgs),
+    /// List indexed movies or shows with a title, with their versions and external ids.
+    Discover(DiscoverArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// List everything and compare client-side, ignoring the watermarks.
+    #[arg(long)]
+    pub full: bool,
+    /// Only this section key.
+    #[arg(long, value_name = "KEY")]
+    pub section: Option<String>,
+    /// Only items with this title.
+    #[arg(long, value_name = "T")]
+    pub title: Option<String>,
+    /// With --title: only this year.
+    #[arg(long, value_name = "Y", requires = "title")]
+    pub year: Option<i64>,
+    /// Read Plex, change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Items per listing page.
+    #[arg(long, value_name = "N")]
+    pub page_size: Option<u64>,
+}
+
+#[derive(Debug, Args)]
+pub struct DiscoverArgs {
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long, value_name = "T")]
+    pub title: String,
+    #[arg(long, value_name = "Y")]
+    pub year: Option<i64>,
 }
 
 #[derive(Debug, Args)]

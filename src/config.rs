@@ -11,11 +11,141 @@ use downshiftarr_shim::config::ShimConfig;
 use serde::{Deserialize, Serialize};
 
 /// The whole file.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Config {
+    pub plex: PlexConfig,
     pub shim: ShimConfig,
+    pub index: IndexConfig,
     pub daemon: DaemonConfig,
+}
+
+/// The `plex` section. The token is a secret: `PLEX_TOKEN` or a token file, never logged.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PlexConfig {
+    /// Base URL (`PLEX_URL`).
+    pub url: String,
+    /// The server owner's token (`PLEX_TOKEN` wins); prefer `token_file`.
+    pub token: String,
+    /// A file holding the token; must not be readable or writable by others.
+    pub token_file: String,
+    pub connect_timeout_ms: u64,
+    pub read_timeout_ms: u64,
+}
+
+impl Default for PlexConfig {
+    fn default() -> Self {
+        PlexConfig {
+            url: "http://127.0.0.1:32400".into(),
+            token: String::new(),
+            token_file: String::new(),
+            connect_timeout_ms: 2000,
+            read_timeout_ms: 15000,
+        }
+    }
+}
+
+impl std::fmt::Debug for PlexConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlexConfig")
+            .field("url", &self.url)
+            .field("token", &"<redacted>")
+            .field("token_file", &self.token_file)
+            .finish()
+    }
+}
+
+impl PlexConfig {
+    /// The URL and token in effect: environment first, then the token file, then the file.
+    pub fn resolved(&self) -> Result<(String, String)> {
+        let url = std::env::var("PLEX_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+            .unwrap_or_else(|| self.url.clone());
+        if let Ok(t) = std::env::var("PLEX_TOKEN") {
+            if !t.is_empty() {
+                return Ok((url, t));
+            }
+        }
+        if !self.token_file.is_empty() {
+            use std::os::unix::fs::PermissionsExt;
+            let meta = std::fs::metadata(&self.token_file)
+                .with_context(|| format!("plex.token_file {}", self.token_file))?;
+            if meta.permissions().mode() & 0o027 != 0 {
+                bail!(
+                    "plex.token_file {}: readable or writable by others (chmod 0640 or stricter)",
+                    self.token_file
+                );
+            }
+            let t = std::fs::read_to_string(&self.token_file)
+                .with_context(|| format!("plex.token_file {}", self.token_file))?;
+            let t = t.lines().next().unwrap_or_default().trim().to_string();
+            if t.is_empty() {
+                bail!("plex.token_file {} is empty", self.token_file);
+            }
+            return Ok((url, t));
+        }
+        if self.token.is_empty() {
+            bail!("no Plex token: set PLEX_TOKEN, plex.token_file or plex.token");
+        }
+        Ok((url, self.token.clone()))
+    }
+}
+
+/// One path mapping: Plex sees `plex`, this machine sees `local` (longest prefix wins).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathMapping {
+    pub plex: String,
+    pub local: String,
+}
+
+/// The `index` section.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IndexConfig {
+    /// The SQLite file; empty: `<daemon.state_dir>/index.sqlite`.
+    pub database: String,
+    /// Items per listing page (`X-Plex-Container-Size`).
+    pub page_size: u64,
+    /// Items per `/library/metadata/k1,k2,…` request.
+    pub metadata_batch: usize,
+    /// Seconds between incremental syncs; 0: only at start and on demand.
+    pub sync_interval_s: u64,
+    /// Plex path prefixes as seen from this machine.
+    pub path_mappings: Vec<PathMapping>,
+}
+
+impl Default for IndexConfig {
+    fn default() -> Self {
+        IndexConfig {
+            database: String::new(),
+            page_size: 500,
+            metadata_batch: 50,
+            sync_interval_s: 900,
+            path_mappings: Vec::new(),
+        }
+    }
+}
+
+impl IndexConfig {
+    pub fn database_path(&self, daemon: &DaemonConfig) -> std::path::PathBuf {
+        if self.database.is_empty() {
+            Path::new(&daemon.state_dir).join("index.sqlite")
+        } else {
+            PathBuf::from(&self.database)
+        }
+    }
+
+    /// Maps a Plex path to a local one (longest prefix wins).
+    pub fn local_path(&self, plex_path: &str) -> String {
+        self.path_mappings
+            .iter()
+            .filter(|m| plex_path.starts_with(&m.plex))
+            .max_by_key(|m| m.plex.len())
+            .map(|m| format!("{}{}", m.local, &plex_path[m.plex.len()..]))
+            .unwrap_or_else(|| plex_path.to_string())
+    }
 }
 
 /// The `daemon` section.
@@ -36,6 +166,11 @@ pub struct DaemonConfig {
     pub shim_binary: String,
     /// Backstop check interval for the healer, seconds (inotify reacts at once).
     pub heal_interval_s: u32,
+    /// Group owning the shim socket (mode 0660): the Plex group, so the transcoder may connect.
+    pub socket_group: String,
+    /// Extra uids / gids allowed on the socket (root, the daemon's uid and `socket_group` are).
+    pub allowed_uids: Vec<u32>,
+    pub allowed_gids: Vec<u32>,
 }
 
 impl Default for DaemonConfig {
@@ -48,6 +183,9 @@ impl Default for DaemonConfig {
             plex_dir: String::new(),
             shim_binary: "/usr/lib/downshiftarr/downshiftarr-shim".into(),
             heal_interval_s: 5,
+            socket_group: "plex".into(),
+            allowed_uids: Vec::new(),
+            allowed_gids: Vec::new(),
         }
     }
 }
@@ -95,6 +233,36 @@ pub fn path(flag: Option<&Path>) -> PathBuf {
     }
 }
 
+/// Parses the whole file, naming the path of any unknown or mistyped key
+/// (`index.page_sise: unknown field …`).
+pub fn parse(text: &str) -> std::result::Result<Config, String> {
+    let v: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let obj = v.as_object().ok_or("the top level must be an object")?;
+    const SECTIONS: &[&str] = &["plex", "shim", "index", "daemon"];
+    if let Some(k) = obj.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
+        return Err(format!(
+            "{k}: unknown section, expected one of {}",
+            SECTIONS.join(", ")
+        ));
+    }
+    fn section<T: serde::de::DeserializeOwned + Default>(
+        obj: &serde_json::Map<String, serde_json::Value>,
+        name: &str,
+    ) -> std::result::Result<T, String> {
+        match obj.get(name) {
+            None => Ok(T::default()),
+            Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("{name}: {e}")),
+        }
+    }
+    Ok(Config {
+        plex: section(obj, "plex")?,
+        shim: section(obj, "shim")?,
+        index: section(obj, "index")?,
+        daemon: section(obj, "daemon")?,
+    })
+}
+
 /// Loads and validates the file strictly. A missing file is the defaults.
 pub fn load_strict(path: &Path) -> Result<Config> {
     let text = match std::fs::read_to_string(path) {
@@ -104,8 +272,7 @@ pub fn load_strict(path: &Path) -> Result<Config> {
             return Err(e).with_context(|| format!("unable to read config {}", path.display()))
         }
     };
-    let c: Config = serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
+    let c = parse(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
     if let Err(e) = c.shim.validate() {
         bail!("config {}: {e}", path.display());
     }

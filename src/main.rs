@@ -5,6 +5,9 @@ mod cli;
 mod config;
 mod daemon;
 mod explain;
+mod index;
+mod library;
+mod plex;
 
 use clap::Parser;
 
@@ -14,6 +17,8 @@ fn main() -> std::process::ExitCode {
         cli::Command::Explain(args) => explain::run(args),
         cli::Command::CheckConfig(args) => check_config::run(args),
         cli::Command::Daemon(args) => daemon::run(args),
+        cli::Command::Sync(args) => library::sync(args),
+        cli::Command::Discover(args) => library::discover(args),
     };
     match result {
         Ok(code) => code,

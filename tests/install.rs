@@ -365,7 +365,7 @@ fn the_daemon_heals_an_overwrite_behind_dpkgs_back_within_10_seconds() {
     let cfg = root.join("etc/downshiftarr/daemon-test.json");
     std::fs::write(
         &cfg,
-        serde_json::json!({"daemon": {
+        serde_json::json!({"shim": {"socket": root.join("run/downshiftarr/shim.sock")}, "daemon": {
             "state_dir": root.join("var/lib/downshiftarr"), "runtime_dir": root.join("run/downshiftarr"),
             "plex_dir": root.join(PLEX), "shim_binary": root.join("usr/lib/downshiftarr/downshiftarr-shim"),
             "heal_interval_s": 5

@@ -1,7 +1,9 @@
 //! The integration suite: one test binary (ripgrep's habit), one module per concern.
 
 mod cli;
+mod daemon;
 mod e2e;
+mod fake_plex;
 mod faults;
 mod golden;
 mod install;

@@ -7,16 +7,20 @@
 pub mod heal;
 pub mod lifecycle;
 pub mod logging;
+pub mod socket;
 pub mod supervisor;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Result;
 
 use crate::cli::DaemonArgs;
 use crate::config::{self, Config, PLEX_DIRS};
+use crate::index::{self, sync, Lookup};
 use lifecycle::{InstanceLock, Shutdown};
 
 /// How long jobs get to finish after SIGTERM before the daemon exits anyway.
@@ -54,8 +58,52 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
             ),
         }
     }
+
+    // The index: migrated, and loaded into memory before the socket answers anything.
+    let db_path = cfg.index.database_path(&cfg.daemon);
+    let db = index::open(&db_path)?;
+    let lookup = Lookup::default();
+    lookup.rebuild(&db)?;
+    tracing::info!(files = lookup.len(), database = %db_path.display(), "library index loaded");
+    drop(db);
+
+    // The shim's socket.
+    let (listener, mut access) =
+        socket::bind(Path::new(&cfg.shim.socket), &cfg.daemon.socket_group)?;
+    access.uids.extend(&cfg.daemon.allowed_uids);
+    access.gids.extend(&cfg.daemon.allowed_gids);
+    let stats = Arc::new(socket::Stats::default());
+    let (tx, rx) = sync_channel::<serde_json::Value>(4096);
+    {
+        let (lookup, stats, listener) = (lookup.clone(), stats.clone(), Arc::new(listener));
+        jobs.push(supervisor::spawn(
+            "socket",
+            shutdown.clone(),
+            Box::new(move |sd| socket::serve(&listener, &access, &lookup, &tx, &stats, sd)),
+        ));
+    }
+    {
+        let db_path = db_path.clone();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        jobs.push(supervisor::spawn(
+            "audit",
+            shutdown.clone(),
+            Box::new(move |sd| audit(&db_path, &rx, sd)),
+        ));
+    }
+    match cfg.plex.resolved() {
+        Ok((url, token)) => {
+            let (lookup, cfg2, db_path) = (lookup.clone(), cfg.clone(), db_path.clone());
+            jobs.push(supervisor::spawn(
+                "sync",
+                shutdown.clone(),
+                Box::new(move |sd| sync_job(&cfg2, &url, &token, &db_path, &lookup, sd)),
+            ));
+        }
+        Err(e) => tracing::warn!("the library index will not be synced: {e:#}"),
+    }
     lifecycle::notify("READY=1");
-    tracing::info!("ready");
+    tracing::info!(socket = %cfg.shim.socket, "ready");
 
     let mut reloads = shutdown.reload_generation();
     while !shutdown.wait(Duration::from_secs(1)) {
@@ -83,6 +131,80 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Stores decision reports from the shim in the audit table.
+fn audit(
+    db_path: &Path,
+    rx: &std::sync::Mutex<Receiver<serde_json::Value>>,
+    shutdown: &Shutdown,
+) -> Result<()> {
+    let db = index::open(db_path)?;
+    let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+    while !shutdown.is_set() {
+        let rec = match rx.recv_timeout(Duration::from_millis(250)) {
+            Ok(r) => r,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => return Ok(()),
+        };
+        let field = |k: &str| rec.get(k).and_then(|v| v.as_str()).map(String::from);
+        if field("decision").as_deref() != Some("pass") {
+            tracing::info!(
+                decision = field("decision").unwrap_or_default(),
+                reason = field("reason").unwrap_or_default(),
+                input = field("input").unwrap_or_default(),
+                "shim decision"
+            );
+        }
+        db.execute(
+            "INSERT INTO decisions(time, job, decision, reason, session, input, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            rusqlite::params![field("time").unwrap_or_default(), field("job"), field("decision"), field("reason"), field("session"), field("input"), rec.to_string()],
+        )?;
+    }
+    Ok(())
+}
+
+/// Syncs the index from Plex now and every `index.sync_interval_s`.
+fn sync_job(
+    cfg: &Config,
+    url: &str,
+    token: &str,
+    db_path: &Path,
+    lookup: &Lookup,
+    shutdown: &Shutdown,
+) -> Result<()> {
+    let plex = crate::plex::Plex::new(
+        url,
+        token,
+        Duration::from_millis(cfg.plex.connect_timeout_ms),
+        Duration::from_millis(cfg.plex.read_timeout_ms),
+    )?;
+    let mut db = index::open(db_path)?;
+    let opts = sync::Options {
+        page_size: cfg.index.page_size,
+        metadata_batch: cfg.index.metadata_batch,
+        ..sync::Options::default()
+    };
+    loop {
+        let s = sync::run(&plex, &mut db, &opts, &mut |_| {})?;
+        lookup.rebuild(&db)?;
+        tracing::info!(
+            seen = s.seen,
+            changed = s.changed,
+            removed = s.removed,
+            api_calls = s.api_calls,
+            seconds = s.seconds,
+            "library synced"
+        );
+        let wait = if cfg.index.sync_interval_s == 0 {
+            Duration::from_secs(u64::MAX / 4)
+        } else {
+            Duration::from_secs(cfg.index.sync_interval_s)
+        };
+        if shutdown.wait(wait) {
+            return Ok(());
+        }
+    }
 }
 
 /// The Plex directory: configured, else the first usual place that exists.

@@ -1,0 +1,338 @@
+//! Keeping the index in step with Plex, incrementally.
+//!
+//! Per section:
+//! - **Probe** once whether the server honours `updatedAt>>=` (a future timestamp must match
+//!   nothing); the answer is cached in `meta`. If it does not, listings are full and compared
+//!   client-side (apis.md §1.3).
+//! - **Changed items** only: movies (and, for TV, episodes and shows) updated since the
+//!   section's watermark — the largest `updatedAt` seen by the last complete pass — then their
+//!   full metadata (streams, DOVI fields) in batches of `/library/metadata/k1,k2,…`.
+//! - **Deletions** by a ratingKey-set diff of the section, after a complete listing only.
+//! - **Crash-safe**: every batch is one transaction; the watermark moves only when a section's
+//!   pass completed, so `kill -9` anywhere leaves a consistent index and the next pass
+//!   finishes the job. A Plex error aborts the pass before anything is deleted.
+
+use std::collections::HashSet;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use rusqlite::Connection;
+use serde_json::Value;
+
+use super::plexjson::{n, s};
+use crate::plex::Plex;
+
+/// Plex listing types.
+const MOVIE: u8 = 1;
+const SHOW: u8 = 2;
+const EPISODE: u8 = 4;
+
+/// What a sync should do.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Ignore watermarks: list everything, compare `updatedAt` client-side.
+    pub full: bool,
+    /// Only this section key.
+    pub section: Option<String>,
+    /// Only items with this title (and year).
+    pub title: Option<(String, Option<i64>)>,
+    /// Read Plex, write nothing.
+    pub dry_run: bool,
+    pub page_size: u64,
+    pub metadata_batch: usize,
+    /// Run the ratingKey-set diff for deletions.
+    pub deletions: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            full: false,
+            section: None,
+            title: None,
+            dry_run: false,
+            page_size: 500,
+            metadata_batch: 50,
+            deletions: true,
+        }
+    }
+}
+
+/// What a sync did.
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct Summary {
+    pub seen: u64,
+    pub changed: u64,
+    pub added: u64,
+    pub removed: u64,
+    pub skipped_sections: u64,
+    pub api_calls: u64,
+    pub seconds: f64,
+}
+
+/// Progress reported while syncing.
+pub enum Progress<'a> {
+    Section {
+        title: &'a str,
+        index: usize,
+        total: usize,
+    },
+    Items {
+        done: u64,
+        total: u64,
+        label: &'a str,
+    },
+    Changed {
+        what: &'a str,
+        title: String,
+    },
+}
+
+/// Runs one pass.
+pub fn run(
+    plex: &Plex,
+    db: &mut Connection,
+    opts: &Options,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<Summary> {
+    let started = Instant::now();
+    let calls0 = plex.calls();
+    let mut sum = Summary::default();
+    let sections = plex.sections().context("listing library sections")?;
+    let wanted: Vec<&Value> = sections
+        .iter()
+        .filter(|d| {
+            opts.section
+                .as_deref()
+                .is_none_or(|k| s(d, "key").as_deref() == Some(k))
+        })
+        .collect();
+    for (i, d) in wanted.iter().enumerate() {
+        let (Some(key), Some(kind)) = (s(d, "key"), s(d, "type")) else {
+            continue;
+        };
+        let title = s(d, "title").unwrap_or_default();
+        progress(Progress::Section {
+            title: &title,
+            index: i + 1,
+            total: wanted.len(),
+        });
+        if kind != "movie" && kind != "show" {
+            sum.skipped_sections += 1;
+            continue;
+        }
+        if !opts.dry_run {
+            super::upsert_section(db, d)?;
+        }
+        section(plex, db, opts, &key, &kind, &mut sum, progress)
+            .with_context(|| format!("syncing section {title:?}"))?;
+    }
+    sum.api_calls = plex.calls() - calls0;
+    sum.seconds = started.elapsed().as_secs_f64();
+    Ok(sum)
+}
+
+fn watermark_key(section: &str) -> String {
+    format!("section:{section}:watermark")
+}
+
+/// Whether the server honours `updatedAt>>=` for this section (cached).
+fn filter_honoured(plex: &Plex, db: &Connection, section: &str, kind: u8) -> Result<bool> {
+    let key = format!("section:{section}:filter");
+    if let Some(v) = super::meta_get(db, &key)? {
+        return Ok(v == "1");
+    }
+    let future = now() + 86_400 * 365;
+    let honoured = plex.count(section, kind, Some(future))? == 0;
+    if !honoured {
+        tracing::warn!(
+            section,
+            "the server ignores updatedAt>>=: syncing by full listings compared client-side"
+        );
+    }
+    super::meta_set(db, &key, if honoured { "1" } else { "0" })?;
+    Ok(honoured)
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn section(
+    plex: &Plex,
+    db: &mut Connection,
+    opts: &Options,
+    key: &str,
+    kind: &str,
+    sum: &mut Summary,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<()> {
+    let leaf = if kind == "movie" { MOVIE } else { EPISODE };
+    let watermark: Option<i64> =
+        super::meta_get(db, &watermark_key(key))?.and_then(|v| v.parse().ok());
+    let incremental = !opts.full
+        && watermark.is_some()
+        && opts.title.is_none()
+        && filter_honoured(plex, db, key, leaf)?;
+    let since = if incremental { watermark } else { None };
+
+    // The items to look at: changed leaves (and shows, for their own metadata).
+    let mut leaves = plex.section_all(key, leaf, opts.page_size, since)?;
+    let mut shows = if kind == "show" {
+        plex.section_all(key, SHOW, opts.page_size, since)?
+    } else {
+        Vec::new()
+    };
+    if let Some((t, y)) = &opts.title {
+        let keep = |v: &Value| {
+            let title = if kind == "show" {
+                s(v, "grandparentTitle").or_else(|| s(v, "title"))
+            } else {
+                s(v, "title")
+            };
+            title.is_some_and(|x| x.eq_ignore_ascii_case(t))
+                && y.is_none_or(|y| n(v, "year") == Some(y) || n(v, "parentYear") == Some(y))
+        };
+        leaves.retain(keep);
+        shows.retain(keep);
+    }
+    let mut max_updated = watermark.unwrap_or(0);
+    let mut changed: Vec<String> = Vec::new();
+    for v in leaves.iter().chain(shows.iter()) {
+        sum.seen += 1;
+        let Some(rk) = s(v, "ratingKey") else {
+            continue;
+        };
+        let upd = n(v, "updatedAt");
+        max_updated = max_updated.max(upd.unwrap_or(0));
+        if super::updated_at(db, &rk)? != upd || upd.is_none() {
+            changed.push(rk);
+        }
+    }
+    // Full metadata for the changed items, in batches, one transaction each.
+    let total = changed.len() as u64;
+    for (b, batch) in changed.chunks(opts.metadata_batch.max(1)).enumerate() {
+        let items = plex.metadata(batch)?;
+        if items.len() < batch.len() {
+            tracing::debug!(
+                "plex returned {} of {} requested items (some were deleted meanwhile)",
+                items.len(),
+                batch.len()
+            );
+        }
+        if !opts.dry_run {
+            let tx = db.transaction()?;
+            for it in &items {
+                let is_new = super::updated_at(&tx, &s(it, "ratingKey").unwrap_or_default())?
+                    .is_none()
+                    && !exists(&tx, &s(it, "ratingKey").unwrap_or_default())?;
+                if super::upsert_item(&tx, key, it)? {
+                    sum.changed += 1;
+                    if is_new {
+                        sum.added += 1;
+                    }
+                    progress(Progress::Changed {
+                        what: if is_new { "added" } else { "changed" },
+                        title: label(it),
+                    });
+                }
+            }
+            tx.commit()?;
+        } else {
+            for it in &items {
+                sum.changed += 1;
+                progress(Progress::Changed {
+                    what: "would update",
+                    title: label(it),
+                });
+            }
+        }
+        progress(Progress::Items {
+            done: ((b + 1) * opts.metadata_batch).min(total as usize) as u64,
+            total,
+            label: "items",
+        });
+    }
+    // Deletions: the section's complete key set against the index (only after everything
+    // above succeeded: a Plex error has already returned).
+    if opts.deletions && opts.title.is_none() {
+        let mut present: HashSet<String> = if incremental {
+            plex.section_all(key, leaf, opts.page_size.max(2000), None)?
+                .iter()
+                .filter_map(|v| s(v, "ratingKey"))
+                .collect()
+        } else {
+            leaves.iter().filter_map(|v| s(v, "ratingKey")).collect()
+        };
+        let level = if kind == "movie" { "movie" } else { "episode" };
+        let mut gone: Vec<String> = super::rating_keys(db, key, level)?
+            .into_iter()
+            .filter(|k| !present.contains(k))
+            .collect();
+        if kind == "show" {
+            present = if incremental {
+                plex.section_all(key, SHOW, opts.page_size.max(2000), None)?
+                    .iter()
+                    .filter_map(|v| s(v, "ratingKey"))
+                    .collect()
+            } else {
+                shows.iter().filter_map(|v| s(v, "ratingKey")).collect()
+            };
+            gone.extend(
+                super::rating_keys(db, key, "show")?
+                    .into_iter()
+                    .filter(|k| !present.contains(k)),
+            );
+        }
+        if !gone.is_empty() {
+            for k in &gone {
+                progress(Progress::Changed {
+                    what: if opts.dry_run {
+                        "would remove"
+                    } else {
+                        "removed"
+                    },
+                    title: k.clone(),
+                });
+            }
+            sum.removed += gone.len() as u64;
+            if !opts.dry_run {
+                let tx = db.transaction()?;
+                super::delete_items(&tx, &gone)?;
+                tx.commit()?;
+            }
+        }
+    }
+    if !opts.dry_run && opts.title.is_none() {
+        super::meta_set(db, &watermark_key(key), &max_updated.to_string())?;
+    }
+    Ok(())
+}
+
+fn exists(db: &Connection, rk: &str) -> Result<bool> {
+    Ok(db
+        .query_row(
+            "SELECT 1 FROM items WHERE rating_key = ?1",
+            [rk],
+            |_| Ok(()),
+        )
+        .is_ok())
+}
+
+/// "Show / S01E02 Title" or "Title (Year)" for progress lines.
+fn label(v: &Value) -> String {
+    match (s(v, "grandparentTitle"), n(v, "parentIndex"), n(v, "index")) {
+        (Some(show), Some(season), Some(ep)) => format!(
+            "{show} / S{season:02}E{ep:02} {}",
+            s(v, "title").unwrap_or_default()
+        ),
+        _ => match n(v, "year") {
+            Some(y) => format!("{} ({y})", s(v, "title").unwrap_or_default()),
+            None => s(v, "title").unwrap_or_default(),
+        },
+    }
+}

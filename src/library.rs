@@ -1,0 +1,148 @@
+//! `downshiftarr sync` and `downshiftarr discover`: the library index from the command line,
+//! as library-sync users expect — change lines only when something changed, a closing summary.
+
+use std::io::{IsTerminal, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rusqlite::params;
+
+use crate::cli::{DiscoverArgs, SyncArgs};
+use crate::config;
+use crate::index::{self, sync};
+use crate::plex::Plex;
+
+pub fn sync(args: SyncArgs) -> Result<ExitCode> {
+    let cfg = config::load_strict(&config::path(args.config.as_deref()))?;
+    let (url, token) = cfg.plex.resolved()?;
+    let plex = Plex::new(
+        &url,
+        &token,
+        Duration::from_millis(cfg.plex.connect_timeout_ms),
+        Duration::from_millis(cfg.plex.read_timeout_ms),
+    )?;
+    let db_path = cfg.index.database_path(&cfg.daemon);
+    let mut db = index::open(&db_path)?;
+    let opts = sync::Options {
+        full: args.full,
+        section: args.section.clone(),
+        title: args.title.clone().map(|t| (t, args.year)),
+        dry_run: args.dry_run,
+        page_size: args.page_size.unwrap_or(cfg.index.page_size),
+        metadata_batch: cfg.index.metadata_batch,
+        deletions: true,
+    };
+    let tty = std::io::stderr().is_terminal();
+    let mut err = std::io::stderr();
+    let summary = sync::run(&plex, &mut db, &opts, &mut |p| {
+        let _ = match p {
+            sync::Progress::Section {
+                title,
+                index,
+                total,
+            } => writeln!(err, "[{index}/{total}] {title}"),
+            sync::Progress::Items { done, total, label } if tty => {
+                write!(err, "\r  {label} {done}/{total}")
+            }
+            sync::Progress::Items { .. } => Ok(()),
+            sync::Progress::Changed { what, title } => {
+                writeln!(err, "{}  {what}: {title}", if tty { "\r" } else { "" })
+            }
+        };
+    })
+    .context("sync failed; nothing was deleted")?;
+    if tty {
+        eprintln!();
+    }
+    let c = index::counts(&db)?;
+    println!(
+        "{}: {} seen, {} changed ({} added), {} removed, {} sections skipped, {} API calls, {:.2} s",
+        if args.dry_run { "dry run" } else { "synced" },
+        summary.seen,
+        summary.changed,
+        summary.added,
+        summary.removed,
+        summary.skipped_sections,
+        summary.api_calls,
+        summary.seconds
+    );
+    println!(
+        "index: {} sections, {} movies, {} shows, {} episodes, {} files",
+        c.sections, c.movies, c.shows, c.episodes, c.files
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn discover(args: DiscoverArgs) -> Result<ExitCode> {
+    let cfg = config::load_strict(&config::path(args.config.as_deref()))?;
+    let db = index::open(&cfg.index.database_path(&cfg.daemon))?;
+    let mut q = db.prepare(
+        "SELECT rating_key, type, title, year, preferred_id, imdb, tmdb, tvdb FROM items
+         WHERE title = ?1 COLLATE NOCASE AND (?2 IS NULL OR year = ?2) AND type IN ('movie', 'show') ORDER BY year",
+    )?;
+    let items = q.query_map(params![args.title, args.year], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Option<i64>>(3)?,
+            r.get::<_, Option<String>>(4)?,
+            [
+                r.get::<_, Option<String>>(5)?,
+                r.get::<_, Option<String>>(6)?,
+                r.get::<_, Option<String>>(7)?,
+            ],
+        ))
+    })?;
+    let mut found = 0;
+    for it in items {
+        let (rk, kind, title, year, preferred, [imdb, tmdb, tvdb]) = it?;
+        found += 1;
+        println!(
+            "{title} ({}) [{kind}, ratingKey {rk}]",
+            year.map(|y| y.to_string()).unwrap_or_else(|| "?".into())
+        );
+        println!(
+            "  ids: preferred {} imdb {} tmdb {} tvdb {}",
+            preferred.unwrap_or("-".into()),
+            imdb.unwrap_or("-".into()),
+            tmdb.unwrap_or("-".into()),
+            tvdb.unwrap_or("-".into())
+        );
+        let mut v = db.prepare(
+            "SELECT m.id, m.width, m.height, m.dynamic_range, m.dv_profile, m.bitrate_kbps, m.edition, p.file
+             FROM media m JOIN parts p ON p.media_id = m.id WHERE m.rating_key = ?1
+                OR m.rating_key IN (SELECT rating_key FROM items WHERE grandparent_key = ?1) ORDER BY m.height DESC LIMIT 50",
+        )?;
+        let rows = v.query_map([&rk], |r| {
+            Ok(format!(
+                "  version {}: {}x{} {}{} {} kbps{} — {}",
+                r.get::<_, String>(0)?,
+                r.get::<_, Option<u32>>(1)?.unwrap_or(0),
+                r.get::<_, Option<u32>>(2)?.unwrap_or(0),
+                r.get::<_, Option<String>>(3)?.unwrap_or_else(|| "?".into()),
+                r.get::<_, Option<u8>>(4)?
+                    .map(|p| format!(" profile {p}"))
+                    .unwrap_or_default(),
+                r.get::<_, Option<u32>>(5)?.unwrap_or(0),
+                r.get::<_, Option<String>>(6)?
+                    .map(|e| format!(" [{e}]"))
+                    .unwrap_or_default(),
+                cfg.index.local_path(&r.get::<_, String>(7)?)
+            ))
+        })?;
+        for row in rows {
+            println!("{}", row?);
+        }
+    }
+    if found == 0 {
+        println!(
+            "no movie or show titled {:?}{} in the index",
+            args.title,
+            args.year.map(|y| format!(" ({y})")).unwrap_or_default()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(ExitCode::SUCCESS)
+}

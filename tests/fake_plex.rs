@@ -1,0 +1,370 @@
+//! A fake Plex Media Server for the daemon's tests: a real HTTP server on loopback serving a
+//! *generated* library in the JSON shapes recorded in `fixtures/plex-payloads` — sections with
+//! `Location`s, `X-Plex-Container-Start/Size` paging with `totalSize`, new-agent `Guid[]` and
+//! legacy `com.plexapp.agents.*` guids, ids as strings or numbers as Plex mixes them,
+//! multi-version movies (4K HDR10 or Dolby Vision + 1080p SDR) with streams, shows with many
+//! episodes — and it can be told to change or delete items, ignore the `updatedAt` filter,
+//! answer 500, hang, or demand a token.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+/// How to misbehave.
+#[derive(Default)]
+pub struct Faults {
+    pub ignore_updated_filter: AtomicBool,
+    /// Answer 500 to every request after this many (0: never).
+    pub fail_after: AtomicU64,
+    /// Hold every listing/metadata request this many ms.
+    pub delay_ms: AtomicU64,
+}
+
+#[derive(Clone)]
+struct Item {
+    json: Value,
+    updated: i64,
+    section: &'static str,
+}
+
+pub struct FakePlex {
+    pub url: String,
+    pub token: String,
+    items: Arc<Mutex<BTreeMap<u64, Item>>>,
+    pub faults: Arc<Faults>,
+    pub requests: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+const BASE_TIME: i64 = 1_700_000_000;
+
+impl FakePlex {
+    /// Starts a server with `movies` movies (every third with a 4K HDR version besides the
+    /// 1080p one, every ninth of those Dolby Vision) and `shows` shows × `episodes` episodes.
+    pub fn start(movies: u64, shows: u64, episodes: u64) -> FakePlex {
+        let mut items = BTreeMap::new();
+        let mut rk = 1000u64;
+        for i in 0..movies {
+            rk += 1;
+            let year = 1980 + (i % 45) as i64;
+            let title = format!("Movie {i}");
+            let mut media = vec![media_json(
+                rk * 10,
+                1920,
+                1080,
+                "bt709",
+                None,
+                &format!("/data/Movies/{title} ({year})/{title} ({year}) - 1080p.mkv"),
+                rk,
+            )];
+            if i % 3 == 0 {
+                let dv = (i % 9 == 0).then_some(8);
+                media.insert(
+                    0,
+                    media_json(
+                        rk * 10 + 1,
+                        3840,
+                        2160,
+                        "smpte2084",
+                        dv,
+                        &format!("/data/Movies/{title} ({year})/{title} ({year}) - 2160p.mkv"),
+                        rk,
+                    ),
+                );
+            }
+            let guid = if i % 2 == 0 {
+                json!({"guid": format!("plex://movie/5d77{rk:020x}"), "Guid": [{"id": format!("imdb://tt{:07}", i)}, {"id": format!("tmdb://{}", 100 + i)}]})
+            } else {
+                json!({"guid": format!("com.plexapp.agents.imdb://tt{:07}?lang=en", i)})
+            };
+            let mut m = json!({"ratingKey": rk.to_string(), "key": format!("/library/metadata/{rk}"), "type": "movie", "title": title,
+                "year": year, "librarySectionID": 1, "addedAt": BASE_TIME, "updatedAt": BASE_TIME + i as i64, "Media": media});
+            merge(&mut m, guid);
+            items.insert(
+                rk,
+                Item {
+                    json: m,
+                    updated: BASE_TIME + i as i64,
+                    section: "1",
+                },
+            );
+        }
+        for sh in 0..shows {
+            rk += 1;
+            let show_rk = rk;
+            let title = format!("Show {sh}");
+            items.insert(show_rk, Item {
+                json: json!({"ratingKey": show_rk.to_string(), "type": "show", "title": title, "year": 2000 + (sh % 20) as i64,
+                    "guid": format!("com.plexapp.agents.thetvdb://{}?lang=en", 70000 + sh), "updatedAt": BASE_TIME, "librarySectionID": "2"}),
+                updated: BASE_TIME,
+                section: "2",
+            });
+            for e in 0..episodes {
+                rk += 1;
+                let (season, ep) = (1 + e / 10, 1 + e % 10);
+                let file = format!(
+                    "/data/TV/{title}/Season {season:02}/{title} - S{season:02}E{ep:02}.mkv"
+                );
+                items.insert(rk, Item {
+                    json: json!({"ratingKey": rk.to_string(), "type": "episode", "title": format!("Episode {ep}"),
+                        "grandparentTitle": title, "grandparentRatingKey": show_rk.to_string(), "parentIndex": season, "index": ep,
+                        "guid": format!("com.plexapp.agents.thetvdb://{}/{season}/{ep}?lang=en", 70000 + sh), "updatedAt": BASE_TIME,
+                        "librarySectionID": 2, "Media": [media_json(rk * 10, 1920, 1080, "bt709", None, &file, rk)]}),
+                    updated: BASE_TIME,
+                    section: "2",
+                });
+            }
+        }
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake plex");
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let fake = FakePlex {
+            url,
+            token: "fake-admin-token-123456".into(),
+            items: Arc::new(Mutex::new(items)),
+            faults: Arc::new(Faults::default()),
+            requests: Arc::new(AtomicU64::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
+        };
+        let (items, faults, requests, stop, token) = (
+            fake.items.clone(),
+            fake.faults.clone(),
+            fake.requests.clone(),
+            fake.stop.clone(),
+            fake.token.clone(),
+        );
+        listener.set_nonblocking(true).unwrap();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((conn, _)) => {
+                        let (items, faults, requests, token) = (
+                            items.clone(),
+                            faults.clone(),
+                            requests.clone(),
+                            token.clone(),
+                        );
+                        std::thread::spawn(move || serve(conn, &items, &faults, &requests, &token));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(2)),
+                }
+            }
+        });
+        fake
+    }
+
+    /// Changes an item the way a metadata refresh does: new `updatedAt`, new stream facts.
+    pub fn edit(&self, rk: u64, hdr: bool) {
+        let mut items = self.items.lock().unwrap();
+        let it = items.get_mut(&rk).expect("item to edit");
+        it.updated += 1000;
+        it.json["updatedAt"] = json!(it.updated);
+        if let Some(media) = it.json["Media"].as_array_mut() {
+            for m in media {
+                for p in m["Part"].as_array_mut().into_iter().flatten() {
+                    for s in p["Stream"].as_array_mut().into_iter().flatten() {
+                        if s["streamType"] == json!(1) {
+                            s["colorTrc"] = json!(if hdr { "smpte2084" } else { "bt709" });
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn delete(&self, rk: u64) {
+        self.items.lock().unwrap().remove(&rk);
+    }
+
+    /// Rating keys of the movies with a 4K version, and of all episodes.
+    pub fn keys(&self, kind: &str) -> Vec<u64> {
+        self.items
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, i)| i.json["type"] == json!(kind))
+            .map(|(k, _)| *k)
+            .collect()
+    }
+}
+
+impl Drop for FakePlex {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+fn merge(a: &mut Value, b: Value) {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+}
+
+fn media_json(id: u64, w: u32, h: u32, trc: &str, dv: Option<u8>, file: &str, rk: u64) -> Value {
+    let mut video = json!({"id": id * 10, "streamType": 1, "index": 0, "codec": if h > 1080 { "hevc" } else { "h264" },
+        "bitDepth": if h > 1080 { 10 } else { 8 }, "colorTrc": trc, "width": w, "height": h, "default": true,
+        "displayTitle": if h > 1080 { "4K HDR10 (HEVC Main 10)" } else { "1080p (H.264)" }});
+    if let Some(p) = dv {
+        merge(
+            &mut video,
+            json!({"DOVIPresent": true, "DOVIProfile": p, "DOVIBLPresent": true, "DOVIBLCompatID": 1, "DOVILevel": 6}),
+        );
+    }
+    json!({"id": id, "width": w, "height": h, "bitrate": if h > 1080 { 60000 } else { 10000 }, "container": "mkv",
+        "videoResolution": if h > 1080 { "4k" } else { "1080" }, "videoCodec": video["codec"].clone(),
+        "Part": [{"id": id * 10 + 1, "key": format!("/library/parts/{}/1/file.mkv", id * 10 + 1), "file": file,
+            "Stream": [video,
+              {"id": id * 10 + 2, "streamType": 2, "index": 1, "codec": "eac3", "channels": 6, "languageCode": "eng", "default": true},
+              {"id": id * 10 + 3, "streamType": 2, "index": 2, "codec": "aac", "channels": 2, "languageCode": "ger"},
+              {"id": id * 10 + 4, "streamType": 3, "index": 3, "codec": "srt", "languageCode": "eng", "forced": rk.is_multiple_of(2)}]}]})
+}
+
+/// Strips streams, as listings do (apis.md §1.3).
+fn listing(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(media) = v["Media"].as_array_mut() {
+        for m in media {
+            for p in m["Part"].as_array_mut().into_iter().flatten() {
+                if let Some(o) = p.as_object_mut() {
+                    o.remove("Stream");
+                }
+            }
+        }
+    }
+    v
+}
+
+fn respond(conn: &mut TcpStream, status: &str, body: &str) {
+    let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+}
+
+fn decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(x) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(x);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn serve(
+    mut conn: TcpStream,
+    items: &Mutex<BTreeMap<u64, Item>>,
+    faults: &Faults,
+    requests: &AtomicU64,
+    token: &str,
+) {
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let target = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut headers = BTreeMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    let n = requests.fetch_add(1, Ordering::SeqCst) + 1;
+    let fail_after = faults.fail_after.load(Ordering::SeqCst);
+    if fail_after > 0 && n > fail_after {
+        return respond(
+            &mut conn,
+            "500 Internal Server Error",
+            "{\"error\":\"boom\"}",
+        );
+    }
+    if headers.get("x-plex-token").map(String::as_str) != Some(token) {
+        return respond(
+            &mut conn,
+            "401 Unauthorized",
+            "{\"errors\":[{\"code\":1001,\"message\":\"User could not be authenticated\"}]}",
+        );
+    }
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    let q: BTreeMap<String, String> = query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .map(|(k, v)| (decode(k), decode(v)))
+        .collect();
+    let delay = faults.delay_ms.load(Ordering::SeqCst);
+    if delay > 0 && path.starts_with("/library/") {
+        std::thread::sleep(Duration::from_millis(delay));
+    }
+    let body = if path == "/identity" {
+        json!({"MediaContainer": {"size": 0, "machineIdentifier": "fake-plex-machine", "version": "1.42.0.0000-fake"}})
+    } else if path == "/library/sections" {
+        json!({"MediaContainer": {"size": 3, "Directory": [
+            {"key": "1", "type": "movie", "title": "Movies", "agent": "tv.plex.agents.movie", "Location": [{"id": 1, "path": "/data/Movies"}]},
+            {"key": "2", "type": "show", "title": "TV Shows", "agent": "tv.plex.agents.series", "Location": [{"id": 2, "path": "/data/TV"}]},
+            {"key": "3", "type": "artist", "title": "Music", "Location": [{"id": 3, "path": "/data/Music"}]}]}})
+    } else if let Some(rest) = path
+        .strip_prefix("/library/sections/")
+        .and_then(|r| r.strip_suffix("/all"))
+    {
+        let kind = match q.get("type").map(String::as_str) {
+            Some("1") => "movie",
+            Some("2") => "show",
+            Some("4") => "episode",
+            _ => "movie",
+        };
+        let since: Option<i64> = if faults.ignore_updated_filter.load(Ordering::SeqCst) {
+            None
+        } else {
+            q.get("updatedAt>>").and_then(|v| v.parse().ok())
+        };
+        let all: Vec<Value> = items
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|i| {
+                i.section == rest
+                    && i.json["type"] == json!(kind)
+                    && since.is_none_or(|s| i.updated >= s)
+            })
+            .map(|i| listing(&i.json))
+            .collect();
+        let num = |k: &str| {
+            headers
+                .get(k)
+                .or_else(|| q.get(k))
+                .and_then(|v| v.parse::<usize>().ok())
+        };
+        let start = num("x-plex-container-start").unwrap_or(0);
+        let size = num("x-plex-container-size").unwrap_or(usize::MAX);
+        let page: Vec<Value> = all.iter().skip(start).take(size).cloned().collect();
+        json!({"MediaContainer": {"size": page.len(), "totalSize": all.len(), "offset": start, "librarySectionID": rest, "Metadata": page}})
+    } else if let Some(keys) = path.strip_prefix("/library/metadata/") {
+        let items = items.lock().unwrap();
+        let found: Vec<Value> = decode(keys)
+            .split(',')
+            .filter_map(|k| k.parse::<u64>().ok())
+            .filter_map(|k| items.get(&k).map(|i| i.json.clone()))
+            .collect();
+        if found.is_empty() {
+            return respond(&mut conn, "404 Not Found", "{}");
+        }
+        json!({"MediaContainer": {"size": found.len(), "Metadata": found}})
+    } else {
+        return respond(&mut conn, "404 Not Found", "{}");
+    };
+    respond(&mut conn, "200 OK", &body.to_string());
+}
