@@ -112,6 +112,9 @@ pub struct IndexConfig {
     pub metadata_batch: usize,
     /// Seconds between incremental syncs; 0: only at start and on demand.
     pub sync_interval_s: u64,
+    /// Seconds between ratingKey-set diffs that find deleted items (a full listing of each
+    /// section); `sync --full` always runs one. 0: on every pass.
+    pub deletion_check_interval_s: u64,
     /// Plex path prefixes as seen from this machine.
     pub path_mappings: Vec<PathMapping>,
 }
@@ -123,6 +126,7 @@ impl Default for IndexConfig {
             page_size: 500,
             metadata_batch: 50,
             sync_interval_s: 900,
+            deletion_check_interval_s: 21_600,
             path_mappings: Vec::new(),
         }
     }

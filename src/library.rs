@@ -31,7 +31,7 @@ pub fn sync(args: SyncArgs) -> Result<ExitCode> {
         dry_run: args.dry_run,
         page_size: args.page_size.unwrap_or(cfg.index.page_size),
         metadata_batch: cfg.index.metadata_batch,
-        deletions: true,
+        deletion_interval_s: cfg.index.deletion_check_interval_s,
     };
     let tty = std::io::stderr().is_terminal();
     let mut err = std::io::stderr();

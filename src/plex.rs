@@ -193,23 +193,28 @@ impl Plex {
         })
     }
 
-    /// Every item of a section at a level, page by page.
-    pub fn section_all(
+    /// Every item of a section at a level, page by page, handed to `f` one page at a time
+    /// (a library's listing is never held in memory whole).
+    pub fn for_each_in_section(
         &self,
         key: &str,
         kind: u8,
         page: u64,
         since: Option<i64>,
-    ) -> Result<Vec<Value>, PlexError> {
-        let mut out = Vec::new();
+        f: &mut dyn FnMut(&Value),
+    ) -> Result<u64, PlexError> {
+        let mut seen = 0u64;
         loop {
-            let p = self.section_page(key, kind, out.len() as u64, page, since)?;
+            let p = self.section_page(key, kind, seen, page, since)?;
             let got = p.items.len() as u64;
-            out.extend(p.items);
+            for it in &p.items {
+                f(it);
+            }
+            seen += got;
             match p.total {
-                Some(total) if (out.len() as u64) < total && got > 0 => continue,
+                Some(total) if seen < total && got > 0 => continue,
                 None if got == page && got > 0 => continue,
-                _ => return Ok(out),
+                _ => return Ok(seen),
             }
         }
     }

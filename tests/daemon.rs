@@ -28,8 +28,7 @@ impl Env {
         let token = dir.path().join("plex-token");
         std::fs::write(&token, format!("{}\n", plex.token)).unwrap();
         std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let mut index =
-            serde_json::json!({"page_size": 7, "metadata_batch": 10, "sync_interval_s": 0});
+        let mut index = serde_json::json!({"page_size": 7, "metadata_batch": 10, "sync_interval_s": 0, "deletion_check_interval_s": 0});
         if let (Some(a), Some(b)) = (index.as_object_mut(), extra_index.as_object()) {
             a.extend(b.clone());
         }
@@ -379,7 +378,8 @@ fn the_socket_service_answers_from_the_index() {
     assert!(sdr
         .streams
         .iter()
-        .any(|s| s.kind == "audio" && s.language.as_deref() == Some("ger")));
+        .any(|s| s.kind == downshiftarr_shim::protocol::StreamKind::Audio
+            && s.language.as_deref() == Some("ger")));
     let mode = std::fs::metadata(env.socket())
         .unwrap()
         .permissions()

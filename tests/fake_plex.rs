@@ -331,17 +331,6 @@ fn serve(
         } else {
             q.get("updatedAt>>").and_then(|v| v.parse().ok())
         };
-        let all: Vec<Value> = items
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|i| {
-                i.section == rest
-                    && i.json["type"] == json!(kind)
-                    && since.is_none_or(|s| i.updated >= s)
-            })
-            .map(|i| listing(&i.json))
-            .collect();
         let num = |k: &str| {
             headers
                 .get(k)
@@ -350,8 +339,22 @@ fn serve(
         };
         let start = num("x-plex-container-start").unwrap_or(0);
         let size = num("x-plex-container-size").unwrap_or(usize::MAX);
-        let page: Vec<Value> = all.iter().skip(start).take(size).cloned().collect();
-        json!({"MediaContainer": {"size": page.len(), "totalSize": all.len(), "offset": start, "librarySectionID": rest, "Metadata": page}})
+        let items = items.lock().unwrap();
+        let matching = || {
+            items.values().filter(|i| {
+                i.section == rest
+                    && i.json["type"] == json!(kind)
+                    && since.is_none_or(|s| i.updated >= s)
+            })
+        };
+        let total = matching().count();
+        // Page first, then build the listing JSON of that page only.
+        let page: Vec<Value> = matching()
+            .skip(start)
+            .take(size)
+            .map(|i| listing(&i.json))
+            .collect();
+        json!({"MediaContainer": {"size": page.len(), "totalSize": total, "offset": start, "librarySectionID": rest, "Metadata": page}})
     } else if let Some(keys) = path.strip_prefix("/library/metadata/") {
         let items = items.lock().unwrap();
         let found: Vec<Value> = decode(keys)

@@ -32,6 +32,7 @@ use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
@@ -52,21 +53,31 @@ pub struct MediaVersion {
     pub dynamic_range: Option<crate::facts::DynamicRange>,
     pub dv_profile: Option<u8>,
     pub bitrate_kbps: Option<u32>,
-    pub container: Option<String>,
-    pub edition: Option<String>,
+    /// Few distinct values across a library: shared, not copied, in the daemon's memory.
+    pub container: Option<Arc<str>>,
+    pub edition: Option<Arc<str>>,
     pub file: String,
     #[serde(default)]
     pub streams: Vec<StreamInfo>,
+}
+
+/// The type of a stream.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamKind {
+    #[default]
+    Video,
+    Audio,
+    Subtitle,
 }
 
 /// One stream of a version.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct StreamInfo {
     pub index: u32,
-    /// `video`, `audio` or `subtitle`.
-    pub kind: String,
-    pub codec: Option<String>,
-    pub language: Option<String>,
+    pub kind: StreamKind,
+    pub codec: Option<Arc<str>>,
+    pub language: Option<Arc<str>>,
     pub channels: Option<u32>,
     #[serde(default)]
     pub default: bool,

@@ -183,6 +183,7 @@ fn sync_job(
     let opts = sync::Options {
         page_size: cfg.index.page_size,
         metadata_batch: cfg.index.metadata_batch,
+        deletion_interval_s: cfg.index.deletion_check_interval_s,
         ..sync::Options::default()
     };
     loop {

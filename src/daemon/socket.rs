@@ -120,7 +120,35 @@ pub fn serve(
     stats: &Arc<Stats>,
     shutdown: &Shutdown,
 ) -> Result<()> {
+    // A cached thread pool: connections go to an idle worker when there is one, and a new
+    // worker starts only when none is idle (spawning a thread per lookup dominated the p99);
+    // a slow client still occupies one worker only. Extra workers exit after 30 s idle.
     let active = Arc::new(AtomicUsize::new(0));
+    let idle = Arc::new(AtomicUsize::new(0));
+    let (work_tx, work_rx) = std::sync::mpsc::channel::<UnixStream>();
+    let work_rx = Arc::new(std::sync::Mutex::new(work_rx));
+    let start_worker = |permanent: bool| {
+        let (lookup, decisions, stats, active, idle, rx) = (
+            lookup.clone(),
+            decisions.clone(),
+            stats.clone(),
+            active.clone(),
+            idle.clone(),
+            work_rx.clone(),
+        );
+        let spawned = std::thread::Builder::new()
+            .name("shim-conn".into())
+            .stack_size(256 << 10)
+            .spawn(move || {
+                worker(&rx, permanent, &idle, &active, &lookup, &decisions, &stats);
+            });
+        if spawned.is_err() {
+            tracing::warn!("unable to start a connection thread");
+        }
+    };
+    for _ in 0..4 {
+        start_worker(true);
+    }
     while !shutdown.is_set() {
         match l.listener.accept() {
             Ok((conn, _)) => {
@@ -133,21 +161,12 @@ pub fn serve(
                     continue;
                 }
                 active.fetch_add(1, Ordering::Relaxed);
-                let (lookup, decisions, stats, active) = (
-                    lookup.clone(),
-                    decisions.clone(),
-                    stats.clone(),
-                    active.clone(),
-                );
-                let spawned = std::thread::Builder::new()
-                    .name("shim-conn".into())
-                    .stack_size(256 << 10)
-                    .spawn(move || {
-                        handle(conn, &lookup, &decisions, &stats);
-                        active.fetch_sub(1, Ordering::Relaxed);
-                    });
-                if spawned.is_err() {
-                    tracing::warn!("unable to start a connection thread");
+                let busy = idle.load(Ordering::SeqCst) == 0;
+                if work_tx.send(conn).is_err() {
+                    break;
+                }
+                if busy {
+                    start_worker(false);
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -162,6 +181,35 @@ pub fn serve(
         }
     }
     Ok(())
+}
+
+/// Takes connections from the queue. Permanent workers wait forever, so a queued connection
+/// is always served; extra workers exit after 30 s without work.
+#[allow(clippy::too_many_arguments)]
+fn worker(
+    rx: &std::sync::Mutex<std::sync::mpsc::Receiver<UnixStream>>,
+    permanent: bool,
+    idle: &AtomicUsize,
+    active: &AtomicUsize,
+    lookup: &Lookup,
+    decisions: &SyncSender<serde_json::Value>,
+    stats: &Stats,
+) {
+    loop {
+        idle.fetch_add(1, Ordering::SeqCst);
+        let next = {
+            let rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+            if permanent {
+                rx.recv().map_err(|_| ())
+            } else {
+                rx.recv_timeout(Duration::from_secs(30)).map_err(|_| ())
+            }
+        };
+        idle.fetch_sub(1, Ordering::SeqCst);
+        let Ok(conn) = next else { return };
+        handle(conn, lookup, decisions, stats);
+        active.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 fn allowed(conn: &UnixStream, access: &Access) -> bool {

@@ -15,7 +15,7 @@ use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result};
 use downshiftarr_shim::facts::{DynamicRange, Origin, SourceFacts};
-use downshiftarr_shim::protocol::{MediaVersion, StreamInfo};
+use downshiftarr_shim::protocol::{MediaVersion, StreamInfo, StreamKind};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
@@ -193,7 +193,14 @@ fn replace_versions(db: &Connection, rk: &str, versions: &[Version]) -> Result<(
             p.execute(params![pid, mv.media_id, file])?;
             for x in streams {
                 st.execute(params![
-                    pid, x.index, x.kind, x.codec, x.language, x.channels, x.default, x.forced
+                    pid,
+                    x.index,
+                    kind_name(x.kind),
+                    x.codec.as_deref(),
+                    x.language.as_deref(),
+                    x.channels,
+                    x.default,
+                    x.forced
                 ])?;
             }
         }
@@ -223,18 +230,6 @@ pub fn rating_keys(db: &Connection, section: &str, kind: &str) -> Result<Vec<Str
     Ok(keys)
 }
 
-/// `updated_at` of an item, if indexed.
-pub fn updated_at(db: &Connection, rk: &str) -> Result<Option<i64>> {
-    Ok(db
-        .query_row(
-            "SELECT updated_at FROM items WHERE rating_key = ?1",
-            [rk],
-            |r| r.get::<_, Option<i64>>(0),
-        )
-        .optional()?
-        .flatten())
-}
-
 /// Counts for `status` and `/metrics`.
 #[derive(Clone, Debug, Default, serde::Serialize)]
 pub struct Counts {
@@ -254,6 +249,14 @@ pub fn counts(db: &Connection) -> Result<Counts> {
         episodes: c("SELECT COUNT(*) FROM items WHERE type = 'episode'")?,
         files: c("SELECT COUNT(*) FROM parts")?,
     })
+}
+
+fn kind_name(k: StreamKind) -> &'static str {
+    match k {
+        StreamKind::Video => "video",
+        StreamKind::Audio => "audio",
+        StreamKind::Subtitle => "subtitle",
+    }
 }
 
 /// What the shim is told about one file.
@@ -283,26 +286,38 @@ impl Lookup {
     pub fn rebuild(&self, db: &Connection) -> Result<()> {
         let mut versions: HashMap<String, Vec<MediaVersion>> = HashMap::new();
         let mut facts_by_file: Vec<(String, String, SourceFacts)> = Vec::new();
+        // Codecs, languages, containers and editions repeat across a library: one shared copy
+        // of each keeps the map small (README, "Speed").
+        let mut names: HashMap<String, Arc<str>> = HashMap::new();
+        let mut intern = |v: Option<String>| -> Option<Arc<str>> {
+            let v = v?;
+            Some(
+                names
+                    .entry(v)
+                    .or_insert_with_key(|k| Arc::from(k.as_str()))
+                    .clone(),
+            )
+        };
         let mut streams: HashMap<String, Vec<StreamInfo>> = HashMap::new();
         {
             let mut q = db.prepare("SELECT part_id, idx, kind, codec, language, channels, is_default, forced FROM streams ORDER BY part_id, idx")?;
-            let rows = q.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    StreamInfo {
-                        index: r.get(1)?,
-                        kind: r.get(2)?,
-                        codec: r.get(3)?,
-                        language: r.get(4)?,
-                        channels: r.get(5)?,
-                        default: r.get(6)?,
-                        forced: r.get(7)?,
-                    },
-                ))
-            })?;
-            for row in rows {
-                let (pid, st) = row?;
-                streams.entry(pid).or_default().push(st);
+            let mut rows = q.query([])?;
+            while let Some(r) = rows.next()? {
+                let kind = match r.get::<_, String>(2)?.as_str() {
+                    "audio" => StreamKind::Audio,
+                    "subtitle" => StreamKind::Subtitle,
+                    _ => StreamKind::Video,
+                };
+                let st = StreamInfo {
+                    index: r.get(1)?,
+                    kind,
+                    codec: intern(r.get(3)?),
+                    language: intern(r.get(4)?),
+                    channels: r.get(5)?,
+                    default: r.get(6)?,
+                    forced: r.get(7)?,
+                };
+                streams.entry(r.get(0)?).or_default().push(st);
             }
         }
         let mut q = db.prepare(
@@ -342,10 +357,16 @@ impl Lookup {
                     dynamic_range,
                     dv_profile: dvp,
                     bitrate_kbps: rate,
-                    container,
-                    edition,
+                    container: intern(container),
+                    edition: intern(edition),
                     file: file.clone(),
-                    streams: streams.get(&pid).cloned().unwrap_or_default(),
+                    streams: streams
+                        .remove(&pid)
+                        .map(|mut v| {
+                            v.shrink_to_fit();
+                            v
+                        })
+                        .unwrap_or_default(),
                 });
             }
             let facts = SourceFacts {
@@ -376,6 +397,10 @@ impl Lookup {
             );
         }
         *self.map.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+        // The rebuild's temporaries are freed now; hand the pages back to the system so the
+        // daemon's RSS is what it keeps, not what it once needed.
+        // SAFETY: malloc_trim only releases free heap memory.
+        unsafe { libc::malloc_trim(0) };
         Ok(())
     }
 }

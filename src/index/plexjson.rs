@@ -4,7 +4,7 @@
 //! Nothing here panics on an odd shape: a missing or mistyped field is `None`.
 
 use downshiftarr_shim::facts::DynamicRange;
-use downshiftarr_shim::protocol::{MediaVersion, StreamInfo};
+use downshiftarr_shim::protocol::{MediaVersion, StreamInfo, StreamKind};
 use serde_json::Value;
 
 /// A string field, accepting numbers.
@@ -162,8 +162,8 @@ pub fn versions(item: &Value) -> Vec<Version> {
                     width: n(m, "width").and_then(|x| u32::try_from(x).ok()),
                     height: n(m, "height").and_then(|x| u32::try_from(x).ok()),
                     bitrate_kbps: n(m, "bitrate").and_then(|x| u32::try_from(x).ok()),
-                    container: s(m, "container"),
-                    edition: edition.clone(),
+                    container: s(m, "container").map(Into::into),
+                    edition: edition.clone().map(Into::into),
                     ..MediaVersion::default()
                 },
                 video_codec: s(m, "videoCodec"),
@@ -174,18 +174,20 @@ pub fn versions(item: &Value) -> Vec<Version> {
                     .iter()
                     .filter_map(|st| {
                         let kind = match n(st, "streamType")? {
-                            1 => "video",
-                            2 => "audio",
-                            3 => "subtitle",
+                            1 => StreamKind::Video,
+                            2 => StreamKind::Audio,
+                            3 => StreamKind::Subtitle,
                             _ => return None,
                         };
                         Some(StreamInfo {
                             index: n(st, "index")
                                 .and_then(|x| u32::try_from(x).ok())
                                 .unwrap_or(0),
-                            kind: kind.into(),
-                            codec: s(st, "codec"),
-                            language: s(st, "languageCode").or_else(|| s(st, "languageTag")),
+                            kind,
+                            codec: s(st, "codec").map(Into::into),
+                            language: s(st, "languageCode")
+                                .or_else(|| s(st, "languageTag"))
+                                .map(Into::into),
                             channels: n(st, "channels").and_then(|x| u32::try_from(x).ok()),
                             default: b(st, "default").unwrap_or(false),
                             forced: b(st, "forced").unwrap_or(false),
@@ -294,7 +296,7 @@ mod tests {
         assert!(v[0].parts[0]
             .2
             .iter()
-            .any(|s| s.kind == "audio" && s.language.as_deref() == Some("eng")));
+            .any(|s| s.kind == StreamKind::Audio && s.language.as_deref() == Some("eng")));
     }
 
     #[test]

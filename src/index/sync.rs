@@ -7,12 +7,13 @@
 //! - **Changed items** only: movies (and, for TV, episodes and shows) updated since the
 //!   section's watermark — the largest `updatedAt` seen by the last complete pass — then their
 //!   full metadata (streams, DOVI fields) in batches of `/library/metadata/k1,k2,…`.
-//! - **Deletions** by a ratingKey-set diff of the section, after a complete listing only.
+//! - **Deletions** by a ratingKey-set diff of the section — periodically
+//!   (`index.deletion_check_interval_s`) and on every full pass — after a complete listing only.
 //! - **Crash-safe**: every batch is one transaction; the watermark moves only when a section's
 //!   pass completed, so `kill -9` anywhere leaves a consistent index and the next pass
 //!   finishes the job. A Plex error aborts the pass before anything is deleted.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -40,8 +41,8 @@ pub struct Options {
     pub dry_run: bool,
     pub page_size: u64,
     pub metadata_batch: usize,
-    /// Run the ratingKey-set diff for deletions.
-    pub deletions: bool,
+    /// Seconds between ratingKey-set diffs for deletions (0: every pass; `full` always runs it).
+    pub deletion_interval_s: u64,
 }
 
 impl Default for Options {
@@ -53,7 +54,7 @@ impl Default for Options {
             dry_run: false,
             page_size: 500,
             metadata_batch: 50,
-            deletions: true,
+            deletion_interval_s: 0,
         }
     }
 }
@@ -161,6 +162,12 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
+/// What a listing keeps of each item: enough to decide whether to fetch it.
+struct Listed {
+    rk: String,
+    updated: Option<i64>,
+}
+
 #[allow(clippy::too_many_arguments)]
 fn section(
     plex: &Plex,
@@ -178,39 +185,47 @@ fn section(
         && watermark.is_some()
         && opts.title.is_none()
         && filter_honoured(plex, db, key, leaf)?;
-    let since = if incremental { watermark } else { None };
-
-    // The items to look at: changed leaves (and shows, for their own metadata).
-    let mut leaves = plex.section_all(key, leaf, opts.page_size, since)?;
-    let mut shows = if kind == "show" {
-        plex.section_all(key, SHOW, opts.page_size, since)?
+    // Strictly after the watermark: an inclusive bound would re-list every item sharing the
+    // last timestamp (after a library scan, thousands do).
+    let since = if incremental {
+        watermark.map(|w| w + 1)
     } else {
-        Vec::new()
+        None
     };
-    if let Some((t, y)) = &opts.title {
-        let keep = |v: &Value| {
-            let title = if kind == "show" {
-                s(v, "grandparentTitle").or_else(|| s(v, "title"))
-            } else {
-                s(v, "title")
-            };
+    let stored = stored_updated(db, key)?;
+    let title_filter = |v: &Value| match &opts.title {
+        None => true,
+        Some((t, y)) => {
+            let title = s(v, "grandparentTitle").or_else(|| s(v, "title"));
             title.is_some_and(|x| x.eq_ignore_ascii_case(t))
                 && y.is_none_or(|y| n(v, "year") == Some(y) || n(v, "parentYear") == Some(y))
-        };
-        leaves.retain(keep);
-        shows.retain(keep);
+        }
+    };
+    let mut listed: Vec<Listed> = Vec::new();
+    let mut keep = |v: &Value| {
+        if let Some(rk) = s(v, "ratingKey") {
+            if title_filter(v) {
+                listed.push(Listed {
+                    rk,
+                    updated: n(v, "updatedAt"),
+                });
+            }
+        }
+    };
+    plex.for_each_in_section(key, leaf, opts.page_size, since, &mut keep)?;
+    if kind == "show" {
+        plex.for_each_in_section(key, SHOW, opts.page_size, since, &mut keep)?;
     }
     let mut max_updated = watermark.unwrap_or(0);
     let mut changed: Vec<String> = Vec::new();
-    for v in leaves.iter().chain(shows.iter()) {
+    for l in &listed {
         sum.seen += 1;
-        let Some(rk) = s(v, "ratingKey") else {
-            continue;
-        };
-        let upd = n(v, "updatedAt");
-        max_updated = max_updated.max(upd.unwrap_or(0));
-        if super::updated_at(db, &rk)? != upd || upd.is_none() {
-            changed.push(rk);
+        max_updated = max_updated.max(l.updated.unwrap_or(0));
+        if l.updated.is_none()
+            || stored.get(&l.rk).copied().flatten() != l.updated
+            || !stored.contains_key(&l.rk)
+        {
+            changed.push(l.rk.clone());
         }
     }
     // Full metadata for the changed items, in batches, one transaction each.
@@ -227,9 +242,7 @@ fn section(
         if !opts.dry_run {
             let tx = db.transaction()?;
             for it in &items {
-                let is_new = super::updated_at(&tx, &s(it, "ratingKey").unwrap_or_default())?
-                    .is_none()
-                    && !exists(&tx, &s(it, "ratingKey").unwrap_or_default())?;
+                let is_new = !stored.contains_key(&s(it, "ratingKey").unwrap_or_default());
                 if super::upsert_item(&tx, key, it)? {
                     sum.changed += 1;
                     if is_new {
@@ -257,33 +270,30 @@ fn section(
             label: "items",
         });
     }
-    // Deletions: the section's complete key set against the index (only after everything
-    // above succeeded: a Plex error has already returned).
-    if opts.deletions && opts.title.is_none() {
-        let mut present: HashSet<String> = if incremental {
-            plex.section_all(key, leaf, opts.page_size.max(2000), None)?
-                .iter()
-                .filter_map(|v| s(v, "ratingKey"))
-                .collect()
+    // Deletions: the section's complete key set against the index — when due, and only after
+    // everything above succeeded (a Plex error has already returned).
+    if opts.title.is_none() && deletion_check_due(db, key, opts)? {
+        let mut present: HashSet<String> = HashSet::new();
+        if incremental {
+            plex.for_each_in_section(key, leaf, opts.page_size.max(2000), None, &mut |v| {
+                present.extend(s(v, "ratingKey"));
+            })?;
+            if kind == "show" {
+                plex.for_each_in_section(key, SHOW, opts.page_size.max(2000), None, &mut |v| {
+                    present.extend(s(v, "ratingKey"));
+                })?;
+            }
         } else {
-            leaves.iter().filter_map(|v| s(v, "ratingKey")).collect()
-        };
-        let level = if kind == "movie" { "movie" } else { "episode" };
-        let mut gone: Vec<String> = super::rating_keys(db, key, level)?
-            .into_iter()
-            .filter(|k| !present.contains(k))
-            .collect();
-        if kind == "show" {
-            present = if incremental {
-                plex.section_all(key, SHOW, opts.page_size.max(2000), None)?
-                    .iter()
-                    .filter_map(|v| s(v, "ratingKey"))
-                    .collect()
-            } else {
-                shows.iter().filter_map(|v| s(v, "ratingKey")).collect()
-            };
+            present.extend(listed.iter().map(|l| l.rk.clone()));
+        }
+        let mut gone: Vec<String> = Vec::new();
+        for level in if kind == "movie" {
+            &["movie"][..]
+        } else {
+            &["episode", "show"][..]
+        } {
             gone.extend(
-                super::rating_keys(db, key, "show")?
+                super::rating_keys(db, key, level)?
                     .into_iter()
                     .filter(|k| !present.contains(k)),
             );
@@ -306,6 +316,13 @@ fn section(
                 tx.commit()?;
             }
         }
+        if !opts.dry_run {
+            super::meta_set(
+                db,
+                &format!("section:{key}:deletions_checked"),
+                &now().to_string(),
+            )?;
+        }
     }
     if !opts.dry_run && opts.title.is_none() {
         super::meta_set(db, &watermark_key(key), &max_updated.to_string())?;
@@ -313,14 +330,23 @@ fn section(
     Ok(())
 }
 
-fn exists(db: &Connection, rk: &str) -> Result<bool> {
-    Ok(db
-        .query_row(
-            "SELECT 1 FROM items WHERE rating_key = ?1",
-            [rk],
-            |_| Ok(()),
-        )
-        .is_ok())
+/// `updated_at` of every indexed item of a section, in one query.
+fn stored_updated(db: &Connection, section: &str) -> Result<HashMap<String, Option<i64>>> {
+    let mut q = db.prepare("SELECT rating_key, updated_at FROM items WHERE section_key = ?1")?;
+    let rows = q.query_map([section], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<HashMap<_, _>>>()?)
+}
+
+fn deletion_check_due(db: &Connection, section: &str, opts: &Options) -> Result<bool> {
+    if opts.full || opts.deletion_interval_s == 0 {
+        return Ok(true);
+    }
+    let last: i64 = super::meta_get(db, &format!("section:{section}:deletions_checked"))?
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    Ok(now() - last >= opts.deletion_interval_s as i64)
 }
 
 /// "Show / S01E02 Title" or "Title (Year)" for progress lines.
