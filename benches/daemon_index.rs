@@ -89,7 +89,7 @@ fn main() {
             "plex": {"url": plex.url, "token_file": token},
             "shim": {"socket": dir.path().join("shim.sock")},
             "index": {"sync_interval_s": 0},
-            "daemon": {"state_dir": dir.path().join("state"), "heal_transcoder": false, "socket_group": ""}
+            "daemon": {"state_dir": dir.path().join("state"), "heal_transcoder": false, "socket_group": "", "http_listen": ""}
         })
         .to_string(),
     )

@@ -24,6 +24,17 @@ pub enum Command {
     Sync(SyncArgs),
     /// List indexed movies or shows with a title, with their versions and external ids.
     Discover(DiscoverArgs),
+    /// The running daemon's uptime, index counts, last sync and job health.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Print the daemon's JSON answer.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]

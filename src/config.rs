@@ -175,6 +175,8 @@ pub struct DaemonConfig {
     /// Extra uids / gids allowed on the socket (root, the daemon's uid and `socket_group` are).
     pub allowed_uids: Vec<u32>,
     pub allowed_gids: Vec<u32>,
+    /// Loopback address for `/health` and `/metrics`; empty: off.
+    pub http_listen: String,
 }
 
 impl Default for DaemonConfig {
@@ -190,6 +192,7 @@ impl Default for DaemonConfig {
             socket_group: "plex".into(),
             allowed_uids: Vec::new(),
             allowed_gids: Vec::new(),
+            http_listen: "127.0.0.1:9877".into(),
         }
     }
 }

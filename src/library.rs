@@ -146,3 +146,74 @@ pub fn discover(args: DiscoverArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `downshiftarr status`: the daemon's health over its socket.
+pub fn status(args: crate::cli::StatusArgs) -> Result<ExitCode> {
+    use downshiftarr_shim::protocol::{Client, Request, Response};
+    let cfg = config::load_strict(&config::path(args.config.as_deref()))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut c = Client::connect(std::path::Path::new(&cfg.shim.socket), deadline)
+        .map_err(|e| anyhow::anyhow!("the daemon at {}: {e}", cfg.shim.socket))?;
+    let Response::Status { status } = c
+        .call(&Request::Status)
+        .map_err(|e| anyhow::anyhow!("the daemon at {}: {e}", cfg.shim.socket))?
+    else {
+        anyhow::bail!("the daemon at {} answered something else", cfg.shim.socket);
+    };
+    if args.json {
+        println!("{status}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let g = |p: &str| status.pointer(p).cloned().unwrap_or_default();
+    println!(
+        "downshiftarr daemon {} — up {} s, {}",
+        g("/version").as_str().unwrap_or("?"),
+        g("/uptime_s"),
+        if g("/healthy") == true {
+            "healthy"
+        } else {
+            "UNHEALTHY"
+        }
+    );
+    println!(
+        "index: {} movies, {} shows, {} episodes, {} files",
+        g("/index/movies"),
+        g("/index/shows"),
+        g("/index/episodes"),
+        g("/index/files")
+    );
+    match status.get("last_sync").filter(|v| !v.is_null()) {
+        Some(s) if s["ok"] == true => println!(
+            "last sync: {} — {} changed, {} removed, {} API calls, {:.2} s",
+            s["at"].as_str().unwrap_or("?"),
+            s["summary"]["changed"],
+            s["summary"]["removed"],
+            s["summary"]["api_calls"],
+            s["summary"]["seconds"].as_f64().unwrap_or(0.0)
+        ),
+        Some(s) => println!(
+            "last sync: {} — FAILED: {}",
+            s["at"].as_str().unwrap_or("?"),
+            s["error"].as_str().unwrap_or("?")
+        ),
+        None => println!("last sync: none yet"),
+    }
+    if let Some(jobs) = status.get("jobs").and_then(|j| j.as_object()) {
+        for (name, j) in jobs {
+            match j["last_error"].as_str() {
+                Some(e) => println!(
+                    "job {name}: restarted {} times, last error: {e}",
+                    j["restarts"]
+                ),
+                None => println!("job {name}: ok"),
+            }
+        }
+    }
+    println!(
+        "shim: {} lookups ({} found), {} decisions reported",
+        g("/shim/lookups"),
+        g("/shim/lookup_hits"),
+        g("/shim/decisions")
+    );
+    Ok(ExitCode::SUCCESS)
+}

@@ -19,6 +19,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Daemon(args) => daemon::run(args),
         cli::Command::Sync(args) => library::sync(args),
         cli::Command::Discover(args) => library::discover(args),
+        cli::Command::Status(args) => library::status(args),
     };
     match result {
         Ok(code) => code,

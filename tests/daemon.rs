@@ -16,6 +16,14 @@ use downshiftarr_shim::protocol::{Client, Request, Response};
 use crate::fake_plex::FakePlex;
 use crate::util;
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 struct Env {
     dir: tempfile::TempDir,
     cfg: PathBuf,
@@ -40,7 +48,7 @@ impl Env {
                 "shim": {"socket": dir.path().join("run/shim.sock")},
                 "index": index,
                 "daemon": {"state_dir": dir.path().join("state"), "runtime_dir": dir.path().join("run"),
-                           "heal_transcoder": false, "socket_group": ""}
+                           "heal_transcoder": false, "socket_group": "", "http_listen": format!("127.0.0.1:{}", free_port())}
             })
             .to_string(),
         )
@@ -544,5 +552,67 @@ fn the_shim_end_to_end_takes_its_facts_from_the_daemon() {
         )
         .unwrap();
     assert_eq!(reason, "protected source rewritten to 1080p sdr");
+    stop(daemon);
+}
+
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn status_health_and_metrics() {
+    let env = Env::new(FakePlex::start(9, 1, 4), serde_json::json!({}));
+    let daemon = env.daemon();
+    wait_for_daemon(&env.socket(), MOVIE3_4K);
+    let t = Instant::now();
+    let status = loop {
+        let out = env.cli(&["status"]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        if out.status.success() && text.contains("last sync: 20") {
+            break text;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "status never showed a sync:\n{text}{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(
+        status.contains("healthy")
+            && status.contains("index: 9 movies, 1 shows, 4 episodes, 16 files"),
+        "{status}"
+    );
+    assert!(
+        status.contains("job sync: ok") && status.contains("job socket: ok"),
+        "{status}"
+    );
+    let cfg: serde_json::Value = serde_json::from_str(&util::read(&env.cfg)).unwrap();
+    let addr = cfg["daemon"]["http_listen"].as_str().unwrap().to_string();
+    let health = http_get(&addr, "/health");
+    assert!(
+        health.starts_with("HTTP/1.1 200") || health.starts_with("HTTP/1.0 200"),
+        "{health}"
+    );
+    assert!(health.contains("\"healthy\":true"), "{health}");
+    let metrics = http_get(&addr, "/metrics");
+    assert!(
+        metrics.contains("downshiftarr_index_items{type=\"movie\"} 9"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE downshiftarr_lookups_total counter"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("downshiftarr_sync_passes_total 1"),
+        "{metrics}"
+    );
+    assert!(http_get(&addr, "/nope").contains(" 404 "));
     stop(daemon);
 }

@@ -368,7 +368,7 @@ fn the_daemon_heals_an_overwrite_behind_dpkgs_back_within_10_seconds() {
         serde_json::json!({"shim": {"socket": root.join("run/downshiftarr/shim.sock")}, "daemon": {
             "state_dir": root.join("var/lib/downshiftarr"), "runtime_dir": root.join("run/downshiftarr"),
             "plex_dir": root.join(PLEX), "shim_binary": root.join("usr/lib/downshiftarr/downshiftarr-shim"),
-            "heal_interval_s": 5
+            "heal_interval_s": 5, "http_listen": ""
         }})
         .to_string(),
     )

@@ -19,6 +19,7 @@
 //! | `{"type":"lookup_source","path":P}` | `{"type":"source","found":bool,"facts":{…}?,"versions":[…]}` |
 //! | `{"type":"report_decision","record":{…}}` | `{"type":"ok"}` |
 //! | `{"type":"session_context","transcode_session":S}` | `{"type":"session","user":…,"client":…,"local":bool}` |
+//! | `{"type":"status"}` | `{"type":"status","status":{"uptime_s":…,"index":{…},"last_sync":{…},"jobs":{…}}}` |
 //! | anything malformed | `{"type":"error","message":"…"}` |
 //!
 //! # Deadlines
@@ -91,9 +92,17 @@ pub struct StreamInfo {
 pub enum Request {
     Ping,
     Version,
-    LookupSource { path: String },
-    ReportDecision { record: serde_json::Value },
-    SessionContext { transcode_session: String },
+    LookupSource {
+        path: String,
+    },
+    ReportDecision {
+        record: serde_json::Value,
+    },
+    SessionContext {
+        transcode_session: String,
+    },
+    /// The daemon's health, for `downshiftarr status`.
+    Status,
 }
 
 /// A response from the daemon.
@@ -118,6 +127,10 @@ pub enum Response {
         local: Option<bool>,
     },
     Ok,
+    /// Uptime, index counts, last sync, job health (`downshiftarr status`).
+    Status {
+        status: serde_json::Value,
+    },
     Error {
         message: String,
     },

@@ -5,6 +5,8 @@
 //! the transcoder healer (`heal`); the shim's socket service and the library index follow.
 
 pub mod heal;
+pub mod health;
+pub mod http;
 pub mod lifecycle;
 pub mod logging;
 pub mod socket;
@@ -36,6 +38,8 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
 
     let shutdown = Shutdown::default();
     lifecycle::spawn_signal_thread(signals, shutdown.clone())?;
+    let stats = Arc::new(socket::Stats::default());
+    let health = Arc::new(health::Health::new(stats.clone()));
     let mut jobs = Vec::new();
     if cfg.daemon.heal_transcoder {
         match plex_dir(&cfg) {
@@ -49,6 +53,7 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
                 jobs.push(supervisor::spawn(
                     "heal",
                     shutdown.clone(),
+                    health.clone(),
                     Box::new(move |sd| heal::run(&paths, interval, sd)),
                 ));
             }
@@ -72,35 +77,56 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
         socket::bind(Path::new(&cfg.shim.socket), &cfg.daemon.socket_group)?;
     access.uids.extend(&cfg.daemon.allowed_uids);
     access.gids.extend(&cfg.daemon.allowed_gids);
-    let stats = Arc::new(socket::Stats::default());
     let (tx, rx) = sync_channel::<serde_json::Value>(4096);
     {
-        let (lookup, stats, listener) = (lookup.clone(), stats.clone(), Arc::new(listener));
+        let (lookup, h, listener) = (lookup.clone(), health.clone(), Arc::new(listener));
+        let job =
+            Box::new(move |sd: &Shutdown| socket::serve(&listener, &access, &lookup, &tx, &h, sd));
         jobs.push(supervisor::spawn(
             "socket",
             shutdown.clone(),
-            Box::new(move |sd| socket::serve(&listener, &access, &lookup, &tx, &stats, sd)),
+            health.clone(),
+            job,
         ));
     }
     {
-        let db_path = db_path.clone();
+        let (db_path, h) = (db_path.clone(), health.clone());
         let rx = Arc::new(std::sync::Mutex::new(rx));
+        let job = Box::new(move |sd: &Shutdown| audit(&db_path, &rx, &h, sd));
         jobs.push(supervisor::spawn(
             "audit",
             shutdown.clone(),
-            Box::new(move |sd| audit(&db_path, &rx, sd)),
+            health.clone(),
+            job,
         ));
     }
     match cfg.plex.resolved() {
         Ok((url, token)) => {
-            let (lookup, cfg2, db_path) = (lookup.clone(), cfg.clone(), db_path.clone());
+            let (lookup, cfg2, db_path, h) =
+                (lookup.clone(), cfg.clone(), db_path.clone(), health.clone());
+            let job = Box::new(move |sd: &Shutdown| {
+                sync_job(&cfg2, &url, &token, &db_path, &lookup, &h, sd)
+            });
             jobs.push(supervisor::spawn(
                 "sync",
                 shutdown.clone(),
-                Box::new(move |sd| sync_job(&cfg2, &url, &token, &db_path, &lookup, sd)),
+                health.clone(),
+                job,
             ));
         }
         Err(e) => tracing::warn!("the library index will not be synced: {e:#}"),
+    }
+    if !cfg.daemon.http_listen.is_empty() {
+        let server = Arc::new(http::bind(&cfg.daemon.http_listen)?);
+        let h = health.clone();
+        let job = Box::new(move |sd: &Shutdown| http::serve(&server, &h, sd));
+        jobs.push(supervisor::spawn(
+            "http",
+            shutdown.clone(),
+            health.clone(),
+            job,
+        ));
+        tracing::info!(listen = %cfg.daemon.http_listen, "serving /health and /metrics");
     }
     lifecycle::notify("READY=1");
     tracing::info!(socket = %cfg.shim.socket, "ready");
@@ -137,6 +163,7 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
 fn audit(
     db_path: &Path,
     rx: &std::sync::Mutex<Receiver<serde_json::Value>>,
+    health: &health::Health,
     shutdown: &Shutdown,
 ) -> Result<()> {
     let db = index::open(db_path)?;
@@ -148,6 +175,10 @@ fn audit(
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         };
         let field = |k: &str| rec.get(k).and_then(|v| v.as_str()).map(String::from);
+        health.decision(
+            &field("decision").unwrap_or_default(),
+            &field("reason").unwrap_or_default(),
+        );
         if field("decision").as_deref() != Some("pass") {
             tracing::info!(
                 decision = field("decision").unwrap_or_default(),
@@ -171,6 +202,7 @@ fn sync_job(
     token: &str,
     db_path: &Path,
     lookup: &Lookup,
+    health: &health::Health,
     shutdown: &Shutdown,
 ) -> Result<()> {
     let plex = crate::plex::Plex::new(
@@ -187,8 +219,15 @@ fn sync_job(
         ..sync::Options::default()
     };
     loop {
-        let s = sync::run(&plex, &mut db, &opts, &mut |_| {})?;
+        let s = match sync::run(&plex, &mut db, &opts, &mut |_| {}) {
+            Ok(s) => s,
+            Err(e) => {
+                health.synced(Err(format!("{e:#}")), None);
+                return Err(e);
+            }
+        };
         lookup.rebuild(&db)?;
+        health.synced(Ok(&s), index::counts(&db).ok());
         tracing::info!(
             seen = s.seen,
             changed = s.changed,

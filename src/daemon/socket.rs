@@ -24,6 +24,7 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::sys::stat::{umask, Mode};
 use nix::unistd::{Gid, Group, Uid};
 
+use super::health::Health;
 use super::lifecycle::Shutdown;
 use crate::index::Lookup;
 
@@ -117,9 +118,10 @@ pub fn serve(
     access: &Access,
     lookup: &Lookup,
     decisions: &SyncSender<serde_json::Value>,
-    stats: &Arc<Stats>,
+    health: &Arc<Health>,
     shutdown: &Shutdown,
 ) -> Result<()> {
+    let stats = &health.socket;
     // A cached thread pool: connections go to an idle worker when there is one, and a new
     // worker starts only when none is idle (spawning a thread per lookup dominated the p99);
     // a slow client still occupies one worker only. Extra workers exit after 30 s idle.
@@ -131,7 +133,7 @@ pub fn serve(
         let (lookup, decisions, stats, active, idle, rx) = (
             lookup.clone(),
             decisions.clone(),
-            stats.clone(),
+            health.clone(),
             active.clone(),
             idle.clone(),
             work_rx.clone(),
@@ -193,7 +195,7 @@ fn worker(
     active: &AtomicUsize,
     lookup: &Lookup,
     decisions: &SyncSender<serde_json::Value>,
-    stats: &Stats,
+    health: &Health,
 ) {
     loop {
         idle.fetch_add(1, Ordering::SeqCst);
@@ -207,7 +209,7 @@ fn worker(
         };
         idle.fetch_sub(1, Ordering::SeqCst);
         let Ok(conn) = next else { return };
-        handle(conn, lookup, decisions, stats);
+        handle(conn, lookup, decisions, health);
         active.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -249,8 +251,9 @@ fn handle(
     mut conn: UnixStream,
     lookup: &Lookup,
     decisions: &SyncSender<serde_json::Value>,
-    stats: &Stats,
+    health: &Health,
 ) {
+    let stats = &health.socket;
     let _ = conn.set_nonblocking(false);
     let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
     let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
@@ -267,7 +270,7 @@ fn handle(
             }
         };
         let response = match protocol::decode::<Request>(&body) {
-            Ok(req) => answer(req, lookup, decisions, stats),
+            Ok(req) => answer(req, lookup, decisions, health),
             Err(e) => {
                 stats.bad_frames.fetch_add(1, Ordering::Relaxed);
                 let _ = conn.write_all(&protocol::encode(&Response::Error {
@@ -289,9 +292,13 @@ fn answer(
     req: Request,
     lookup: &Lookup,
     decisions: &SyncSender<serde_json::Value>,
-    stats: &Stats,
+    health: &Health,
 ) -> Option<Response> {
+    let stats = &health.socket;
     Some(match req {
+        Request::Status => Response::Status {
+            status: health.status(),
+        },
         Request::Ping => Response::Pong,
         Request::Version => Response::Version {
             version: downshiftarr_shim::VERSION.into(),

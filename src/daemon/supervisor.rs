@@ -6,13 +6,22 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
+use std::sync::Arc;
+
+use super::health::Health;
 use super::lifecycle::Shutdown;
 
 /// A long-running job: returns `Ok` when shutdown was requested, `Err` when it failed.
 pub type JobFn = Box<dyn FnMut(&Shutdown) -> Result<()> + Send>;
 
 /// Starts `job` under supervision.
-pub fn spawn(name: &'static str, shutdown: Shutdown, mut job: JobFn) -> JoinHandle<()> {
+pub fn spawn(
+    name: &'static str,
+    shutdown: Shutdown,
+    health: Arc<Health>,
+    mut job: JobFn,
+) -> JoinHandle<()> {
+    health.job_started(name);
     let spawned = std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
@@ -24,21 +33,17 @@ pub fn spawn(name: &'static str, shutdown: Shutdown, mut job: JobFn) -> JoinHand
                 if shutdown.is_set() {
                     return;
                 }
-                match result {
-                    Ok(Ok(())) => {
-                        tracing::warn!(job = name, "job returned without a shutdown; restarting")
-                    }
-                    Ok(Err(e)) => tracing::error!(
-                        job = name,
-                        "job failed: {e:#}; restarting in {}s",
-                        backoff.as_secs()
-                    ),
-                    Err(_) => tracing::error!(
-                        job = name,
-                        "job panicked; restarting in {}s",
-                        backoff.as_secs()
-                    ),
-                }
+                let why = match result {
+                    Ok(Ok(())) => "returned without a shutdown".to_string(),
+                    Ok(Err(e)) => format!("{e:#}"),
+                    Err(_) => "panicked".to_string(),
+                };
+                tracing::error!(
+                    job = name,
+                    "job failed: {why}; restarting in {}s",
+                    backoff.as_secs()
+                );
+                health.job_failed(name, why);
                 if started.elapsed() > Duration::from_secs(300) {
                     backoff = Duration::from_secs(1); // it ran fine for a while
                 }
@@ -72,6 +77,7 @@ mod tests {
         let h = spawn(
             "flaky",
             s.clone(),
+            Arc::new(Health::new(Arc::default())),
             Box::new(move |sd: &Shutdown| {
                 if r.fetch_add(1, Ordering::SeqCst) == 0 {
                     anyhow::bail!("first run fails");
