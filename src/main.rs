@@ -4,6 +4,7 @@ mod check_config;
 mod cli;
 mod config;
 mod daemon;
+mod events;
 mod explain;
 mod index;
 mod library;

@@ -616,3 +616,66 @@ fn status_health_and_metrics() {
     assert!(http_get(&addr, "/nope").contains(" 404 "));
     stop(daemon);
 }
+
+#[test]
+fn notifications_trigger_syncs_and_deletions_and_reconnect() {
+    let env = Env::new(FakePlex::start(9, 0, 0), serde_json::json!({}));
+    let daemon = env.daemon();
+    wait_for_daemon(&env.socket(), MOVIE3_4K);
+    let t = Instant::now();
+    while env.plex.websocket_connections() == 0 {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the daemon never opened the notification websocket"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lookup = |p: &str| -> Option<downshiftarr_shim::protocol::MediaVersion> {
+        let mut c = Client::connect(&env.socket(), Instant::now() + Duration::from_secs(2)).ok()?;
+        match c.call(&Request::LookupSource { path: p.into() }).ok()? {
+            Response::Source {
+                found: true,
+                versions,
+                ..
+            } => versions.into_iter().find(|v| v.file == p),
+            _ => None,
+        }
+    };
+    let wait = |what: &str, f: &dyn Fn() -> bool| {
+        let t = Instant::now();
+        while !f() {
+            assert!(t.elapsed() < Duration::from_secs(15), "{what}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let scan_finished = serde_json::json!({"NotificationContainer": {"type": "activity", "size": 1, "ActivityNotification": [
+        {"event": "ended", "uuid": "u1", "Activity": {"type": "library.update.section", "title": "Scanning Movies"}}]}});
+    // A refresh makes Movie 1 HDR; the scan-finished notification makes the daemon sync
+    // (sync_interval_s is 0: nothing else would).
+    let movies = env.plex.keys("movie");
+    env.plex.edit(movies[1], true);
+    env.plex.notify(scan_finished.clone());
+    wait("Movie 1 never became HDR in the index", &|| {
+        lookup(MOVIE1_1080)
+            .is_some_and(|v| v.dynamic_range == Some(downshiftarr_shim::facts::DynamicRange::Hdr10))
+    });
+    // A timeline deletion (state 9) removes the item at once.
+    env.plex.delete(movies[0]);
+    env.plex.notify(serde_json::json!({"NotificationContainer": {"type": "timeline", "size": 1, "TimelineEntry": [
+        {"itemID": movies[0].to_string(), "sectionID": "1", "type": 1, "state": 9, "metadataState": "deleted"}]}}));
+    wait("Movie 0 was not removed", &|| lookup(MOVIE0_4K).is_none());
+    // The websocket drops: the daemon reconnects and keeps reacting.
+    let before = env.plex.websocket_connections();
+    env.plex.drop_websockets();
+    wait("no reconnection", &|| {
+        env.plex.websocket_connections() > before
+    });
+    env.plex.edit(movies[1], false);
+    std::thread::sleep(Duration::from_millis(300));
+    env.plex.notify(scan_finished);
+    wait("Movie 1 did not go back to SDR", &|| {
+        lookup(MOVIE1_1080)
+            .is_some_and(|v| v.dynamic_range == Some(downshiftarr_shim::facts::DynamicRange::Sdr))
+    });
+    stop(daemon);
+}

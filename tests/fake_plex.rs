@@ -38,7 +38,18 @@ pub struct FakePlex {
     items: Arc<Mutex<BTreeMap<u64, Item>>>,
     pub faults: Arc<Faults>,
     pub requests: Arc<AtomicU64>,
+    ws: Arc<Ws>,
     stop: Arc<AtomicBool>,
+}
+
+/// The notification websocket: a frame log every connection replays from its own cursor.
+#[derive(Default)]
+struct Ws {
+    frames: Mutex<Vec<String>>,
+    /// Bumped to close every open connection.
+    generation: AtomicU64,
+    /// Handshakes accepted.
+    connections: AtomicU64,
 }
 
 const BASE_TIME: i64 = 1_700_000_000;
@@ -128,27 +139,38 @@ impl FakePlex {
             items: Arc::new(Mutex::new(items)),
             faults: Arc::new(Faults::default()),
             requests: Arc::new(AtomicU64::new(0)),
+            ws: Arc::default(),
             stop: Arc::new(AtomicBool::new(false)),
         };
-        let (items, faults, requests, stop, token) = (
+        let (items, faults, requests, stop, token, ws) = (
             fake.items.clone(),
             fake.faults.clone(),
             fake.requests.clone(),
             fake.stop.clone(),
             fake.token.clone(),
+            fake.ws.clone(),
         );
         listener.set_nonblocking(true).unwrap();
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        let (items, faults, requests, token) = (
+                        let (items, faults, requests, token, ws) = (
                             items.clone(),
                             faults.clone(),
                             requests.clone(),
                             token.clone(),
+                            ws.clone(),
                         );
-                        std::thread::spawn(move || serve(conn, &items, &faults, &requests, &token));
+                        std::thread::spawn(move || {
+                            let mut head = [0u8; 40];
+                            let n = conn.peek(&mut head).unwrap_or(0);
+                            if head[..n].starts_with(b"GET /:/websockets/notifications") {
+                                serve_ws(conn, &ws, &token);
+                            } else {
+                                serve(conn, &items, &faults, &requests, &token);
+                            }
+                        });
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
@@ -174,6 +196,21 @@ impl FakePlex {
                 }
             }
         }
+    }
+
+    /// Sends a notification frame to every websocket client (and later ones).
+    pub fn notify(&self, frame: serde_json::Value) {
+        self.ws.frames.lock().unwrap().push(frame.to_string());
+    }
+
+    /// Closes every open notification connection.
+    pub fn drop_websockets(&self) {
+        self.ws.generation.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Notification connections accepted so far.
+    pub fn websocket_connections(&self) -> u64 {
+        self.ws.connections.load(Ordering::SeqCst)
     }
 
     pub fn delete(&self, rk: u64) {
@@ -236,6 +273,52 @@ fn listing(v: &Value) -> Value {
         }
     }
     v
+}
+
+// The handshake callback's error type is tungstenite's `ErrorResponse`, fixed by its trait.
+#[allow(clippy::result_large_err)]
+fn serve_ws(conn: TcpStream, ws: &Ws, token: &str) {
+    let check = |req: &tungstenite::handshake::server::Request, resp| match req
+        .headers()
+        .get("X-Plex-Token")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some(t) if t == token => Ok(resp),
+        _ => {
+            let mut r =
+                tungstenite::handshake::server::ErrorResponse::new(Some("unauthorized".into()));
+            *r.status_mut() = tungstenite::http::StatusCode::UNAUTHORIZED;
+            Err(r)
+        }
+    };
+    let _ = conn.set_read_timeout(Some(Duration::from_millis(20)));
+    let Ok(mut sock) = tungstenite::accept_hdr(conn, check) else {
+        return;
+    };
+    ws.connections.fetch_add(1, Ordering::SeqCst);
+    let generation = ws.generation.load(Ordering::SeqCst);
+    let mut cursor = ws.frames.lock().unwrap().len(); // only frames sent from now on
+    loop {
+        if ws.generation.load(Ordering::SeqCst) != generation {
+            return; // dropped: close the TCP connection without a close frame
+        }
+        let pending: Vec<String> = ws.frames.lock().unwrap()[cursor..].to_vec();
+        for f in pending {
+            if sock.send(tungstenite::Message::Text(f.into())).is_err() {
+                return;
+            }
+            cursor += 1;
+        }
+        match sock.read() {
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return,
+        }
+    }
 }
 
 fn respond(conn: &mut TcpStream, status: &str, body: &str) {

@@ -102,13 +102,28 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
     }
     match cfg.plex.resolved() {
         Ok((url, token)) => {
-            let (lookup, cfg2, db_path, h) =
-                (lookup.clone(), cfg.clone(), db_path.clone(), health.clone());
+            let bus = Arc::new(crate::events::Bus::default());
+            let events = std::sync::Mutex::new(bus.subscribe());
+            let (lookup, cfg2, db_path, h, u, t) = (
+                lookup.clone(),
+                cfg.clone(),
+                db_path.clone(),
+                health.clone(),
+                url.clone(),
+                token.clone(),
+            );
             let job = Box::new(move |sd: &Shutdown| {
-                sync_job(&cfg2, &url, &token, &db_path, &lookup, &h, sd)
+                sync_job(&cfg2, &u, &t, &db_path, &lookup, &h, &events, sd)
             });
             jobs.push(supervisor::spawn(
                 "sync",
+                shutdown.clone(),
+                health.clone(),
+                job,
+            ));
+            let job = Box::new(move |sd: &Shutdown| crate::events::listen(&url, &token, &bus, sd));
+            jobs.push(supervisor::spawn(
+                "events",
                 shutdown.clone(),
                 health.clone(),
                 job,
@@ -196,6 +211,7 @@ fn audit(
 }
 
 /// Syncs the index from Plex now and every `index.sync_interval_s`.
+#[allow(clippy::too_many_arguments)]
 fn sync_job(
     cfg: &Config,
     url: &str,
@@ -203,6 +219,7 @@ fn sync_job(
     db_path: &Path,
     lookup: &Lookup,
     health: &health::Health,
+    events: &std::sync::Mutex<Receiver<crate::events::Event>>,
     shutdown: &Shutdown,
 ) -> Result<()> {
     let plex = crate::plex::Plex::new(
@@ -236,13 +253,47 @@ fn sync_job(
             seconds = s.seconds,
             "library synced"
         );
-        let wait = if cfg.index.sync_interval_s == 0 {
-            Duration::from_secs(u64::MAX / 4)
-        } else {
-            Duration::from_secs(cfg.index.sync_interval_s)
-        };
-        if shutdown.wait(wait) {
+        if !wait_for_next_sync(cfg, &db, lookup, events, shutdown)? {
             return Ok(());
+        }
+    }
+}
+
+/// Waits for the next sync: the interval, or a finished library scan (debounced: 2 s after
+/// the last one). Deletions announced by a timeline notification (state 9) are applied at
+/// once. Returns false on shutdown.
+fn wait_for_next_sync(
+    cfg: &Config,
+    db: &rusqlite::Connection,
+    lookup: &Lookup,
+    events: &std::sync::Mutex<Receiver<crate::events::Event>>,
+    shutdown: &Shutdown,
+) -> Result<bool> {
+    use crate::events::Event;
+    let events = events.lock().unwrap_or_else(|e| e.into_inner());
+    let due = (cfg.index.sync_interval_s > 0)
+        .then(|| std::time::Instant::now() + Duration::from_secs(cfg.index.sync_interval_s));
+    let mut scan_finished: Option<std::time::Instant> = None;
+    loop {
+        if shutdown.is_set() {
+            return Ok(false);
+        }
+        match events.recv_timeout(Duration::from_millis(250)) {
+            Ok(e) if e.is_scan_finished() => scan_finished = Some(std::time::Instant::now()),
+            Ok(Event::Timeline { item, state: 9, .. }) => {
+                if index::delete_items(db, std::slice::from_ref(&item))? > 0 {
+                    lookup.rebuild(db)?;
+                    tracing::info!(rating_key = %item, "Plex deleted an item: removed from the index");
+                }
+            }
+            Ok(_) | Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+        }
+        if scan_finished.is_some_and(|t| t.elapsed() >= Duration::from_secs(2)) {
+            tracing::info!("a library scan finished: syncing");
+            return Ok(true);
+        }
+        if due.is_some_and(|d| std::time::Instant::now() >= d) {
+            return Ok(true);
         }
     }
 }
