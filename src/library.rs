@@ -33,28 +33,54 @@ pub fn sync(args: SyncArgs) -> Result<ExitCode> {
         metadata_batch: cfg.index.metadata_batch,
         deletion_interval_s: cfg.index.deletion_check_interval_s,
     };
+    // Progress bars on a terminal (library and item progress, change lines above them);
+    // plain lines otherwise, so logs and pipes stay readable.
     let tty = std::io::stderr().is_terminal();
+    let bars = indicatif::MultiProgress::new();
+    let style = |t: &str| {
+        indicatif::ProgressStyle::with_template(t)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+    };
+    let library = bars.add(
+        indicatif::ProgressBar::new(0).with_style(style("library {bar:30} {pos}/{len} {msg}")),
+    );
+    let items =
+        bars.add(indicatif::ProgressBar::new(0).with_style(style("items   {bar:30} {msg}")));
+    if !tty {
+        bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
     let mut err = std::io::stderr();
-    let summary = sync::run(&plex, &mut db, &opts, &mut |p| {
-        let _ = match p {
-            sync::Progress::Section {
-                title,
-                index,
-                total,
-            } => writeln!(err, "[{index}/{total}] {title}"),
-            sync::Progress::Items { done, total, label } if tty => {
-                write!(err, "\r  {label} {done}/{total}")
+    let summary = sync::run(&plex, &mut db, &opts, &mut |p| match p {
+        sync::Progress::Section {
+            title,
+            index,
+            total,
+        } => {
+            library.set_length(total as u64);
+            library.set_position(index as u64);
+            library.set_message(title.to_string());
+            items.set_position(0);
+            items.set_message("");
+            if !tty {
+                let _ = writeln!(err, "[{index}/{total}] {title}");
             }
-            sync::Progress::Items { .. } => Ok(()),
-            sync::Progress::Changed { what, title } => {
-                writeln!(err, "{}  {what}: {title}", if tty { "\r" } else { "" })
+        }
+        sync::Progress::Items { done, total, label } => {
+            items.set_length(total);
+            items.set_position(done);
+            items.set_message(format!("{label} ({done}/{total})"));
+        }
+        sync::Progress::Changed { what, title } => {
+            if tty {
+                bars.suspend(|| eprintln!("  {what}: {title}"));
+            } else {
+                let _ = writeln!(err, "  {what}: {title}");
             }
-        };
+        }
     })
     .context("sync failed; nothing was deleted")?;
-    if tty {
-        eprintln!();
-    }
+    library.finish_and_clear();
+    items.finish_and_clear();
     let c = index::counts(&db)?;
     println!(
         "{}: {} seen, {} changed ({} added), {} removed, {} sections skipped, {} API calls, {:.2} s",

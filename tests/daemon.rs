@@ -679,3 +679,37 @@ fn notifications_trigger_syncs_and_deletions_and_reconnect() {
     });
     stop(daemon);
 }
+
+#[test]
+fn sighup_reloads_the_configuration() {
+    let env = Env::new(FakePlex::start(6, 0, 0), serde_json::json!({}));
+    let daemon = env.daemon();
+    wait_for_daemon(&env.socket(), MOVIE3_4K);
+    // sync_interval_s is 0: nothing syncs until the configuration says otherwise.
+    env.plex.edit(env.plex.keys("movie")[1], true);
+    let mut cfg: serde_json::Value = serde_json::from_str(&util::read(&env.cfg)).unwrap();
+    cfg["index"]["sync_interval_s"] = serde_json::json!(1);
+    std::fs::write(&env.cfg, cfg.to_string()).unwrap();
+    let _ = Command::new("kill")
+        .arg("-HUP")
+        .arg(daemon.id().to_string())
+        .status();
+    let t = Instant::now();
+    loop {
+        let mut c =
+            Client::connect(&env.socket(), Instant::now() + Duration::from_secs(2)).unwrap();
+        if let Ok(Response::Source { facts: Some(f), .. }) = c.call(&Request::LookupSource {
+            path: MOVIE1_1080.into(),
+        }) {
+            if f.dynamic_range == Some(downshiftarr_shim::facts::DynamicRange::Hdr10) {
+                break;
+            }
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the reloaded sync interval never applied"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    stop(daemon);
+}

@@ -550,3 +550,54 @@ fn every_shell_script_passes_shellcheck() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn refuses_to_swap_while_a_transcode_is_running_unless_forced() {
+    let d = util::tempdir();
+    plex_tree(d.path(), "v1");
+    // A "transcode": a process whose executable is the transcoder path.
+    util::require("ffmpeg");
+    std::fs::copy(
+        String::from_utf8(
+            Command::new("sh")
+                .args(["-c", "command -v ffmpeg"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap()
+        .trim(),
+        transcoder(d.path()),
+    )
+    .unwrap();
+    let mut running = Command::new(transcoder(d.path()))
+        .args([
+            "-nostdin",
+            "-loglevel",
+            "quiet",
+            "-re",
+            "-f",
+            "lavfi",
+            "-i",
+            "anullsrc",
+            "-t",
+            "30",
+            "-f",
+            "null",
+            "-",
+        ])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    let out = installer(d.path(), &[]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        !out.status.success() && err.contains("a transcode is running"),
+        "{err}"
+    );
+    assert!(!real(d.path()).exists(), "nothing was moved");
+    let log = ok(&installer(d.path(), &["--force"]));
+    assert!(log.contains("installed"), "{log}");
+    let _ = running.kill();
+    let _ = running.wait();
+}

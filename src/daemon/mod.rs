@@ -36,6 +36,8 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
     let _lock = InstanceLock::acquire(Path::new(&cfg.daemon.state_dir))?;
     tracing::info!(version = downshiftarr_shim::VERSION, config = %path.display(), "downshiftarr daemon starting");
 
+    // The configuration jobs read on every pass; SIGHUP swaps it.
+    let live = Arc::new(std::sync::RwLock::new(cfg.clone()));
     let shutdown = Shutdown::default();
     lifecycle::spawn_signal_thread(signals, shutdown.clone())?;
     let stats = Arc::new(socket::Stats::default());
@@ -104,17 +106,14 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
         Ok((url, token)) => {
             let bus = Arc::new(crate::events::Bus::default());
             let events = std::sync::Mutex::new(bus.subscribe());
-            let (lookup, cfg2, db_path, h, u, t) = (
+            let (lookup, live2, db_path, h) = (
                 lookup.clone(),
-                cfg.clone(),
+                live.clone(),
                 db_path.clone(),
                 health.clone(),
-                url.clone(),
-                token.clone(),
             );
-            let job = Box::new(move |sd: &Shutdown| {
-                sync_job(&cfg2, &u, &t, &db_path, &lookup, &h, &events, sd)
-            });
+            let job =
+                Box::new(move |sd: &Shutdown| sync_job(&live2, &db_path, &lookup, &h, &events, sd));
             jobs.push(supervisor::spawn(
                 "sync",
                 shutdown.clone(),
@@ -152,7 +151,50 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
             reloads = shutdown.reload_generation();
             lifecycle::notify("RELOADING=1");
             match config::load_strict(&path) {
-                Ok(new) => levels.set_debug(args.verbose || new.daemon.debug),
+                Ok(new) => {
+                    levels.set_debug(args.verbose || new.daemon.debug);
+                    let old = live.read().unwrap_or_else(|e| e.into_inner()).clone();
+                    let needs_restart: Vec<&str> = [
+                        ("shim.socket", old.shim.socket != new.shim.socket),
+                        (
+                            "daemon.state_dir",
+                            old.daemon.state_dir != new.daemon.state_dir,
+                        ),
+                        (
+                            "daemon.http_listen",
+                            old.daemon.http_listen != new.daemon.http_listen,
+                        ),
+                        (
+                            "daemon.socket_group",
+                            old.daemon.socket_group != new.daemon.socket_group,
+                        ),
+                        (
+                            "daemon.allowed_uids/gids",
+                            old.daemon.allowed_uids != new.daemon.allowed_uids
+                                || old.daemon.allowed_gids != new.daemon.allowed_gids,
+                        ),
+                        (
+                            "daemon healer keys",
+                            old.daemon.heal_transcoder != new.daemon.heal_transcoder
+                                || old.daemon.plex_dir != new.daemon.plex_dir
+                                || old.daemon.shim_binary != new.daemon.shim_binary
+                                || old.daemon.heal_interval_s != new.daemon.heal_interval_s,
+                        ),
+                        ("index.database", old.index.database != new.index.database),
+                    ]
+                    .into_iter()
+                    .filter_map(|(k, changed)| changed.then_some(k))
+                    .collect();
+                    if !needs_restart.is_empty() {
+                        tracing::warn!(
+                            "reloaded; these changes take effect after a restart: {}",
+                            needs_restart.join(", ")
+                        );
+                    } else {
+                        tracing::info!("configuration reloaded");
+                    }
+                    *live.write().unwrap_or_else(|e| e.into_inner()) = new;
+                }
                 Err(e) => {
                     tracing::error!("reload failed, keeping the running configuration: {e:#}")
                 }
@@ -213,30 +255,45 @@ fn audit(
 /// Syncs the index from Plex now and every `index.sync_interval_s`.
 #[allow(clippy::too_many_arguments)]
 fn sync_job(
-    cfg: &Config,
-    url: &str,
-    token: &str,
+    live: &std::sync::RwLock<Config>,
     db_path: &Path,
     lookup: &Lookup,
     health: &health::Health,
     events: &std::sync::Mutex<Receiver<crate::events::Event>>,
     shutdown: &Shutdown,
 ) -> Result<()> {
-    let plex = crate::plex::Plex::new(
-        url,
-        token,
-        Duration::from_millis(cfg.plex.connect_timeout_ms),
-        Duration::from_millis(cfg.plex.read_timeout_ms),
-    )?;
     let mut db = index::open(db_path)?;
-    let opts = sync::Options {
-        page_size: cfg.index.page_size,
-        metadata_batch: cfg.index.metadata_batch,
-        deletion_interval_s: cfg.index.deletion_check_interval_s,
-        ..sync::Options::default()
-    };
+    let mut client: Option<((String, String), crate::plex::Plex)> = None;
     loop {
-        let s = match sync::run(&plex, &mut db, &opts, &mut |_| {}) {
+        // Read the configuration each pass: SIGHUP may have changed Plex or the index knobs.
+        let cfg = live.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let (url, token) = cfg.plex.resolved()?;
+        if client
+            .as_ref()
+            .is_none_or(|(k, _)| k != &(url.clone(), token.clone()))
+        {
+            let t = |ms| Duration::from_millis(ms);
+            client = Some((
+                (url.clone(), token.clone()),
+                crate::plex::Plex::new(
+                    &url,
+                    &token,
+                    t(cfg.plex.connect_timeout_ms),
+                    t(cfg.plex.read_timeout_ms),
+                )?,
+            ));
+        }
+        let plex = match &client {
+            Some((_, p)) => p,
+            None => anyhow::bail!("no Plex client"),
+        };
+        let opts = sync::Options {
+            page_size: cfg.index.page_size,
+            metadata_batch: cfg.index.metadata_batch,
+            deletion_interval_s: cfg.index.deletion_check_interval_s,
+            ..sync::Options::default()
+        };
+        let s = match sync::run(plex, &mut db, &opts, &mut |_| {}) {
             Ok(s) => s,
             Err(e) => {
                 health.synced(Err(format!("{e:#}")), None);
@@ -253,7 +310,7 @@ fn sync_job(
             seconds = s.seconds,
             "library synced"
         );
-        if !wait_for_next_sync(cfg, &db, lookup, events, shutdown)? {
+        if !wait_for_next_sync(live, &db, lookup, events, shutdown)? {
             return Ok(());
         }
     }
@@ -263,7 +320,7 @@ fn sync_job(
 /// the last one). Deletions announced by a timeline notification (state 9) are applied at
 /// once. Returns false on shutdown.
 fn wait_for_next_sync(
-    cfg: &Config,
+    live: &std::sync::RwLock<Config>,
     db: &rusqlite::Connection,
     lookup: &Lookup,
     events: &std::sync::Mutex<Receiver<crate::events::Event>>,
@@ -271,8 +328,7 @@ fn wait_for_next_sync(
 ) -> Result<bool> {
     use crate::events::Event;
     let events = events.lock().unwrap_or_else(|e| e.into_inner());
-    let due = (cfg.index.sync_interval_s > 0)
-        .then(|| std::time::Instant::now() + Duration::from_secs(cfg.index.sync_interval_s));
+    let since = std::time::Instant::now();
     let mut scan_finished: Option<std::time::Instant> = None;
     loop {
         if shutdown.is_set() {
@@ -292,7 +348,13 @@ fn wait_for_next_sync(
             tracing::info!("a library scan finished: syncing");
             return Ok(true);
         }
-        if due.is_some_and(|d| std::time::Instant::now() >= d) {
+        // The interval as configured now (SIGHUP may change it while we wait).
+        let interval = live
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .index
+            .sync_interval_s;
+        if interval > 0 && since.elapsed() >= Duration::from_secs(interval) {
             return Ok(true);
         }
     }

@@ -230,7 +230,8 @@ fn section(
     }
     // Full metadata for the changed items, in batches, one transaction each.
     let total = changed.len() as u64;
-    for (b, batch) in changed.chunks(opts.metadata_batch.max(1)).enumerate() {
+    let mut done = 0u64;
+    for batch in changed.chunks(opts.metadata_batch.max(1)) {
         let items = plex.metadata(batch)?;
         if items.len() < batch.len() {
             tracing::debug!(
@@ -242,6 +243,12 @@ fn section(
         if !opts.dry_run {
             let tx = db.transaction()?;
             for it in &items {
+                done += 1;
+                progress(Progress::Items {
+                    done,
+                    total,
+                    label: &label(it),
+                });
                 let is_new = !stored.contains_key(&s(it, "ratingKey").unwrap_or_default());
                 if super::upsert_item(&tx, key, it)? {
                     sum.changed += 1;
@@ -257,6 +264,12 @@ fn section(
             tx.commit()?;
         } else {
             for it in &items {
+                done += 1;
+                progress(Progress::Items {
+                    done,
+                    total,
+                    label: &label(it),
+                });
                 sum.changed += 1;
                 progress(Progress::Changed {
                     what: "would update",
@@ -264,11 +277,6 @@ fn section(
                 });
             }
         }
-        progress(Progress::Items {
-            done: ((b + 1) * opts.metadata_batch).min(total as usize) as u64,
-            total,
-            label: "items",
-        });
     }
     // Deletions: the section's complete key set against the index — when due, and only after
     // everything above succeeded (a Plex error has already returned).
