@@ -479,9 +479,7 @@ fn the_shim_end_to_end_takes_its_facts_from_the_daemon() {
     let run = |input: &str| {
         let rec = env.dir.path().join("exec-args");
         let _ = std::fs::remove_file(&rec);
-        let real = env.dir.path().join("real");
-        std::fs::write(&real, "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$REC\"\n").unwrap();
-        std::fs::set_permissions(&real, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let real = util::recording_transcoder(env.dir.path());
         let args: Vec<OsString> = [
             "-i",
             input,

@@ -3,21 +3,11 @@
 //! documented behaviour, within the daemon budget, without breaking the job.
 
 use std::ffi::OsString;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use crate::util::{self, facts, media, Behaviour, TestDaemon};
-
-/// A real transcoder that records its arguments and succeeds.
-fn recorder(dir: &Path) -> PathBuf {
-    let p = dir.join("real-transcoder");
-    std::fs::write(&p, "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$REC\"\n").unwrap();
-    let mut perm = std::fs::metadata(&p).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
-    std::fs::set_permissions(&p, perm).unwrap();
-    p
-}
 
 struct Run {
     out: Output,
@@ -41,7 +31,10 @@ fn run_shim(dir: &Path, args: &[OsString], socket: &Path, config: Option<&str>) 
     let started = Instant::now();
     let out = Command::new(util::shim())
         .args(args)
-        .env("DOWNSHIFTARR_REAL_TRANSCODER", recorder(dir))
+        .env(
+            "DOWNSHIFTARR_REAL_TRANSCODER",
+            util::recording_transcoder(dir),
+        )
         .env("DOWNSHIFTARR_CONFIG", &cfg)
         .env("DOWNSHIFTARR_SOCKET", socket)
         .env("DOWNSHIFTARR_DECISION_LOG", &log)

@@ -86,6 +86,15 @@ pub fn fixture_ids() -> Vec<String> {
     ids
 }
 
+/// A stand-in real transcoder that writes its arguments, one per line, to `$REC` and succeeds.
+pub fn recording_transcoder(dir: &Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let p = dir.join("real-transcoder");
+    std::fs::write(&p, "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$REC\"\n").unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    p
+}
+
 /// Fails loudly when a real component the issue requires is missing (CI installs it).
 pub fn require(tool: &str) {
     let ok = Command::new(tool)
