@@ -10,7 +10,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use downshiftarr_shim::config;
 use downshiftarr_shim::facts::SourceFacts;
-use downshiftarr_shim::policy::Viewer;
+use downshiftarr_shim::policy::{Action, Viewer};
 use downshiftarr_shim::record::{self, Change};
 use downshiftarr_shim::shim::{evaluate, Outcome, Sources};
 use serde::Deserialize;
@@ -112,6 +112,16 @@ pub fn to_json(out: &Outcome, tokens: &[OsString]) -> serde_json::Value {
     if let Some(s) = out.decision.shadowed {
         v["shadowed"] = json!(s);
     }
+    if let Action::Switch(sw) = &out.decision.action {
+        v["switch"] = json!(record::SwitchedTo::of(sw, secret.as_deref()));
+        v["output_rewritten"] = json!(sw.output_rewritten);
+    }
+    if let Some(n) = out.decision.no_switch {
+        v["no_switch"] = json!(n);
+    }
+    if out.viewer.is_known() {
+        v["viewer"] = json!(out.viewer);
+    }
     let changes = record::changes(tokens, &out.edits, secret.as_deref());
     if !changes.is_empty() {
         v["changes"] = json!(changes);
@@ -172,6 +182,46 @@ fn write_summary(w: &mut impl Write, out: &Outcome, tokens: &[OsString]) -> Resu
     if let Some(s) = out.decision.shadowed {
         writeln!(w, "shadowed:  would have been: {s}")?;
     }
+    if let Some(n) = out.decision.no_switch {
+        writeln!(w, "no switch: {n}")?;
+    }
+    if let Action::Switch(sw) = &out.decision.action {
+        let v = &sw.version;
+        let dims = match (v.width, v.height) {
+            (Some(w), Some(h)) => format!("{w}x{h}"),
+            _ => "size unknown".into(),
+        };
+        let dr = v
+            .dynamic_range
+            .map(|d| d.as_str())
+            .unwrap_or("range unknown");
+        writeln!(
+            w,
+            "switch to: {} ({dims} {dr}, media {})",
+            record::redact(&v.file, secret.as_deref()),
+            v.media_id
+        )?;
+        for m in &sw.streams {
+            writeln!(
+                w,
+                "  {:?} 0:{} -> 0:{} ({} {} -> {})",
+                m.kind,
+                m.from,
+                m.to,
+                m.language.as_deref().unwrap_or("und"),
+                m.from_codec.as_deref().unwrap_or("?"),
+                m.to_codec.as_deref().unwrap_or("?"),
+            )?;
+        }
+    }
+    if out.viewer.is_known() {
+        writeln!(
+            w,
+            "viewer:    {} on {}",
+            out.viewer.user.as_deref().unwrap_or("unknown user"),
+            out.viewer.client.as_deref().unwrap_or("unknown client")
+        )?;
+    }
     if let Some(m) = &out.message {
         writeln!(w, "message:   {m}")?;
     }
@@ -187,6 +237,7 @@ fn write_summary(w: &mut impl Write, out: &Outcome, tokens: &[OsString]) -> Resu
                 Change::Inserted { after, insert } => {
                     writeln!(w, "  after [{after}] + {}", insert.join(" "))?
                 }
+                Change::Removed { at, from } => writeln!(w, "  [{at}] - {from} (dropped)")?,
             }
         }
     }

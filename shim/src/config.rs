@@ -71,8 +71,17 @@ pub struct ShimConfig {
     pub exempt_clients: Vec<String>,
     /// Only SDR versions are acceptable fallbacks (`FALLBACK_SDR_ONLY`).
     pub fallback_sdr_only: bool,
-    /// HDR fallbacks are acceptable, then rewritten to SDR (`ALLOW_HDR_FALLBACK`).
+    /// HDR fallbacks are acceptable, then rewritten to SDR (`ALLOW_HDR_FALLBACK`); only
+    /// when `fallback_sdr_only` is off.
     pub allow_hdr_fallback: bool,
+    /// Also switch a non-protected transcode to a smaller SDR version that still fills the
+    /// output Plex asked for (`AUTO_WATERFALL_ON_CONTINUED_TRANSCODE`). Off by default.
+    pub waterfall: bool,
+    /// The waterfall never goes below this height (`WATERFALL_MIN_HEIGHT`).
+    pub waterfall_min_height: u32,
+    /// When the daemon cannot say in time who is watching, treat the viewer as exempt
+    /// (`EXEMPT_WHEN_VIEWER_UNKNOWN`). Default off: an unknown viewer is not exempt.
+    pub exempt_when_viewer_unknown: bool,
     /// Message shown to a refused viewer (`KILL_MESSAGE_DEFAULT`).
     pub kill_message_default: String,
     /// Per-scenario messages (`KILL_MESSAGE_<SCENARIO>`), keyed by lower-case scenario.
@@ -120,6 +129,9 @@ impl Default for ShimConfig {
             exempt_clients: Vec::new(),
             fallback_sdr_only: true,
             allow_hdr_fallback: false,
+            waterfall: false,
+            waterfall_min_height: 360,
+            exempt_when_viewer_unknown: false,
             kill_message_default: "This 4K/HDR version cannot be converted for this device. \
                                    Please pick a 1080p version or play it on a 4K-capable player."
                 .to_string(),
@@ -168,6 +180,12 @@ impl ShimConfig {
             .any(|h| !(144..=4320).contains(h))
         {
             return Err("shim.prefer_heights: every height must be within 144..=4320".into());
+        }
+        if !(144..=1080).contains(&self.waterfall_min_height) {
+            return Err(format!(
+                "shim.waterfall_min_height: {} is outside 144..=1080",
+                self.waterfall_min_height
+            ));
         }
         if !(500..=200_000).contains(&self.bitrate_ceiling_kbps) {
             return Err(format!(
@@ -311,6 +329,13 @@ fn apply_env<F: Fn(&str) -> Option<String>>(c: &mut ShimConfig, env: &F, errors:
     set!("PROBE_MAX_BYTES", num, c.probe_max_bytes);
     set!("FALLBACK_SDR_ONLY", flag, c.fallback_sdr_only);
     set!("ALLOW_HDR_FALLBACK", flag, c.allow_hdr_fallback);
+    set!("AUTO_WATERFALL_ON_CONTINUED_TRANSCODE", flag, c.waterfall);
+    set!("WATERFALL_MIN_HEIGHT", num, c.waterfall_min_height);
+    set!(
+        "EXEMPT_WHEN_VIEWER_UNKNOWN",
+        flag,
+        c.exempt_when_viewer_unknown
+    );
     set!("KILL_ON_UNKNOWN_SOURCE", flag, c.kill_on_unknown_source);
     set!(
         "KILL_ON_REWRITE_UNSUPPORTED",

@@ -13,6 +13,8 @@ pub enum Edit {
     Replace { at: usize, with: OsString },
     /// `tokens` are inserted right after original token `after`.
     Insert { after: usize, tokens: Vec<OsString> },
+    /// Token `at` is dropped (a decoder hint that does not fit a switched input).
+    Remove { at: usize },
 }
 
 /// Applies `edits` to a copy of `tokens`.
@@ -21,7 +23,7 @@ pub fn apply(tokens: &[OsString], edits: &[Edit]) -> Vec<OsString> {
         .iter()
         .map(|e| match e {
             Edit::Insert { tokens, .. } => tokens.len(),
-            Edit::Replace { .. } => 0,
+            Edit::Replace { .. } | Edit::Remove { .. } => 0,
         })
         .sum();
     let mut out = Vec::with_capacity(tokens.len() + extra);
@@ -30,7 +32,12 @@ pub fn apply(tokens: &[OsString], edits: &[Edit]) -> Vec<OsString> {
             Edit::Replace { at, with } if *at == i => Some(with),
             _ => None,
         });
-        out.push(replaced.unwrap_or(t).clone());
+        let removed = edits
+            .iter()
+            .any(|e| matches!(e, Edit::Remove { at } if *at == i));
+        if !removed {
+            out.push(replaced.unwrap_or(t).clone());
+        }
         for e in edits {
             if let Edit::Insert { after, tokens } = e {
                 if *after == i {
@@ -54,6 +61,20 @@ mod tests {
     fn no_edits_is_identity() {
         let a = t(&["-i", "x", "y"]);
         assert_eq!(apply(&a, &[]), a);
+    }
+
+    #[test]
+    fn remove_keeps_inserts_after_the_removed_token() {
+        let a = t(&["-codec:1", "eac3_eae", "-i", "x"]);
+        let e = [
+            Edit::Remove { at: 0 },
+            Edit::Remove { at: 1 },
+            Edit::Insert {
+                after: 1,
+                tokens: t(&["-codec:2", "aac"]),
+            },
+        ];
+        assert_eq!(apply(&a, &e), t(&["-codec:2", "aac", "-i", "x"]));
     }
 
     #[test]

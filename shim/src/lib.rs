@@ -24,6 +24,7 @@ pub mod protocol;
 pub mod record;
 pub mod rewrite;
 pub mod shim;
+pub mod switch;
 
 /// Embedded in the binary so the installer can recognise a shim by content, never by hash.
 pub const MARKER: &str = "downshiftarr-shim-marker:v1";

@@ -8,14 +8,16 @@
 //! version, when the daemon knows one — issue 5) → rewrite (make the output ≤1080p SDR) →
 //! refuse. Every fail-open / fail-closed branch is one arm below, with its toggle.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::argv::Invocation;
 use crate::config::{GuardedJob, ShimConfig};
 use crate::edit::Edit;
 use crate::facts::SourceFacts;
 use crate::job::{Job, JobKind, Location};
+use crate::protocol::MediaVersion;
 use crate::rewrite;
+use crate::switch::{self, Purpose, Switch};
 
 /// Refusal scenarios: each has a `KILL_MESSAGE_<SCENARIO>` message.
 pub const SCENARIOS: &[&str] = &[
@@ -32,8 +34,8 @@ pub enum Action {
     Pass,
     /// Exec the arguments with these edits applied.
     Rewrite(Vec<Edit>),
-    /// Exec with the input swapped to another version of the same title (issue 5).
-    Switch { to: String, edits: Vec<Edit> },
+    /// Exec with the input swapped to another version of the same title.
+    Switch(Box<Switch>),
     /// Do not exec: exit non-zero, tell the daemon.
     Refuse { scenario: &'static str },
 }
@@ -43,7 +45,7 @@ impl Action {
         match self {
             Action::Pass => "pass",
             Action::Rewrite(_) => "rewrite",
-            Action::Switch { .. } => "switch",
+            Action::Switch(_) => "switch",
             Action::Refuse { .. } => "refuse",
         }
     }
@@ -56,23 +58,66 @@ pub struct Decision {
     pub reason: &'static str,
     /// In shadow mode: what would have been done.
     pub shadowed: Option<&'static str>,
+    /// Why a protected source was not switched to another version, when it was not.
+    pub no_switch: Option<&'static str>,
 }
 
 impl Decision {
-    fn pass(reason: &'static str) -> Decision {
+    pub fn pass(reason: &'static str) -> Decision {
         Decision {
             action: Action::Pass,
             reason,
             shadowed: None,
+            no_switch: None,
+        }
+    }
+
+    fn of(action: Action, reason: &'static str) -> Decision {
+        Decision {
+            action,
+            reason,
+            shadowed: None,
+            no_switch: None,
+        }
+    }
+
+    /// The edits this decision applies to the command line.
+    pub fn edits(&self) -> &[Edit] {
+        match &self.action {
+            Action::Rewrite(e) => e,
+            Action::Switch(s) => &s.edits,
+            _ => &[],
         }
     }
 }
 
-/// Who is watching, when the daemon knows (issue 5). Empty until then.
-#[derive(Clone, Debug, Default, Serialize, PartialEq)]
+/// Who is watching, as the daemon's session tracker knows it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default)]
 pub struct Viewer {
+    /// Plex username.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
+    /// Client product (`Plex for Android (TV)`, `Plex Web`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client: Option<String>,
+    /// Device name (`Living Room Shield`) and platform (`Android`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// Client machine identifier.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub local: Option<bool>,
+}
+
+impl Viewer {
+    /// Something is known about the viewer.
+    pub fn is_known(&self) -> bool {
+        self.user.is_some() || self.client.is_some() || self.client_id.is_some()
+    }
 }
 
 /// Everything [`decide`] looks at.
@@ -80,6 +125,8 @@ pub struct Context<'a, 'b> {
     pub inv: &'a Invocation<'b>,
     pub job: &'a Job,
     pub facts: Option<&'a SourceFacts>,
+    /// Every version of the item (the input's own included), when the daemon knows it.
+    pub versions: &'a [MediaVersion],
     pub viewer: &'a Viewer,
     pub config: &'a ShimConfig,
 }
@@ -145,6 +192,7 @@ pub fn decide(ctx: &Context<'_, '_>) -> Decision {
             action: Action::Pass,
             reason: "shadow mode",
             shadowed: Some(verdict.reason),
+            no_switch: verdict.no_switch,
         };
     }
     verdict
@@ -152,11 +200,7 @@ pub fn decide(ctx: &Context<'_, '_>) -> Decision {
 
 fn enforce(ctx: &Context<'_, '_>) -> Decision {
     let cfg = ctx.config;
-    let refuse = |scenario, reason| Decision {
-        action: Action::Refuse { scenario },
-        reason,
-        shadowed: None,
-    };
+    let refuse = |scenario, reason| Decision::of(Action::Refuse { scenario }, reason);
     let Some(facts) = ctx.facts else {
         return if cfg.kill_on_unknown_source {
             refuse("unknown_source", "source facts unknown")
@@ -165,13 +209,47 @@ fn enforce(ctx: &Context<'_, '_>) -> Decision {
         };
     };
     match protected(facts, cfg) {
-        Some(false) => return Decision::pass("source not protected"),
+        Some(false) => {
+            if cfg.waterfall && !ctx.versions.is_empty() {
+                if let Ok(sw) =
+                    switch::plan(ctx.inv, ctx.job, ctx.versions, cfg, Purpose::Waterfall)
+                {
+                    return Decision::of(
+                        Action::Switch(Box::new(sw)),
+                        "waterfall: a smaller version fills the output",
+                    );
+                }
+            }
+            return Decision::pass("source not protected");
+        }
         None if cfg.kill_on_unknown_source => {
             return refuse("unknown_source", "source facts incomplete")
         }
         None => return Decision::pass("source facts incomplete; KILL_ON_UNKNOWN_SOURCE=0"),
         Some(true) => {}
     }
+    let no_switch = if ctx.versions.is_empty() {
+        "the library index does not know this file"
+    } else {
+        match switch::plan(ctx.inv, ctx.job, ctx.versions, cfg, Purpose::Protect) {
+            Ok(sw) => {
+                return Decision::of(
+                    Action::Switch(Box::new(sw)),
+                    "protected source switched to a compliant version",
+                )
+            }
+            Err(e) => e,
+        }
+    };
+    let mut d = fall_back(ctx, facts);
+    d.no_switch = Some(no_switch);
+    d
+}
+
+/// No compliant version to switch to: rewrite, or refuse, per the toggles.
+fn fall_back(ctx: &Context<'_, '_>, facts: &SourceFacts) -> Decision {
+    let cfg = ctx.config;
+    let refuse = |scenario, reason| Decision::of(Action::Refuse { scenario }, reason);
     if cfg.kill_on_no_fallback_media == Some(true) {
         return refuse(
             "no_fallback_media",
@@ -190,21 +268,29 @@ fn enforce(ctx: &Context<'_, '_>) -> Decision {
     }
     match rewrite::plan(ctx.inv, ctx.job, facts, cfg) {
         Ok(None) => Decision::pass("output already 1080p sdr or below"),
-        Ok(Some(edits)) => Decision {
-            action: Action::Rewrite(edits),
-            reason: "protected source rewritten to 1080p sdr",
-            shadowed: None,
-        },
+        Ok(Some(edits)) => Decision::of(
+            Action::Rewrite(edits),
+            "protected source rewritten to 1080p sdr",
+        ),
         Err(reason) => unsupported(reason),
     }
 }
 
-fn is_exempt(viewer: &Viewer, cfg: &ShimConfig) -> bool {
+/// Whether the viewer is on `EXEMPT_USERS` / `EXEMPT_CLIENTS`.
+pub fn is_exempt(viewer: &Viewer, cfg: &ShimConfig) -> bool {
     let hit = |v: &Option<String>, list: &[String]| {
         v.as_deref()
             .is_some_and(|v| list.iter().any(|x| x.eq_ignore_ascii_case(v)))
     };
-    hit(&viewer.user, &cfg.exempt_users) || hit(&viewer.client, &cfg.exempt_clients)
+    hit(&viewer.user, &cfg.exempt_users)
+        || [
+            &viewer.client,
+            &viewer.device,
+            &viewer.platform,
+            &viewer.client_id,
+        ]
+        .into_iter()
+        .any(|c| hit(c, &cfg.exempt_clients))
 }
 
 #[cfg(test)]
@@ -252,6 +338,7 @@ mod tests {
             inv: &inv,
             job: &job,
             facts: f.as_ref(),
+            versions: &[],
             viewer: &Viewer::default(),
             config: cfg,
         })
@@ -363,13 +450,14 @@ mod tests {
         };
         let v = Viewer {
             user: Some("alice".into()),
-            client: None,
+            ..Viewer::default()
         };
         let f = facts(2160, DynamicRange::Hdr10);
         let d = decide(&Context {
             inv: &inv,
             job: &job,
             facts: Some(&f),
+            versions: &[],
             viewer: &v,
             config: &c,
         });

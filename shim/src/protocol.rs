@@ -18,7 +18,7 @@
 //! | `{"type":"version"}` | `{"type":"version","version":"0.1.0","protocol":1}` |
 //! | `{"type":"lookup_source","path":P}` | `{"type":"source","found":bool,"facts":{…}?,"versions":[…]}` |
 //! | `{"type":"report_decision","record":{…}}` | `{"type":"ok"}` |
-//! | `{"type":"session_context","transcode_session":S}` | `{"type":"session","user":…,"client":…,"local":bool}` |
+//! | `{"type":"session_context","transcode_session":S,"wait_ms":N}` | `{"type":"session","viewer":{"user":…,"client":…,"device":…,"local":bool}}` |
 //! | `{"type":"status"}` | `{"type":"status","status":{"uptime_s":…,"index":{…},"last_sync":{…},"jobs":{…}}}` |
 //! | anything malformed | `{"type":"error","message":"…"}` |
 //!
@@ -100,6 +100,9 @@ pub enum Request {
     },
     SessionContext {
         transcode_session: String,
+        /// How long the daemon may look (asking Plex) before it must answer, ms.
+        #[serde(default)]
+        wait_ms: u32,
     },
     /// The daemon's health, for `downshiftarr status`.
     Status,
@@ -121,10 +124,11 @@ pub enum Response {
         #[serde(default)]
         versions: Vec<MediaVersion>,
     },
+    /// Who is watching a transcode session; every field `null` when the daemon does not
+    /// know (yet).
     Session {
-        user: Option<String>,
-        client: Option<String>,
-        local: Option<bool>,
+        #[serde(default)]
+        viewer: crate::policy::Viewer,
     },
     Ok,
     /// Uptime, index counts, last sync, job health (`downshiftarr status`).

@@ -21,6 +21,31 @@ use crate::facts::SourceFacts;
 pub enum Change {
     Replaced { at: usize, from: String, to: String },
     Inserted { after: usize, insert: Vec<String> },
+    Removed { at: usize, from: String },
+}
+
+/// The version a switch chose, and how streams were mapped.
+#[derive(Clone, Debug, Serialize)]
+pub struct SwitchedTo {
+    pub media_id: String,
+    pub file: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub height: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dynamic_range: Option<crate::facts::DynamicRange>,
+    pub streams: Vec<crate::switch::StreamMap>,
+}
+
+impl SwitchedTo {
+    pub fn of(s: &crate::switch::Switch, secret: Option<&str>) -> SwitchedTo {
+        SwitchedTo {
+            media_id: s.version.media_id.clone(),
+            file: redact(&s.version.file, secret),
+            height: s.version.height,
+            dynamic_range: s.version.dynamic_range,
+            streams: s.streams.clone(),
+        }
+    }
 }
 
 /// The record of one decision.
@@ -38,6 +63,15 @@ pub struct Record {
     pub shadowed: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scenario: Option<&'static str>,
+    /// Why a protected source was not switched, when it was not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub no_switch: Option<&'static str>,
+    /// The version switched to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub switched_to: Option<SwitchedTo>,
+    /// Who is watching, when the daemon was asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub viewer: Option<crate::policy::Viewer>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<Change>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -56,6 +90,10 @@ pub fn changes(tokens: &[OsString], edits: &[Edit], secret: Option<&str>) -> Vec
                 at: *at,
                 from: redact(&tokens[*at].to_string_lossy(), secret),
                 to: redact(&with.to_string_lossy(), secret),
+            },
+            Edit::Remove { at } => Change::Removed {
+                at: *at,
+                from: redact(&tokens[*at].to_string_lossy(), secret),
             },
             Edit::Insert { after, tokens: t } => Change::Inserted {
                 after: *after,

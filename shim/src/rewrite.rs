@@ -37,12 +37,50 @@ enum Pipeline {
     Cuda,
 }
 
+/// How the output is fitted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Mode {
+    /// The input was switched to another version of the title (`facts` are the new
+    /// version's): the output is fitted to that version's own size — never scaled back up to
+    /// the old 4K target — and tone-map stages are removed when it is SDR.
+    pub switched: bool,
+}
+
 /// Plans the edits, or `Ok(None)` when the output is already ≤1080p SDR.
 pub fn plan(
     inv: &Invocation<'_>,
     job: &Job,
     facts: &SourceFacts,
     cfg: &ShimConfig,
+) -> Result<Option<Vec<Edit>>, Unsupported> {
+    plan_with(inv, job, facts, cfg, Mode::default())
+}
+
+/// The output size the job asks for today: the last sized scaler on the video's path.
+pub fn output_target(inv: &Invocation<'_>, job: &Job) -> Option<(u32, u32)> {
+    let video = job.video.as_ref()?;
+    let (tok, label) = match &video.feed {
+        VideoFeed::Graph { opt, label } => (opt.value?, Some(label.as_slice())),
+        VideoFeed::Stream { vf: Some(o), .. } => (o.value?, None),
+        VideoFeed::Stream { vf: None, .. } => return None,
+    };
+    let g = Graph::parse(inv.token(tok)).ok()?;
+    let path: Vec<At> = match label {
+        Some(l) => g.path_to(l)?.0,
+        None => g.positions().collect(),
+    };
+    let names: Vec<&[u8]> = path.iter().map(|&a| g.name(a)).collect();
+    let i = last_scale_with_dims(Some(&g), &path, &names)?;
+    dims_of(&g, path[i]).map(|(w, h, _)| (w, h))
+}
+
+/// [`plan`], with the fitting mode spelled out.
+pub fn plan_with(
+    inv: &Invocation<'_>,
+    job: &Job,
+    facts: &SourceFacts,
+    cfg: &ShimConfig,
+    mode: Mode,
 ) -> Result<Option<Vec<Edit>>, Unsupported> {
     let video = job.video.as_ref().ok_or("no encoded video stream")?;
     if job.encoded_video_streams > 1 {
@@ -92,15 +130,30 @@ pub fn plan(
         None => (src_w, src_h),
     };
     let div = target.map(|t| t.2).unwrap_or(2);
-    let needs_downscale = match (tw, th) {
-        (Some(w), Some(h)) => w > MAX_W || h > MAX_H,
+    // A switched input is fitted, aspect kept, inside both the old target and 1080p, and
+    // never enlarged: a 1920×800 version played where Plex asked 3840×2160 becomes 1920×800.
+    let switched_fit = match (mode.switched, src_w, src_h, tw, th) {
+        (true, Some(sw), Some(sh), Some(w), Some(h)) => {
+            Some(fit_into(sw, sh, w.min(MAX_W), h.min(MAX_H), div))
+        }
+        _ => None,
+    };
+    let needs_downscale = match (switched_fit, tw, th) {
+        (Some((fw, fh)), Some(w), Some(h)) => w.abs_diff(fw) >= div || h.abs_diff(fh) >= div,
+        (_, Some(w), Some(h)) => w > MAX_W || h > MAX_H,
         _ => facts.height.is_none_or(|h| h > MAX_H),
     };
     let walk = walk_depth(graph.as_ref(), &path, &names, facts, hdr);
     let enc_10bit = encoder_opts_10bit(inv, out, video.stream);
+    // An SDR version switched in for an HDR one: Plex's tone-map stages go.
+    let strip = mode.switched && !hdr && walk.tonemapped;
     let needs_tonemap = hdr && !walk.tonemapped;
-    let needs_8bit = walk.depth > 8 || enc_10bit;
-    if !needs_downscale && !needs_tonemap && !needs_8bit {
+    let needs_8bit = if strip {
+        walk.seen_10bit || enc_10bit
+    } else {
+        walk.depth > 8 || enc_10bit
+    };
+    if !needs_downscale && !needs_tonemap && !needs_8bit && !strip {
         return Ok(None);
     }
     if facts.is_untonemappable_dv() {
@@ -108,8 +161,9 @@ pub fn plan(
     }
 
     let algo = cfg.tonemap_algorithm.as_str();
-    let fit = match (tw, th) {
-        (Some(w), Some(h)) => Some(fit_box(w, h, div)),
+    let fit = match (switched_fit, tw, th) {
+        (Some(f), _, _) => Some(f),
+        (None, Some(w), Some(h)) => Some(fit_box(w, h, div)),
         _ => None,
     };
     let mut edits = Vec::new();
@@ -125,7 +179,8 @@ pub fn plan(
             needs_downscale,
             needs_tonemap,
             needs_8bit,
-            walk.tonemap_idx,
+            if strip { None } else { walk.tonemap_idx },
+            strip,
             algo,
         )?),
         None => None,
@@ -266,8 +321,14 @@ fn source_dims(f: &SourceFacts) -> (Option<u32>, Option<u32>) {
 
 /// Fits `w×h` inside 1920×1080 keeping its aspect ratio, with both sides multiples of `div`.
 pub fn fit_box(w: u32, h: u32, div: u32) -> (u32, u32) {
+    fit_into(w, h, MAX_W, MAX_H, div)
+}
+
+/// Fits `w×h` inside `bw×bh` keeping its aspect ratio, never enlarging, with both sides
+/// multiples of `div`.
+pub fn fit_into(w: u32, h: u32, bw: u32, bh: u32, div: u32) -> (u32, u32) {
     let div = div.max(2);
-    let s = f64::min(MAX_W as f64 / w as f64, MAX_H as f64 / h as f64).min(1.0);
+    let s = f64::min(bw as f64 / w as f64, bh as f64 / h as f64).min(1.0);
     let round = |x: f64| {
         let v = (x.floor() as u32) / div * div;
         v.max(div)
@@ -277,6 +338,8 @@ pub fn fit_box(w: u32, h: u32, div: u32) -> (u32, u32) {
 
 struct DepthWalk {
     depth: u8,
+    /// A 10-bit format is named somewhere on the path outside a tone-map filter.
+    seen_10bit: bool,
     tonemapped: bool,
     /// Index in the path of the last tone-map filter.
     tonemap_idx: Option<usize>,
@@ -292,6 +355,7 @@ fn walk_depth(
 ) -> DepthWalk {
     let mut w = DepthWalk {
         depth: facts.bit_depth.unwrap_or(if hdr { 10 } else { 8 }),
+        seen_10bit: false,
         tonemapped: false,
         tonemap_idx: None,
     };
@@ -332,6 +396,7 @@ fn walk_depth(
         }
         if let Some(d) = d {
             w.depth = d;
+            w.seen_10bit |= d > 8 && !names[i].starts_with(b"tonemap");
         }
     }
     w
@@ -438,12 +503,29 @@ fn rewrite_graph(
     needs_tonemap: bool,
     needs_8bit: bool,
     existing_tonemap: Option<usize>,
+    strip_tonemap: bool,
     algo: &str,
 ) -> Result<Vec<u8>, Unsupported> {
     if path.is_empty() {
         return Err("empty video filter path");
     }
     let mut splices = Vec::new();
+    // 0. Tone-map stages of an SDR version switched in become `null`: the label structure
+    // stays as it is, and `null` passes software and hardware frames alike. The OpenCL
+    // round trip around `tonemap_opencl` goes with it.
+    if strip_tonemap {
+        for (k, &at) in path.iter().enumerate() {
+            let tonemap = |j: usize| names.get(j).is_some_and(|n| n.starts_with(b"tonemap"));
+            let drop = names[k].starts_with(b"tonemap")
+                || (names[k] == b"hwmap" && (tonemap(k + 1) || (k > 0 && tonemap(k - 1))));
+            if drop {
+                splices.push(Splice {
+                    range: g.filter(at).body.clone(),
+                    text: b"null".to_vec(),
+                });
+            }
+        }
+    }
     let hw_scale = match pipeline {
         Pipeline::Software => None,
         Pipeline::Vaapi => Some(&b"scale_vaapi"[..]),

@@ -17,7 +17,7 @@ use crate::facts::{self, DynamicRange, Origin, SourceFacts};
 use crate::job::{self, Job, JobKind, Location, VideoFeed};
 use crate::policy::{self, Action, Context, Decision, Viewer};
 use crate::probe;
-use crate::protocol::{Client, Request, Response};
+use crate::protocol::{Client, MediaVersion, Request, Response};
 use crate::record::{self, Record};
 
 /// Everything a decision produced.
@@ -26,6 +26,10 @@ pub struct Outcome {
     pub session: Option<String>,
     pub input: Option<Vec<u8>>,
     pub facts: Option<SourceFacts>,
+    /// Every version of the item, when the daemon's index knows the input.
+    pub versions: Vec<MediaVersion>,
+    /// Who is watching, when it was asked and known.
+    pub viewer: Viewer,
     pub decision: Decision,
     /// The arguments that would be exec'd (without argv[0]); `None` for refuse.
     pub argv: Option<Vec<OsString>>,
@@ -61,11 +65,9 @@ pub fn evaluate(
         session: None,
         input: None,
         facts: None,
-        decision: Decision {
-            action: Action::Pass,
-            reason: "not a recognised transcode",
-            shadowed: None,
-        },
+        versions: Vec::new(),
+        viewer: sources.viewer.clone(),
+        decision: Decision::pass("not a recognised transcode"),
         argv: Some(tokens.to_vec()),
         edits: Vec::new(),
         message: None,
@@ -114,6 +116,7 @@ pub fn evaluate(
             deadline,
             &mut out.notes,
             &mut out.daemon,
+            &mut out.versions,
         );
     }
     let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -121,6 +124,7 @@ pub fn evaluate(
             inv: &inv,
             job: &job,
             facts: out.facts.as_ref(),
+            versions: &out.versions,
             viewer: sources.viewer,
             config: cfg,
         })
@@ -138,19 +142,34 @@ pub fn evaluate(
                 },
                 reason: "internal error while deciding",
                 shadowed: None,
+                no_switch: None,
             }
         }
-        Err(_) => Decision {
-            action: Action::Pass,
-            reason: "internal error while deciding",
-            shadowed: None,
-        },
+        Err(_) => Decision::pass("internal error while deciding"),
     };
+    // Exemptions: only worth a question to the daemon when the job would be touched and
+    // someone is exempt at all.
+    let touched = out.decision.action != Action::Pass || out.decision.shadowed.is_some();
+    let exemptions = !cfg.exempt_users.is_empty() || !cfg.exempt_clients.is_empty();
+    if touched && exemptions && !out.viewer.is_known() && sources.daemon {
+        if let Some(session) = out.session.clone() {
+            let deadline = started + Duration::from_millis(cfg.daemon_budget_ms as u64);
+            out.viewer = ask_viewer(cfg, &session, deadline, &mut out.daemon, &mut out.notes);
+        }
+    }
+    if touched && exemptions {
+        if policy::is_exempt(&out.viewer, cfg) {
+            out.decision = Decision::pass("viewer is exempt");
+        } else if !out.viewer.is_known() && cfg.exempt_when_viewer_unknown {
+            out.decision = Decision::pass("viewer unknown in time; EXEMPT_WHEN_VIEWER_UNKNOWN=1");
+        }
+    }
     match &out.decision.action {
         Action::Pass => {}
-        Action::Rewrite(edits) | Action::Switch { edits, .. } => {
+        Action::Rewrite(_) | Action::Switch(_) => {
+            let edits = out.decision.edits();
             out.argv = Some(edit::apply(tokens, edits));
-            out.edits = edits.clone();
+            out.edits = edits.to_vec();
         }
         Action::Refuse { scenario } => {
             out.argv = None;
@@ -158,6 +177,59 @@ pub fn evaluate(
         }
     }
     out
+}
+
+/// Asks the daemon who is watching `session`, within what is left of the budget.
+fn ask_viewer(
+    cfg: &ShimConfig,
+    session: &str,
+    deadline: Instant,
+    daemon: &mut Option<Client>,
+    notes: &mut Vec<String>,
+) -> Viewer {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left < Duration::from_millis(2) {
+        notes.push("viewer: no time left to ask".into());
+        return Viewer::default();
+    }
+    let mut client = match daemon.take() {
+        Some(c) => c,
+        None => match Client::connect(Path::new(&cfg.socket), deadline) {
+            Ok(c) => c,
+            Err(e) => {
+                notes.push(format!("viewer: {}", e.label()));
+                return Viewer::default();
+            }
+        },
+    };
+    // Leave the daemon a little less than we have, so its answer still arrives in time.
+    let wait_ms = (left.as_millis() as u32).saturating_sub(2).max(1);
+    let req = Request::SessionContext {
+        transcode_session: session.to_string(),
+        wait_ms,
+    };
+    let viewer = match client.call(&req) {
+        Ok(Response::Session { viewer }) => {
+            if !viewer.is_known() {
+                notes.push("viewer: unknown to the daemon in time".into());
+            }
+            viewer
+        }
+        Ok(Response::Error { message }) => {
+            notes.push(format!("viewer: {message}"));
+            Viewer::default()
+        }
+        Ok(_) => {
+            notes.push("viewer: unexpected response".into());
+            Viewer::default()
+        }
+        Err(e) => {
+            notes.push(format!("viewer: {}", e.label()));
+            return Viewer::default();
+        }
+    };
+    *daemon = Some(client);
+    viewer
 }
 
 /// Learns the facts of the primary input: given → daemon → probe → file name / argv hints.
@@ -171,6 +243,7 @@ fn learn(
     deadline: Instant,
     notes: &mut Vec<String>,
     daemon: &mut Option<Client>,
+    versions: &mut Vec<MediaVersion>,
 ) -> Option<SourceFacts> {
     if let Some(mut g) = given {
         g.from = Some(Origin::Given);
@@ -189,10 +262,11 @@ fn learn(
                     Ok(Response::Source {
                         found: true,
                         facts: Some(mut f),
-                        ..
+                        versions: v,
                     }) => {
                         f.from = Some(Origin::Daemon);
                         *daemon = Some(c);
+                        *versions = v;
                         return Some(f);
                     }
                     Ok(Response::Source { .. }) => {
@@ -352,6 +426,12 @@ fn report(
             Action::Refuse { scenario } => Some(scenario),
             _ => None,
         },
+        no_switch: out.decision.no_switch,
+        switched_to: match &out.decision.action {
+            Action::Switch(sw) => Some(record::SwitchedTo::of(sw, secret)),
+            _ => None,
+        },
+        viewer: out.viewer.is_known().then(|| out.viewer.clone()),
         changes: record::changes(tokens, &out.edits, secret),
         notes: out.notes.clone(),
         config_errors: config_errors.to_vec(),
