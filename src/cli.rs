@@ -26,6 +26,55 @@ pub enum Command {
     Discover(DiscoverArgs),
     /// The running daemon's uptime, index counts, last sync and job health.
     Status(StatusArgs),
+    /// Drop-in for the original Tautulli script: same arguments, same Downshiftarr.env.
+    Tautulli(TautulliArgs),
+    /// Every decision (shim, reactive guard, Tautulli trigger) with its reason and outcome.
+    Decisions(DecisionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TautulliArgs {
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The original script's settings file (default: $ENV_FILE, else Downshiftarr.env next to
+    /// the binary or in the working directory).
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub rating_key: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub machine_id: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub username: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub session_id: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub session_key: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub user_id: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub video_decision: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub video_resolution: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub stream_video_resolution: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    pub video_dynamic_range: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct DecisionsArgs {
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Only the last DURATION (`90s`, `15m`, `2h`, `7d`).
+    #[arg(long, value_name = "DURATION")]
+    pub since: Option<String>,
+    /// One JSON object per line.
+    #[arg(long)]
+    pub json: bool,
+    /// At most this many, newest last.
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    pub limit: usize,
 }
 
 #[derive(Debug, Args)]

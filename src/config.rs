@@ -17,6 +17,8 @@ pub struct Config {
     pub shim: ShimConfig,
     pub index: IndexConfig,
     pub daemon: DaemonConfig,
+    pub enforce: EnforceConfig,
+    pub tautulli: TautulliConfig,
 }
 
 /// The `plex` section. The token is a secret: `PLEX_TOKEN` or a token file, never logged.
@@ -224,6 +226,259 @@ impl DaemonConfig {
     }
 }
 
+/// The `enforce` section: what the daemon does about refused and missed transcodes. Every
+/// key also takes the original Tautulli script's environment variable.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnforceConfig {
+    /// Terminate the Plex session of a transcode the shim refused, showing the scenario's
+    /// `KILL_MESSAGE_*`.
+    pub terminate_refused: bool,
+    /// Looks for the Plex session of a transcode (`SESSION_LOOKUP_RETRIES`): the session
+    /// appears only after the transcoder starts.
+    pub session_lookup_retries: u32,
+    /// Seconds between those looks (`SESSION_LOOKUP_DELAY_S`).
+    pub session_lookup_delay_s: f64,
+    /// The reactive guard: enforce protected video transcodes the shim did not handle.
+    pub guard: bool,
+    /// Observations of the same transcode before the guard acts (Plex often says
+    /// "transcode" for a moment before settling on direct play).
+    pub guard_observations: u32,
+    /// Seconds between `/status/sessions` polls of the guard (notifications also trigger one).
+    pub guard_interval_s: u64,
+    /// The guard first tries to move the client to a compliant version (`playMedia` at the
+    /// current offset, then a seek, through the server). Many newer apps ignore it: off.
+    pub switch_client: bool,
+    /// `SEEK_DELAY_S`, `SEEK_RETRIES`, `SEEK_RETRY_DELAY_S`.
+    pub seek_delay_s: f64,
+    pub seek_retries: u32,
+    pub seek_retry_delay_s: f64,
+    /// What the guard and the Tautulli trigger do when something fails: terminate (true) or
+    /// leave the stream playing (`KILL_ON_*`).
+    pub kill_on_plex_connect_fail: bool,
+    pub kill_on_session_not_found: bool,
+    pub kill_on_client_not_found: bool,
+    pub kill_on_no_fallback_media: bool,
+    pub kill_on_switch_fail: bool,
+    pub kill_on_unexpected_error: bool,
+    /// Observe only: log what would be done. Unset: follows `shim.shadow_mode`, so one
+    /// switch (`SHADOW_MODE`) covers everything; set `false` to let the guard enforce while
+    /// the shim only observes.
+    pub shadow_mode: Option<bool>,
+}
+
+impl Default for EnforceConfig {
+    fn default() -> Self {
+        EnforceConfig {
+            terminate_refused: true,
+            session_lookup_retries: 8,
+            session_lookup_delay_s: 0.5,
+            guard: true,
+            guard_observations: 2,
+            guard_interval_s: 10,
+            switch_client: false,
+            seek_delay_s: 0.75,
+            seek_retries: 3,
+            seek_retry_delay_s: 0.5,
+            kill_on_plex_connect_fail: true,
+            kill_on_session_not_found: true,
+            kill_on_client_not_found: true,
+            kill_on_no_fallback_media: true,
+            kill_on_switch_fail: true,
+            kill_on_unexpected_error: true,
+            shadow_mode: None,
+        }
+    }
+}
+
+/// Reads `KEY=value` settings the original way: flags `1`/`0`, numbers, seconds.
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+fn env_flag(env: Env<'_>, key: &str, into: &mut bool, errors: &mut Vec<String>) {
+    if let Some(v) = env(key) {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "1" | "true" | "yes" | "on" => *into = true,
+            "0" | "false" | "no" | "off" => *into = false,
+            _ => errors.push(format!("{key}={v:?}: expected 1 or 0")),
+        }
+    }
+}
+
+fn env_num<T: std::str::FromStr>(env: Env<'_>, key: &str, into: &mut T, errors: &mut Vec<String>) {
+    if let Some(v) = env(key) {
+        match v.trim().parse() {
+            Ok(x) => *into = x,
+            Err(_) => errors.push(format!("{key}={v:?}: expected a number")),
+        }
+    }
+}
+
+impl EnforceConfig {
+    /// Applies the original environment names; returns what could not be read.
+    pub fn apply_env(&mut self, env: Env<'_>) -> Vec<String> {
+        let mut e = Vec::new();
+        env_num(
+            env,
+            "SESSION_LOOKUP_RETRIES",
+            &mut self.session_lookup_retries,
+            &mut e,
+        );
+        env_num(
+            env,
+            "SESSION_LOOKUP_DELAY_S",
+            &mut self.session_lookup_delay_s,
+            &mut e,
+        );
+        env_num(env, "SEEK_DELAY_S", &mut self.seek_delay_s, &mut e);
+        env_num(env, "SEEK_RETRIES", &mut self.seek_retries, &mut e);
+        env_num(
+            env,
+            "SEEK_RETRY_DELAY_S",
+            &mut self.seek_retry_delay_s,
+            &mut e,
+        );
+        for (key, field) in [
+            (
+                "KILL_ON_PLEX_CONNECT_FAIL",
+                &mut self.kill_on_plex_connect_fail,
+            ),
+            (
+                "KILL_ON_SESSION_NOT_FOUND",
+                &mut self.kill_on_session_not_found,
+            ),
+            (
+                "KILL_ON_CLIENT_NOT_FOUND",
+                &mut self.kill_on_client_not_found,
+            ),
+            (
+                "KILL_ON_NO_FALLBACK_MEDIA",
+                &mut self.kill_on_no_fallback_media,
+            ),
+            ("KILL_ON_SWITCH_FAIL", &mut self.kill_on_switch_fail),
+            (
+                "KILL_ON_UNEXPECTED_ERROR",
+                &mut self.kill_on_unexpected_error,
+            ),
+        ] {
+            env_flag(env, key, field, &mut e);
+        }
+        e
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        if self.session_lookup_retries > 60 {
+            bail!(
+                "enforce.session_lookup_retries: {} is above 60",
+                self.session_lookup_retries
+            );
+        }
+        for (k, v) in [
+            ("session_lookup_delay_s", self.session_lookup_delay_s),
+            ("seek_delay_s", self.seek_delay_s),
+            ("seek_retry_delay_s", self.seek_retry_delay_s),
+        ] {
+            if !(0.0..=30.0).contains(&v) {
+                bail!("enforce.{k}: {v} is outside 0..=30 seconds");
+            }
+        }
+        if !(1..=10).contains(&self.guard_observations) {
+            bail!(
+                "enforce.guard_observations: {} is outside 1..=10",
+                self.guard_observations
+            );
+        }
+        if !(1..=3600).contains(&self.guard_interval_s) {
+            bail!(
+                "enforce.guard_interval_s: {} is outside 1..=3600",
+                self.guard_interval_s
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The `tautulli` section: the optional fallback for terminating sessions, and the
+/// notifier enforcement is posted to (`TAUTULLI_LOG_NOTIFIER_ID`).
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TautulliConfig {
+    /// Base URL (`TAUTULLI_URL`); empty: no Tautulli.
+    pub url: String,
+    /// API key (`TAUTULLI_APIKEY`); prefer `api_key_file`.
+    pub api_key: String,
+    pub api_key_file: String,
+    /// Post every enforcement to this notifier (`TAUTULLI_LOG_NOTIFIER_ID`).
+    pub log_notifier_id: Option<u32>,
+    /// Subject of those posts (`TAUTULLI_LOG_SUBJECT`).
+    pub log_subject: String,
+    pub timeout_ms: u64,
+}
+
+impl Default for TautulliConfig {
+    fn default() -> Self {
+        TautulliConfig {
+            url: String::new(),
+            api_key: String::new(),
+            api_key_file: String::new(),
+            log_notifier_id: None,
+            log_subject: "Downshiftarr".into(),
+            timeout_ms: 8000,
+        }
+    }
+}
+
+impl std::fmt::Debug for TautulliConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TautulliConfig")
+            .field("url", &self.url)
+            .field("api_key", &"<redacted>")
+            .field("log_notifier_id", &self.log_notifier_id)
+            .finish()
+    }
+}
+
+impl TautulliConfig {
+    pub fn apply_env(&mut self, env: Env<'_>) -> Vec<String> {
+        let mut e = Vec::new();
+        if let Some(v) = env("TAUTULLI_URL").filter(|v| !v.is_empty()) {
+            self.url = v;
+        }
+        if let Some(v) = env("TAUTULLI_APIKEY").filter(|v| !v.is_empty()) {
+            self.api_key = v;
+        }
+        if let Some(v) = env("TAUTULLI_LOG_SUBJECT").filter(|v| !v.is_empty()) {
+            self.log_subject = v;
+        }
+        if let Some(v) = env("TAUTULLI_LOG_NOTIFIER_ID").filter(|v| !v.trim().is_empty()) {
+            match v.trim().parse() {
+                Ok(n) => self.log_notifier_id = Some(n),
+                Err(_) => e.push(format!("TAUTULLI_LOG_NOTIFIER_ID={v:?}: expected a number")),
+            }
+        }
+        e
+    }
+
+    /// The URL and key, when Tautulli is configured.
+    pub fn resolved(&self) -> Result<Option<(String, String)>> {
+        if self.url.is_empty() {
+            return Ok(None);
+        }
+        if !self.api_key_file.is_empty() {
+            let k = std::fs::read_to_string(&self.api_key_file)
+                .with_context(|| format!("tautulli.api_key_file {}", self.api_key_file))?;
+            let k = k.lines().next().unwrap_or_default().trim().to_string();
+            if k.is_empty() {
+                bail!("tautulli.api_key_file {} is empty", self.api_key_file);
+            }
+            return Ok(Some((self.url.clone(), k)));
+        }
+        if self.api_key.is_empty() {
+            bail!("tautulli.url is set but no API key: set TAUTULLI_APIKEY, tautulli.api_key_file or tautulli.api_key");
+        }
+        Ok(Some((self.url.clone(), self.api_key.clone())))
+    }
+}
+
 /// Where Plex is installed, in the order the installer looks.
 pub const PLEX_DIRS: &[&str] = &[
     "/usr/lib/plexmediaserver",
@@ -246,7 +501,7 @@ pub fn parse(text: &str) -> std::result::Result<Config, String> {
     let v: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
     let obj = v.as_object().ok_or("the top level must be an object")?;
-    const SECTIONS: &[&str] = &["plex", "shim", "index", "daemon"];
+    const SECTIONS: &[&str] = &["plex", "shim", "index", "daemon", "enforce", "tautulli"];
     if let Some(k) = obj.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
         return Err(format!(
             "{k}: unknown section, expected one of {}",
@@ -267,6 +522,8 @@ pub fn parse(text: &str) -> std::result::Result<Config, String> {
         shim: section(obj, "shim")?,
         index: section(obj, "index")?,
         daemon: section(obj, "daemon")?,
+        enforce: section(obj, "enforce")?,
+        tautulli: section(obj, "tautulli")?,
     })
 }
 
@@ -274,7 +531,7 @@ pub fn parse(text: &str) -> std::result::Result<Config, String> {
 pub fn load_strict(path: &Path) -> Result<Config> {
     let text = match std::fs::read_to_string(path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "{}".to_string(),
         Err(e) => {
             return Err(e).with_context(|| format!("unable to read config {}", path.display()))
         }
@@ -284,6 +541,16 @@ pub fn load_strict(path: &Path) -> Result<Config> {
         bail!("config {}: {e}", path.display());
     }
     c.daemon
+        .validate()
+        .with_context(|| format!("config {}", path.display()))?;
+    let mut c = c;
+    let env = |k: &str| std::env::var(k).ok();
+    let mut errors = c.enforce.apply_env(&env);
+    errors.extend(c.tautulli.apply_env(&env));
+    if !errors.is_empty() {
+        bail!("environment: {}", errors.join("; "));
+    }
+    c.enforce
         .validate()
         .with_context(|| format!("config {}", path.display()))?;
     Ok(c)

@@ -1,14 +1,19 @@
-//! `downshiftarr`: the admin CLI (and, later, the companion daemon). Dispatch only.
+//! `downshiftarr`: the companion daemon and the admin CLI. Dispatch only.
 
+mod audit;
 mod check_config;
 mod cli;
 mod config;
 mod daemon;
+mod enforce;
 mod events;
 mod explain;
 mod index;
 mod library;
 mod plex;
+mod sessions;
+mod tautulli;
+mod trigger;
 
 use clap::Parser;
 
@@ -21,6 +26,8 @@ fn main() -> std::process::ExitCode {
         cli::Command::Sync(args) => library::sync(args),
         cli::Command::Discover(args) => library::discover(args),
         cli::Command::Status(args) => library::status(args),
+        cli::Command::Tautulli(args) => trigger::run(args),
+        cli::Command::Decisions(args) => audit::run(args),
     };
     match result {
         Ok(code) => code,

@@ -101,6 +101,69 @@ impl Plex {
         query: &[(&str, String)],
         headers: &[(&str, String)],
     ) -> Result<Value, PlexError> {
+        self.request(path, query, headers, None, true, self.retries)
+            .map(|v| v.unwrap_or(Value::Null))
+    }
+
+    /// `GET /status/sessions`: what is playing now (admin token). `timeout` bounds the whole
+    /// request (no retries) when the caller is on a deadline.
+    pub fn sessions(&self, timeout: Option<Duration>) -> Result<Vec<Value>, PlexError> {
+        let retries = if timeout.is_some() { 0 } else { self.retries };
+        let mc = self
+            .request("/status/sessions", &[], &[], timeout, true, retries)?
+            .unwrap_or(Value::Null);
+        Ok(mc
+            .get("Metadata")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    /// `/status/sessions/terminate?sessionId=…&reason=…` (apis.md §1.6). A 401 here means the
+    /// server owner has no Plex Pass ([`PlexError::Unauthorized`]).
+    pub fn terminate(&self, session_id: &str, reason: &str) -> Result<(), PlexError> {
+        self.request(
+            "/status/sessions/terminate",
+            &[
+                ("sessionId", session_id.to_string()),
+                ("reason", reason.to_string()),
+            ],
+            &[],
+            None,
+            false,
+            0,
+        )
+        .map(|_| ())
+    }
+
+    /// A remote-control command to a client, proxied through the server
+    /// (`/player/playback/playMedia`, `/player/playback/seekTo`).
+    pub fn client_command(
+        &self,
+        client: &str,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<(), PlexError> {
+        self.request(
+            path,
+            query,
+            &[("X-Plex-Target-Client-Identifier", client.to_string())],
+            None,
+            false,
+            0,
+        )
+        .map(|_| ())
+    }
+
+    fn request(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        headers: &[(&str, String)],
+        timeout: Option<Duration>,
+        container: bool,
+        retries: u32,
+    ) -> Result<Option<Value>, PlexError> {
         let url = format!("{}{path}", self.base);
         let mut delay = Duration::from_millis(250);
         let mut attempt = 0;
@@ -113,6 +176,9 @@ impl Plex {
                 .query(query)
                 .header("Accept", "application/json")
                 .header("X-Plex-Token", &self.token);
+            if let Some(t) = timeout {
+                req = req.timeout(t);
+            }
             for (k, v) in IDENTITY {
                 req = req.header(*k, *v);
             }
@@ -123,12 +189,15 @@ impl Plex {
             let retryable = match req.send() {
                 Ok(resp) => {
                     let status = resp.status();
+                    if status.is_success() && !container {
+                        return Ok(None);
+                    }
                     if status.is_success() {
                         let body: Value = resp
                             .json()
                             .map_err(|e| PlexError::Malformed(format!("{path}: {e}")))?;
                         return match body.get("MediaContainer") {
-                            Some(mc) if mc.is_object() => Ok(mc.clone()),
+                            Some(mc) if mc.is_object() => Ok(Some(mc.clone())),
                             _ => Err(PlexError::Malformed(path.to_string())),
                         };
                     }
@@ -144,7 +213,7 @@ impl Plex {
                 Err(e) if e.is_connect() => return Err(PlexError::Connect(without_url(&e))),
                 Err(e) => return Err(PlexError::Connect(without_url(&e))),
             };
-            if attempt > self.retries {
+            if attempt > retries {
                 return Err(retryable);
             }
             tracing::debug!("{retryable}; retrying in {} ms", delay.as_millis());

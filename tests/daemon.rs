@@ -24,10 +24,26 @@ fn free_port() -> u16 {
         .port()
 }
 
-struct Env {
-    dir: tempfile::TempDir,
-    cfg: PathBuf,
-    plex: FakePlex,
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub cfg: PathBuf,
+    pub plex: FakePlex,
+    /// Daemons started by this test: killed when the test ends, even by a panic, so a
+    /// failing test never leaves a daemon running.
+    pids: std::cell::RefCell<Vec<u32>>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for pid in self.pids.borrow().iter() {
+            let alive = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.windows(6).any(|w| w == b"daemon"));
+            if alive {
+                // SAFETY: kill(2) on a child we started and have not reaped.
+                unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
+            }
+        }
+    }
 }
 
 impl Env {
@@ -53,10 +69,30 @@ impl Env {
             .to_string(),
         )
         .unwrap();
-        Env { dir, cfg, plex }
+        Env {
+            dir,
+            cfg,
+            plex,
+            pids: Default::default(),
+        }
     }
 
-    fn cli(&self, args: &[&str]) -> Output {
+    /// Adds keys to a config section and rewrites the file.
+    pub fn configure(&self, section: &str, extra: serde_json::Value) {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&self.cfg).unwrap()).unwrap();
+        let sec = v
+            .as_object_mut()
+            .unwrap()
+            .entry(section)
+            .or_insert_with(|| serde_json::json!({}));
+        if let (Some(a), Some(b)) = (sec.as_object_mut(), extra.as_object()) {
+            a.extend(b.clone());
+        }
+        std::fs::write(&self.cfg, v.to_string()).unwrap();
+    }
+
+    pub fn cli(&self, args: &[&str]) -> Output {
         Command::new(util::cli())
             .args(args)
             .arg("--config")
@@ -67,7 +103,7 @@ impl Env {
             .unwrap()
     }
 
-    fn sync(&self, args: &[&str]) -> String {
+    pub fn sync(&self, args: &[&str]) -> String {
         let out = self.cli(&[&["sync"], args].concat());
         let text = format!(
             "{}{}",
@@ -78,25 +114,27 @@ impl Env {
         text
     }
 
-    fn db(&self) -> rusqlite::Connection {
+    pub fn db(&self) -> rusqlite::Connection {
         rusqlite::Connection::open(self.dir.path().join("state/index.sqlite")).unwrap()
     }
 
-    fn count(&self, sql: &str) -> i64 {
+    pub fn count(&self, sql: &str) -> i64 {
         self.db().query_row(sql, [], |r| r.get(0)).unwrap()
     }
 
-    fn socket(&self) -> PathBuf {
+    pub fn socket(&self) -> PathBuf {
         self.dir.path().join("run/shim.sock")
     }
 
-    fn daemon(&self) -> Child {
-        Command::new(util::cli())
+    pub fn daemon(&self) -> Child {
+        let c = Command::new(util::cli())
             .args(["daemon", "--config"])
             .arg(&self.cfg)
             .env_remove("PLEX_TOKEN")
             .spawn()
-            .unwrap()
+            .unwrap();
+        self.pids.borrow_mut().push(c.id());
+        c
     }
 }
 
@@ -337,7 +375,7 @@ fn wait_for_daemon(socket: &Path, path: &str) -> Response {
     }
 }
 
-fn stop(mut d: Child) {
+pub fn stop(mut d: Child) {
     let _ = Command::new("kill")
         .arg("-TERM")
         .arg(d.id().to_string())
@@ -353,6 +391,7 @@ fn stop(mut d: Child) {
 }
 
 const MOVIE0_4K: &str = "/data/Movies/Movie 0 (1980)/Movie 0 (1980) - 2160p.mkv";
+const MOVIE9_4K: &str = "/data/Movies/Movie 9 (1989)/Movie 9 (1989) - 2160p.mkv";
 const MOVIE3_4K: &str = "/data/Movies/Movie 3 (1983)/Movie 3 (1983) - 2160p.mkv";
 const MOVIE1_1080: &str = "/data/Movies/Movie 1 (1981)/Movie 1 (1981) - 1080p.mkv";
 
@@ -474,6 +513,8 @@ fn peers_outside_the_allowlist_are_refused() {
 #[test]
 fn the_shim_end_to_end_takes_its_facts_from_the_daemon() {
     let env = Env::new(FakePlex::start(10, 0, 0), serde_json::json!({}));
+    // Movie 9 (Dolby Vision profile 8) keeps only its 4K version: nothing to switch to.
+    env.plex.remove_version(1010, 1080);
     let daemon = env.daemon();
     wait_for_daemon(&env.socket(), MOVIE0_4K);
     let run = |input: &str| {
@@ -508,12 +549,21 @@ fn the_shim_end_to_end_takes_its_facts_from_the_daemon() {
         assert!(out.status.success(), "{out:?}");
         util::read(&rec)
     };
-    // The files do not exist here: only the daemon can know what they are.
+    // The files do not exist here: only the daemon can know what they are. Movie 0 has a
+    // 1080p SDR version: the shim switches to it.
     let exec = run(MOVIE0_4K);
+    assert!(exec.contains("Movie 0 (1980) - 1080p.mkv"), "{exec}");
+    assert!(!exec.contains("2160p.mkv"), "{exec}");
+    assert!(exec.contains("scale=w=1920:h=1080"), "{exec}");
+    assert!(
+        !exec.contains("tonemap"),
+        "an SDR version needs no tone map: {exec}"
+    );
+    let exec = run(MOVIE9_4K);
     assert!(exec.contains("scale=w=1920:h=1080"), "{exec}");
     assert!(
         exec.contains("tonemap=hable"),
-        "a Dolby Vision profile 8 source is tone-mapped: {exec}"
+        "a Dolby Vision profile 8 source without a 1080p version is tone-mapped: {exec}"
     );
     let exec = run(MOVIE1_1080);
     assert!(
@@ -532,12 +582,17 @@ fn the_shim_end_to_end_takes_its_facts_from_the_daemon() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (v["source"]["from"].as_str(), v["decision"].as_str()),
-        (Some("daemon"), Some("rewrite")),
+        (Some("daemon"), Some("switch")),
         "{v}"
     );
+    assert_eq!(
+        v["switch"]["file"], "/data/Movies/Movie 3 (1983)/Movie 3 (1983) - 1080p.mkv",
+        "{v}"
+    );
+    assert_eq!(v["switch"]["streams"][0]["kind"], "video", "{v}");
     // The decisions were reported to the daemon and stored in the audit table.
     let t = Instant::now();
-    while env.count("SELECT COUNT(*) FROM decisions") < 2 {
+    while env.count("SELECT COUNT(*) FROM decisions") < 3 {
         assert!(t.elapsed() < Duration::from_secs(5), "decisions not stored");
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -213,6 +213,15 @@ impl FakePlex {
         self.ws.connections.load(Ordering::SeqCst)
     }
 
+    /// Removes the version of an item with this height.
+    pub fn remove_version(&self, rk: u64, height: u32) {
+        let mut items = self.items.lock().unwrap();
+        let it = items.get_mut(&rk).expect("item");
+        if let Some(m) = it.json["Media"].as_array_mut() {
+            m.retain(|x| x["height"] != json!(height));
+        }
+    }
+
     pub fn delete(&self, rk: u64) {
         self.items.lock().unwrap().remove(&rk);
     }

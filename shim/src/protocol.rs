@@ -106,6 +106,11 @@ pub enum Request {
     },
     /// The daemon's health, for `downshiftarr status`.
     Status,
+    /// A Tautulli trigger handed over by `downshiftarr tautulli` (the daemon's business;
+    /// the shim never sends it).
+    TautulliEvent {
+        event: serde_json::Value,
+    },
 }
 
 /// A response from the daemon.
@@ -137,6 +142,10 @@ pub enum Response {
     },
     Error {
         message: String,
+    },
+    /// What the daemon did about a Tautulli trigger.
+    Enforced {
+        outcome: serde_json::Value,
     },
 }
 

@@ -152,9 +152,12 @@ pub fn append(path: &str, line: &[u8]) -> bool {
 
 /// RFC 3339 UTC time with milliseconds, without a date library.
 pub fn now_rfc3339() -> String {
-    let d = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    rfc3339(SystemTime::now())
+}
+
+/// A time as RFC 3339 UTC with milliseconds (`2026-11-23T07:12:05.123Z`).
+pub fn rfc3339(t: SystemTime) -> String {
+    let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     let secs = d.as_secs() as i64;
     let (days, sod) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     // Howard Hinnant's civil_from_days.

@@ -151,6 +151,22 @@ pub fn plan(
     }
 }
 
+/// The compliant versions of an item for a client that picks its own streams (the
+/// daemon's reactive guard moves a client with `playMedia`), best first.
+pub fn ranked_versions<'v>(
+    versions: &'v [MediaVersion],
+    current: &MediaVersion,
+    cfg: &ShimConfig,
+) -> Vec<&'v MediaVersion> {
+    let mut v: Vec<(Rank, &MediaVersion)> = versions
+        .iter()
+        .filter(|v| eligible(v, current, cfg, Purpose::Protect, None))
+        .map(|v| (rank(v, &[], &v.streams, cfg, Purpose::Protect), v))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v.into_iter().map(|(_, v)| v).collect()
+}
+
 /// The nominal resolution class of a version, as people name them: a 1920×800 scope film is
 /// "1080p", like Plex's own `videoResolution`.
 pub fn nominal_height(width: Option<u32>, height: Option<u32>) -> Option<u32> {

@@ -29,6 +29,15 @@ pub struct SyncReport {
     pub error: Option<String>,
 }
 
+/// What enforcement did since the daemon started.
+#[derive(Debug, Default)]
+pub struct Enforcement {
+    pub counts: BTreeMap<(String, String), u64>,
+    pub last_error: Option<String>,
+    /// The last terminate Plex answered with 401: no Plex Pass on the owner's account.
+    pub plex_pass_missing: bool,
+}
+
 /// Shared by every job.
 pub struct Health {
     started: Instant,
@@ -36,8 +45,9 @@ pub struct Health {
     pub jobs: Mutex<BTreeMap<&'static str, JobState>>,
     pub last_sync: Mutex<Option<SyncReport>>,
     pub counts: Mutex<Counts>,
-    /// (decision, reason) → count, from the shim's reports.
-    pub decisions: Mutex<BTreeMap<(String, String), u64>>,
+    /// (origin, decision, reason) → count: the shim's reports and the daemon's own.
+    pub decisions: Mutex<BTreeMap<(String, String, String), u64>>,
+    pub enforcement: Mutex<Enforcement>,
     pub syncs: Mutex<(u64, u64, f64, u64)>, // passes, failures, last duration s, API calls
     pub socket: Arc<Stats>,
 }
@@ -51,6 +61,7 @@ impl Health {
             last_sync: Mutex::default(),
             counts: Mutex::default(),
             decisions: Mutex::default(),
+            enforcement: Mutex::default(),
             syncs: Mutex::default(),
             socket,
         }
@@ -92,13 +103,33 @@ impl Health {
         }
     }
 
-    pub fn decision(&self, decision: &str, reason: &str) {
+    pub fn decision(&self, origin: &str, decision: &str, reason: &str) {
         *self
             .decisions
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .entry((decision.into(), reason.into()))
+            .entry((origin.into(), decision.into(), reason.into()))
             .or_default() += 1;
+    }
+
+    /// Counts what enforcement did; remembers the last failure and a missing Plex Pass.
+    pub fn enforced(&self, o: &crate::enforce::Outcome) {
+        let mut e = self.enforcement.lock().unwrap_or_else(|e| e.into_inner());
+        *e.counts
+            .entry((o.action.to_string(), o.reason.to_string()))
+            .or_default() += 1;
+        if o.plex_pass_missing {
+            e.plex_pass_missing = true;
+        }
+        if o.action == "failed" || o.plex_pass_missing {
+            e.last_error = Some(format!(
+                "{} {}",
+                downshiftarr_shim::record::now_rfc3339(),
+                o.line()
+            ));
+        } else if o.action == "terminated" && o.via == Some("plex") {
+            e.plex_pass_missing = false;
+        }
     }
 
     /// Whether every job is healthy (no job failing right now).
@@ -120,12 +151,27 @@ impl Health {
             "index": *self.counts.lock().unwrap_or_else(|e| e.into_inner()),
             "last_sync": *self.last_sync.lock().unwrap_or_else(|e| e.into_inner()),
             "jobs": *self.jobs.lock().unwrap_or_else(|e| e.into_inner()),
+            "enforcement": self.enforcement_json(),
             "shim": {
                 "lookups": st.lookups.load(Ordering::Relaxed),
                 "lookup_hits": st.lookup_hits.load(Ordering::Relaxed),
                 "decisions": st.decisions.load(Ordering::Relaxed),
                 "rejected_connections": st.rejected.load(Ordering::Relaxed),
             },
+        })
+    }
+
+    fn enforcement_json(&self) -> Value {
+        let e = self.enforcement.lock().unwrap_or_else(|e| e.into_inner());
+        let counts: Vec<Value> = e
+            .counts
+            .iter()
+            .map(|((a, r), n)| json!({"action": a, "reason": r, "count": n}))
+            .collect();
+        json!({
+            "counts": counts,
+            "last_error": e.last_error,
+            "plex_pass_missing": e.plex_pass_missing,
         })
     }
 
@@ -220,18 +266,50 @@ impl Health {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .iter()
-            .map(|((d, r), n)| {
+            .map(|((o, d, r), n)| {
                 (
-                    format!("{{decision=\"{}\",reason=\"{}\"}}", esc(d), esc(r)),
+                    format!(
+                        "{{origin=\"{}\",decision=\"{}\",reason=\"{}\"}}",
+                        esc(o),
+                        esc(d),
+                        esc(r)
+                    ),
                     *n as f64,
                 )
             })
             .collect();
         gauge(
             "downshiftarr_decisions_total",
-            "Shim decisions reported, by decision and reason.",
+            "Decisions by origin (shim, guard, tautulli), decision and reason.",
             "counter",
             &rows,
+        );
+        let (rows, pass_missing): (Vec<(String, f64)>, bool) = {
+            let e = self.enforcement.lock().unwrap_or_else(|e| e.into_inner());
+            (
+                e.counts
+                    .iter()
+                    .map(|((a, r), n)| {
+                        (
+                            format!("{{action=\"{}\",reason=\"{}\"}}", esc(a), esc(r)),
+                            *n as f64,
+                        )
+                    })
+                    .collect(),
+                e.plex_pass_missing,
+            )
+        };
+        gauge(
+            "downshiftarr_enforcements_total",
+            "What enforcement did (terminated, switched_client, left_playing, skipped, failed).",
+            "counter",
+            &rows,
+        );
+        gauge(
+            "downshiftarr_plex_pass_missing",
+            "1 when Plex answered 401 to the last terminate: no Plex Pass.",
+            "gauge",
+            &[(String::new(), if pass_missing { 1.0 } else { 0.0 })],
         );
         let jobs: Vec<(String, f64)> = self
             .jobs

@@ -4,6 +4,7 @@
 //! (`lifecycle`), jobs restarted with back-off when they fail (`supervisor`). The first job is
 //! the transcoder healer (`heal`); the shim's socket service and the library index follow.
 
+pub mod guard;
 pub mod heal;
 pub mod health;
 pub mod http;
@@ -80,10 +81,18 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
     access.uids.extend(&cfg.daemon.allowed_uids);
     access.gids.extend(&cfg.daemon.allowed_gids);
     let (tx, rx) = sync_channel::<serde_json::Value>(4096);
+    let shared = Arc::new(guard::Shared::new(
+        lookup.clone(),
+        live.clone(),
+        health.clone(),
+        tx.clone(),
+    ));
     {
         let (lookup, h, listener) = (lookup.clone(), health.clone(), Arc::new(listener));
-        let job =
-            Box::new(move |sd: &Shutdown| socket::serve(&listener, &access, &lookup, &tx, &h, sd));
+        let enf: Arc<dyn socket::Enforcement> = shared.clone();
+        let job = Box::new(move |sd: &Shutdown| {
+            socket::serve(&listener, &access, &lookup, &tx, &enf, &h, sd)
+        });
         jobs.push(supervisor::spawn(
             "socket",
             shutdown.clone(),
@@ -91,10 +100,11 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
             job,
         ));
     }
+    let (refuse_tx, refuse_rx) = sync_channel::<serde_json::Value>(256);
     {
-        let (db_path, h) = (db_path.clone(), health.clone());
+        let (db_path, h, sh) = (db_path.clone(), health.clone(), shared.clone());
         let rx = Arc::new(std::sync::Mutex::new(rx));
-        let job = Box::new(move |sd: &Shutdown| audit(&db_path, &rx, &h, sd));
+        let job = Box::new(move |sd: &Shutdown| audit(&db_path, &rx, &refuse_tx, &sh, &h, sd));
         jobs.push(supervisor::spawn(
             "audit",
             shutdown.clone(),
@@ -102,9 +112,31 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
             job,
         ));
     }
+    {
+        let sh = shared.clone();
+        let rx = std::sync::Mutex::new(refuse_rx);
+        let job = Box::new(move |sd: &Shutdown| guard::refusals(&sh, &rx, sd));
+        jobs.push(supervisor::spawn(
+            "refusals",
+            shutdown.clone(),
+            health.clone(),
+            job,
+        ));
+    }
+    let bus = Arc::new(crate::events::Bus::default());
+    {
+        let sh = shared.clone();
+        let events = std::sync::Mutex::new(bus.subscribe());
+        let job = Box::new(move |sd: &Shutdown| guard::guard(&sh, &events, sd));
+        jobs.push(supervisor::spawn(
+            "guard",
+            shutdown.clone(),
+            health.clone(),
+            job,
+        ));
+    }
     match cfg.plex.resolved() {
         Ok((url, token)) => {
-            let bus = Arc::new(crate::events::Bus::default());
             let events = std::sync::Mutex::new(bus.subscribe());
             let (lookup, live2, db_path, h) = (
                 lookup.clone(),
@@ -216,10 +248,13 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Stores decision reports from the shim in the audit table.
+/// Stores decision records (the shim's reports and the daemon's own) in the audit table,
+/// remembers which transcodes the shim handled, and queues refusals for termination.
 fn audit(
     db_path: &Path,
     rx: &std::sync::Mutex<Receiver<serde_json::Value>>,
+    refusals: &std::sync::mpsc::SyncSender<serde_json::Value>,
+    shared: &guard::Shared,
     health: &health::Health,
     shutdown: &Shutdown,
 ) -> Result<()> {
@@ -232,22 +267,35 @@ fn audit(
             Err(RecvTimeoutError::Disconnected) => return Ok(()),
         };
         let field = |k: &str| rec.get(k).and_then(|v| v.as_str()).map(String::from);
-        health.decision(
-            &field("decision").unwrap_or_default(),
-            &field("reason").unwrap_or_default(),
-        );
-        if field("decision").as_deref() != Some("pass") {
-            tracing::info!(
-                decision = field("decision").unwrap_or_default(),
-                reason = field("reason").unwrap_or_default(),
-                input = field("input").unwrap_or_default(),
-                "shim decision"
-            );
+        if field("kind").as_deref() == Some("outcome") {
+            if let (Some(s), Some(o)) = (field("session"), field("outcome")) {
+                crate::audit::set_outcome(&db, &s, &o, field("user").as_deref())?;
+            }
+            continue;
         }
-        db.execute(
-            "INSERT INTO decisions(time, job, decision, reason, session, input, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            rusqlite::params![field("time").unwrap_or_default(), field("job"), field("decision"), field("reason"), field("session"), field("input"), rec.to_string()],
-        )?;
+        if rec.get("origin").is_none() {
+            // The shim's own report.
+            health.decision(
+                "shim",
+                &field("decision").unwrap_or_default(),
+                &field("reason").unwrap_or_default(),
+            );
+            shared.note_shim(&rec);
+            if field("decision").as_deref() != Some("pass") {
+                tracing::info!(
+                    decision = field("decision").unwrap_or_default(),
+                    reason = field("reason").unwrap_or_default(),
+                    input = field("input").unwrap_or_default(),
+                    "shim decision"
+                );
+            }
+            if field("decision").as_deref() == Some("refuse")
+                && refusals.try_send(rec.clone()).is_err()
+            {
+                tracing::warn!("refusal queue full: a refused session is not terminated");
+            }
+        }
+        crate::audit::insert(&db, &rec)?;
     }
     Ok(())
 }

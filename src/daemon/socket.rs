@@ -28,6 +28,15 @@ use super::health::Health;
 use super::lifecycle::Shutdown;
 use crate::index::Lookup;
 
+/// What the daemon answers beyond the index: who is watching a transcode session, and the
+/// Tautulli trigger (`downshiftarr tautulli`).
+pub trait Enforcement: Send + Sync {
+    /// The viewer of a transcode session; may ask Plex for at most `wait`.
+    fn viewer(&self, transcode: &str, wait: Duration) -> downshiftarr_shim::policy::Viewer;
+    /// Handles one Tautulli trigger and says what was done.
+    fn tautulli(&self, event: &serde_json::Value) -> serde_json::Value;
+}
+
 /// The most connections served at once; more are closed at once (the shim then probes).
 const MAX_CONNECTIONS: usize = 2048;
 /// Per-read and per-write timeout for a client.
@@ -118,6 +127,7 @@ pub fn serve(
     access: &Access,
     lookup: &Lookup,
     decisions: &SyncSender<serde_json::Value>,
+    enforcement: &Arc<dyn Enforcement>,
     health: &Arc<Health>,
     shutdown: &Shutdown,
 ) -> Result<()> {
@@ -130,9 +140,10 @@ pub fn serve(
     let (work_tx, work_rx) = std::sync::mpsc::channel::<UnixStream>();
     let work_rx = Arc::new(std::sync::Mutex::new(work_rx));
     let start_worker = |permanent: bool| {
-        let (lookup, decisions, stats, active, idle, rx) = (
+        let (lookup, decisions, enf, stats, active, idle, rx) = (
             lookup.clone(),
             decisions.clone(),
+            enforcement.clone(),
             health.clone(),
             active.clone(),
             idle.clone(),
@@ -142,7 +153,9 @@ pub fn serve(
             .name("shim-conn".into())
             .stack_size(256 << 10)
             .spawn(move || {
-                worker(&rx, permanent, &idle, &active, &lookup, &decisions, &stats);
+                worker(
+                    &rx, permanent, &idle, &active, &lookup, &decisions, &*enf, &stats,
+                );
             });
         if spawned.is_err() {
             tracing::warn!("unable to start a connection thread");
@@ -195,6 +208,7 @@ fn worker(
     active: &AtomicUsize,
     lookup: &Lookup,
     decisions: &SyncSender<serde_json::Value>,
+    enforcement: &dyn Enforcement,
     health: &Health,
 ) {
     loop {
@@ -209,7 +223,7 @@ fn worker(
         };
         idle.fetch_sub(1, Ordering::SeqCst);
         let Ok(conn) = next else { return };
-        handle(conn, lookup, decisions, health);
+        handle(conn, lookup, decisions, enforcement, health);
         active.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -251,6 +265,7 @@ fn handle(
     mut conn: UnixStream,
     lookup: &Lookup,
     decisions: &SyncSender<serde_json::Value>,
+    enforcement: &dyn Enforcement,
     health: &Health,
 ) {
     let stats = &health.socket;
@@ -270,7 +285,7 @@ fn handle(
             }
         };
         let response = match protocol::decode::<Request>(&body) {
-            Ok(req) => answer(req, lookup, decisions, health),
+            Ok(req) => answer(req, lookup, decisions, enforcement, health),
             Err(e) => {
                 stats.bad_frames.fetch_add(1, Ordering::Relaxed);
                 let _ = conn.write_all(&protocol::encode(&Response::Error {
@@ -292,6 +307,7 @@ fn answer(
     req: Request,
     lookup: &Lookup,
     decisions: &SyncSender<serde_json::Value>,
+    enforcement: &dyn Enforcement,
     health: &Health,
 ) -> Option<Response> {
     let stats = &health.socket;
@@ -329,8 +345,17 @@ fn answer(
             }
             return None;
         }
-        Request::SessionContext { .. } => Response::Error {
-            message: "session context is not available yet".into(),
+        Request::SessionContext {
+            transcode_session,
+            wait_ms,
+        } => Response::Session {
+            viewer: enforcement.viewer(
+                &transcode_session,
+                Duration::from_millis(wait_ms.min(5000) as u64),
+            ),
+        },
+        Request::TautulliEvent { event } => Response::Enforced {
+            outcome: enforcement.tautulli(&event),
         },
     })
 }

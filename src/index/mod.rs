@@ -56,6 +56,11 @@ const MIGRATIONS: &[&str] = &[
         id INTEGER PRIMARY KEY, time TEXT NOT NULL, job TEXT, decision TEXT, reason TEXT,
         session TEXT, input TEXT, record TEXT NOT NULL);
      CREATE INDEX decisions_time ON decisions(time);",
+    // 3: who decided (shim, guard, tautulli), for whom, and what enforcement did
+    "ALTER TABLE decisions ADD COLUMN origin TEXT NOT NULL DEFAULT 'shim';
+     ALTER TABLE decisions ADD COLUMN user TEXT;
+     ALTER TABLE decisions ADD COLUMN outcome TEXT;
+     CREATE INDEX decisions_session ON decisions(session);",
 ];
 
 /// Opens (creating and migrating) the index database.
@@ -264,18 +269,30 @@ fn kind_name(k: StreamKind) -> &'static str {
 pub struct Entry {
     pub facts: SourceFacts,
     pub versions: Arc<Vec<MediaVersion>>,
+    pub media_id: Arc<str>,
 }
+
+/// Media id → path of its first part.
+type MediaPaths = HashMap<Arc<str>, String>;
 
 /// The in-memory path → entry map the socket service answers from.
 #[derive(Clone, Default)]
 pub struct Lookup {
     map: Arc<RwLock<Arc<HashMap<String, Entry>>>>,
+    /// Media (version) id → the path of its first part.
+    media: Arc<RwLock<Arc<MediaPaths>>>,
 }
 
 impl Lookup {
     pub fn get(&self, path: &str) -> Option<Entry> {
         let map = self.map.read().unwrap_or_else(|e| e.into_inner()).clone();
         map.get(path).cloned()
+    }
+
+    /// The entry of a version by its media id (sessions name the media, not the file).
+    pub fn by_media(&self, media_id: &str) -> Option<Entry> {
+        let media = self.media.read().unwrap_or_else(|e| e.into_inner()).clone();
+        self.get(media.get(media_id)?)
     }
 
     pub fn len(&self) -> usize {
@@ -285,7 +302,7 @@ impl Lookup {
     /// Rebuilds the map from the database and swaps it in atomically.
     pub fn rebuild(&self, db: &Connection) -> Result<()> {
         let mut versions: HashMap<String, Vec<MediaVersion>> = HashMap::new();
-        let mut facts_by_file: Vec<(String, String, SourceFacts)> = Vec::new();
+        let mut facts_by_file: Vec<(String, String, String, SourceFacts)> = Vec::new();
         // Codecs, languages, containers and editions repeat across a library: one shared copy
         // of each keeps the map small (README, "Speed").
         let mut names: HashMap<String, Arc<str>> = HashMap::new();
@@ -379,24 +396,31 @@ impl Lookup {
                 codec,
                 from: Some(Origin::Daemon),
             };
-            facts_by_file.push((file, rk, facts));
+            facts_by_file.push((file, rk, mid, facts));
         }
         let versions: HashMap<String, Arc<Vec<MediaVersion>>> = versions
             .into_iter()
             .map(|(k, v)| (k, Arc::new(v)))
             .collect();
         let mut map = HashMap::with_capacity(facts_by_file.len());
-        for (file, rk, facts) in facts_by_file {
+        let mut media: HashMap<Arc<str>, String> = HashMap::with_capacity(facts_by_file.len());
+        for (file, rk, mid, facts) in facts_by_file {
             let vs = versions.get(&rk).cloned().unwrap_or_default();
+            let media_id: Arc<str> = Arc::from(mid.as_str());
+            media
+                .entry(media_id.clone())
+                .or_insert_with(|| file.clone());
             map.insert(
                 file,
                 Entry {
                     facts,
                     versions: vs,
+                    media_id,
                 },
             );
         }
         *self.map.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
+        *self.media.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(media);
         // The rebuild's temporaries are freed now; hand the pages back to the system so the
         // daemon's RSS is what it keeps, not what it once needed.
         // SAFETY: malloc_trim only releases free heap memory.

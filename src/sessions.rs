@@ -1,0 +1,277 @@
+//! Who is watching: a session tracker fed by `/status/sessions` and the notification socket.
+//!
+//! The transcoder's arguments carry no user and no client, and Plex's `playing` notifications
+//! carry no user either (apis.md §1.7); only `/status/sessions` (admin token) names the
+//! viewer. The tracker keeps the last listing, joins notifications onto it by `sessionKey`
+//! and transcode key, and *learns* client id → viewer from every session it sees, so a
+//! `playing` notification from a known client names its viewer before Plex lists the session.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use downshiftarr_shim::policy::Viewer;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::events::Event;
+use crate::index::plexjson::{n, s};
+
+/// One playing session, as `/status/sessions` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Session {
+    /// `sessionKey`: what notifications carry.
+    pub session_key: String,
+    /// `Session.id`: the id `/status/sessions/terminate` needs (absent for some music
+    /// sessions, which cannot be terminated).
+    pub session_id: Option<String>,
+    /// The transcode key, bare (`/transcode/sessions/` stripped).
+    pub transcode: Option<String>,
+    pub rating_key: Option<String>,
+    /// The source media (version) being played.
+    pub media_id: Option<String>,
+    pub title: String,
+    pub kind: String,
+    pub viewer: Viewer,
+    /// `TranscodeSession.videoDecision == "transcode"`.
+    pub video_transcode: bool,
+    pub view_offset_ms: Option<i64>,
+    pub state: String,
+    /// Live TV sessions carry a non-library rating key.
+    pub live: bool,
+}
+
+fn obj<'a>(v: &'a Value, k: &str) -> Option<&'a Value> {
+    match v.get(k)? {
+        Value::Array(a) => a.first(),
+        o => Some(o),
+    }
+}
+
+fn flag(v: &Value, k: &str) -> Option<bool> {
+    match v.get(k)? {
+        Value::Bool(b) => Some(*b),
+        Value::String(s) => Some(s == "1" || s.eq_ignore_ascii_case("true")),
+        Value::Number(n) => Some(n.as_i64() == Some(1)),
+        _ => None,
+    }
+}
+
+/// Parses `/status/sessions` `Metadata[]`. Entries without a `sessionKey` are skipped.
+pub fn parse_sessions(list: &[Value]) -> Vec<Session> {
+    list.iter().filter_map(parse_one).collect()
+}
+
+fn parse_one(m: &Value) -> Option<Session> {
+    let session_key = s(m, "sessionKey")?;
+    let user = obj(m, "User");
+    let player = obj(m, "Player");
+    let session = obj(m, "Session");
+    let ts = obj(m, "TranscodeSession");
+    let rating_key = s(m, "ratingKey");
+    let local = player
+        .and_then(|p| flag(p, "local"))
+        .or_else(|| session.and_then(|s2| s(s2, "location")).map(|l| l == "lan"));
+    Some(Session {
+        session_key,
+        session_id: session.and_then(|x| s(x, "id")),
+        transcode: ts
+            .and_then(|t| s(t, "key"))
+            .map(|k| k.trim_start_matches("/transcode/sessions/").to_string()),
+        live: rating_key
+            .as_deref()
+            .is_some_and(|k| k.contains("://") || k.starts_with('/'))
+            || s(m, "key").is_some_and(|k| k.starts_with("/livetv/")),
+        rating_key,
+        media_id: m
+            .get("Media")
+            .and_then(Value::as_array)
+            .and_then(|a| {
+                a.iter()
+                    .find(|x| flag(x, "selected") == Some(true))
+                    .or(a.first())
+            })
+            .and_then(|x| s(x, "id")),
+        title: s(m, "title").unwrap_or_default(),
+        kind: s(m, "type").unwrap_or_default(),
+        viewer: Viewer {
+            user: user.and_then(|u| s(u, "title")),
+            client: player.and_then(|p| s(p, "product")),
+            device: player.and_then(|p| s(p, "title").or_else(|| s(p, "device"))),
+            platform: player.and_then(|p| s(p, "platform")),
+            client_id: player.and_then(|p| s(p, "machineIdentifier")),
+            local,
+        },
+        video_transcode: ts.and_then(|t| s(t, "videoDecision")).as_deref() == Some("transcode"),
+        view_offset_ms: n(m, "viewOffset"),
+        state: player
+            .and_then(|p| s(p, "state"))
+            .unwrap_or_else(|| "unknown".into()),
+    })
+}
+
+/// How long a learned client → viewer pairing is trusted.
+const LEARNED_TTL: Duration = Duration::from_secs(30 * 24 * 3600);
+
+#[derive(Default)]
+struct State {
+    sessions: HashMap<String, Session>,
+    /// Transcode key → client id, from `playing` notifications (before Plex lists it).
+    transcode_client: HashMap<String, (String, Instant)>,
+    /// Client id → the viewer last seen on it.
+    clients: HashMap<String, (Viewer, Instant)>,
+}
+
+/// The tracker. Cheap to query from socket workers.
+#[derive(Default)]
+pub struct Tracker {
+    state: Mutex<State>,
+}
+
+impl Tracker {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Replaces the session list with a fresh `/status/sessions` listing.
+    pub fn replace(&self, list: Vec<Session>) {
+        let mut st = self.lock();
+        let now = Instant::now();
+        for s in &list {
+            if let (Some(c), true) = (&s.viewer.client_id, s.viewer.user.is_some()) {
+                st.clients.insert(c.clone(), (s.viewer.clone(), now));
+            }
+        }
+        st.sessions = list
+            .into_iter()
+            .map(|s| (s.session_key.clone(), s))
+            .collect();
+        st.clients.retain(|_, (_, t)| t.elapsed() < LEARNED_TTL);
+        st.transcode_client
+            .retain(|_, (_, t)| t.elapsed() < Duration::from_secs(6 * 3600));
+    }
+
+    /// Applies a notification.
+    pub fn on_event(&self, e: &Event) {
+        let mut st = self.lock();
+        match e {
+            Event::Playing {
+                session_key,
+                client,
+                transcode_session,
+                state,
+                view_offset_ms,
+                ..
+            } => {
+                if let (Some(t), Some(c)) = (transcode_session, client) {
+                    st.transcode_client
+                        .insert(t.clone(), (c.clone(), Instant::now()));
+                }
+                if state == "stopped" {
+                    st.sessions.remove(session_key);
+                } else if let Some(s) = st.sessions.get_mut(session_key) {
+                    s.state = state.clone();
+                    if view_offset_ms.is_some() {
+                        s.view_offset_ms = *view_offset_ms;
+                    }
+                    if transcode_session.is_some() {
+                        s.transcode = transcode_session.clone();
+                    }
+                }
+            }
+            Event::TranscodeSession { phase, key, .. } if phase == "end" => {
+                st.transcode_client.remove(key);
+                for s in st.sessions.values_mut() {
+                    if s.transcode.as_deref() == Some(key) {
+                        s.video_transcode = false;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Who is watching transcode session `transcode`, if known.
+    pub fn viewer(&self, transcode: &str) -> Option<Viewer> {
+        let st = self.lock();
+        if let Some(s) = st
+            .sessions
+            .values()
+            .find(|s| s.transcode.as_deref() == Some(transcode))
+        {
+            return Some(s.viewer.clone());
+        }
+        let (client, _) = st.transcode_client.get(transcode)?;
+        st.clients.get(client).map(|(v, _)| v.clone())
+    }
+
+    /// The session transcoding `transcode`.
+    #[cfg(test)]
+    pub fn by_transcode(&self, transcode: &str) -> Option<Session> {
+        self.lock()
+            .sessions
+            .values()
+            .find(|s| s.transcode.as_deref() == Some(transcode))
+            .cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn listing() -> Vec<Value> {
+        vec![
+            json!({"sessionKey": "7", "ratingKey": "55", "title": "Film", "type": "movie", "viewOffset": 61000,
+            "Media": [{"id": 551, "selected": true}],
+            "User": {"id": "1", "title": "alice"},
+            "Player": {"machineIdentifier": "tv-1", "product": "Plex for Android (TV)", "title": "Shield", "platform": "Android", "state": "playing", "local": false},
+            "Session": {"id": "abcsession", "location": "wan"},
+            "TranscodeSession": {"key": "/transcode/sessions/tx-1", "videoDecision": "transcode"}}),
+        ]
+    }
+
+    #[test]
+    fn parses_and_answers_by_transcode_key() {
+        let t = Tracker::default();
+        t.replace(parse_sessions(&listing()));
+        let s = t.by_transcode("tx-1").unwrap();
+        assert_eq!(s.session_id.as_deref(), Some("abcsession"));
+        assert_eq!(s.media_id.as_deref(), Some("551"));
+        assert!(s.video_transcode);
+        let v = t.viewer("tx-1").unwrap();
+        assert_eq!(v.user.as_deref(), Some("alice"));
+        assert_eq!(v.local, Some(false));
+    }
+
+    #[test]
+    fn learns_clients_and_names_a_new_transcode_from_a_notification() {
+        let t = Tracker::default();
+        t.replace(parse_sessions(&listing()));
+        t.replace(Vec::new()); // alice stopped
+        assert!(t.viewer("tx-2").is_none());
+        t.on_event(&Event::Playing {
+            session_key: "8".into(),
+            client: Some("tv-1".into()),
+            rating_key: Some("56".into()),
+            state: "buffering".into(),
+            view_offset_ms: Some(0),
+            transcode_session: Some("tx-2".into()),
+        });
+        assert_eq!(t.viewer("tx-2").unwrap().user.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn xml_shaped_flags_and_missing_parts_are_tolerated() {
+        let list = vec![
+            json!({"sessionKey": "2", "Player": {"local": "1"}, "Session": [{"id": "x"}]}),
+            json!({"title": "no key"}),
+        ];
+        let s = parse_sessions(&list);
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].viewer.local, Some(true));
+        assert_eq!(s[0].session_id.as_deref(), Some("x"));
+        assert!(!s[0].video_transcode);
+    }
+}

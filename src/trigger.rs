@@ -1,0 +1,449 @@
+//! `downshiftarr tautulli`: a drop-in for the original Tautulli script.
+//!
+//! Tautulli's Script agent runs it with exactly the original argument string
+//! (`--rating-key={rating_key} --machine-id={machine_id} --username="{username}" …`) and the
+//! original `Downshiftarr.env` keys. The event is handed to the daemon, which knows the
+//! library, the sessions and what the shim already handled; when the daemon is down the
+//! command evaluates the event itself with the same engine ([`crate::enforce`]), asking Plex
+//! for the item. Existing users change one path in Tautulli.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use downshiftarr_shim::config::ShimConfig;
+use downshiftarr_shim::facts::{DynamicRange, SourceFacts};
+use downshiftarr_shim::policy;
+use downshiftarr_shim::protocol::{Client, MediaVersion, Request, Response};
+use downshiftarr_shim::switch;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::TautulliArgs;
+use crate::enforce::{self, Enforcer, Outcome, Want};
+use crate::sessions::Session;
+
+/// One Tautulli trigger: the original script's arguments. Tautulli passes an empty string
+/// for a value it does not have.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Trigger {
+    pub rating_key: String,
+    pub machine_id: String,
+    pub username: String,
+    pub session_id: String,
+    pub session_key: String,
+    pub user_id: String,
+    pub video_decision: String,
+    pub video_resolution: String,
+    pub stream_video_resolution: String,
+    pub video_dynamic_range: String,
+}
+
+fn some(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+impl Trigger {
+    /// Facts from the event alone (`video_resolution=4k`, `video_dynamic_range=HDR`), for when
+    /// neither the index nor Plex can say more.
+    pub fn hinted_facts(&self) -> SourceFacts {
+        let mut f = SourceFacts::empty(downshiftarr_shim::facts::Origin::Given);
+        let r = self.video_resolution.trim().to_ascii_lowercase();
+        f.height = match r.trim_end_matches('p') {
+            "4k" | "2160" | "uhd" => Some(2160),
+            "1080" | "fhd" => Some(1080),
+            "720" | "hd" => Some(720),
+            "576" => Some(576),
+            "480" | "sd" => Some(480),
+            other => other.parse().ok(),
+        };
+        let dr = self.video_dynamic_range.to_ascii_uppercase();
+        f.dynamic_range = match () {
+            _ if dr.contains("DOLBY") || dr.contains("DOVI") || dr == "DV" => {
+                Some(DynamicRange::DolbyVision)
+            }
+            _ if dr.contains("HLG") => Some(DynamicRange::Hlg),
+            _ if dr.contains("HDR") => Some(DynamicRange::Hdr10),
+            _ if dr.contains("SDR") => Some(DynamicRange::Sdr),
+            _ => None,
+        };
+        f
+    }
+
+    fn want(&self) -> Want {
+        Want {
+            session_key: some(&self.session_key),
+            session_id: some(&self.session_id),
+            rating_key: some(&self.rating_key),
+            username: some(&self.username),
+            machine_id: some(&self.machine_id),
+            ..Want::default()
+        }
+    }
+}
+
+/// What the caller knows beyond Plex: the index (daemon) or nothing (standalone).
+pub trait Knowledge {
+    /// The facts of the version a session plays and all versions of its item.
+    fn versions(&self, session: &Session) -> Option<(SourceFacts, Vec<MediaVersion>)>;
+    /// The shim already decided about this transcode session.
+    fn handled(&self, transcode: &str) -> bool;
+}
+
+/// Handles one trigger with the original script's flow; never panics (an internal error
+/// follows `KILL_ON_UNEXPECTED_ERROR`).
+pub fn handle(enf: &Enforcer<'_>, t: &Trigger, know: &dyn Knowledge, shadow: bool) -> Outcome {
+    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        handle_inner(enf, t, know, shadow)
+    }));
+    match run {
+        Ok(o) => o,
+        Err(_) if enf.cfg.kill_on_unexpected_error && !shadow => enf.terminate(
+            some(&t.session_id).as_deref(),
+            some(&t.session_key).as_deref(),
+            enf.shim.kill_message("unexpected_error"),
+            "unexpected error",
+        ),
+        Err(_) => Outcome::new(
+            "left_playing",
+            "unexpected error",
+            "KILL_ON_UNEXPECTED_ERROR=0",
+        ),
+    }
+}
+
+fn handle_inner(enf: &Enforcer<'_>, t: &Trigger, know: &dyn Knowledge, shadow: bool) -> Outcome {
+    let skip = |reason| Outcome::new("skipped", reason, "");
+    let by_name = policy::Viewer {
+        user: some(&t.username),
+        ..policy::Viewer::default()
+    };
+    if policy::is_exempt(&by_name, enf.shim) {
+        return skip("viewer is exempt");
+    }
+    if !t.video_decision.trim().eq_ignore_ascii_case("transcode") {
+        return skip("not a video transcode");
+    }
+    if some(&t.rating_key).is_some_and(|k| !k.chars().all(|c| c.is_ascii_digit())) {
+        return skip("live tv");
+    }
+    let kill_by_ids = |scenario: &'static str, reason: &'static str| {
+        enf.terminate(
+            some(&t.session_id).as_deref(),
+            some(&t.session_key).as_deref(),
+            enf.shim.kill_message(scenario),
+            reason,
+        )
+    };
+    let hinted = t.hinted_facts();
+    let session = match enf.find(&t.want()) {
+        Ok(Some(s)) => s,
+        Ok(None) => {
+            return if !enforce::protected(&hinted, enf.shim) {
+                skip("session not found; the event does not show a protected source")
+            } else if shadow {
+                skip("shadow mode: would terminate (session not found)")
+            } else if enf.cfg.kill_on_session_not_found {
+                kill_by_ids("session_not_found", "session not found")
+            } else {
+                Outcome::new(
+                    "left_playing",
+                    "session not found",
+                    "KILL_ON_SESSION_NOT_FOUND=0",
+                )
+            };
+        }
+        Err(e) => {
+            return if !enforce::protected(&hinted, enf.shim) {
+                skip("plex unreachable; the event does not show a protected source")
+            } else if shadow {
+                skip("shadow mode: would terminate (plex unreachable)")
+            } else if enf.cfg.kill_on_plex_connect_fail {
+                let mut o = kill_by_ids("plex_connect_fail", "plex unreachable");
+                o.detail = format!("{e}; {}", o.detail);
+                o
+            } else {
+                Outcome::new("left_playing", "plex unreachable", e.to_string())
+            };
+        }
+    };
+    if session.live {
+        return skip("live tv");
+    }
+    if policy::is_exempt(&session.viewer, enf.shim) {
+        return skip("viewer is exempt");
+    }
+    if !session.video_transcode {
+        return skip("no longer a video transcode");
+    }
+    if session
+        .transcode
+        .as_deref()
+        .is_some_and(|tx| know.handled(tx))
+    {
+        return skip("handled by the shim");
+    }
+    let (facts, versions) = know
+        .versions(&session)
+        .unwrap_or_else(|| (hinted.clone(), Vec::new()));
+    if !enforce::protected(&facts, enf.shim) {
+        return skip("source not protected");
+    }
+    if shadow {
+        return skip("shadow mode: would enforce");
+    }
+    enf.act_on(&session, &versions)
+}
+
+/// Standalone knowledge: Plex's own answer for the item.
+struct FromPlex<'a> {
+    plex: Option<&'a crate::plex::Plex>,
+}
+
+impl Knowledge for FromPlex<'_> {
+    fn versions(&self, s: &Session) -> Option<(SourceFacts, Vec<MediaVersion>)> {
+        let item = self
+            .plex?
+            .metadata(&[s.rating_key.clone()?])
+            .ok()?
+            .into_iter()
+            .next()?;
+        let all = crate::index::plexjson::versions(&item);
+        let cur = all
+            .iter()
+            .find(|v| Some(&v.media.media_id) == s.media_id.as_ref())?;
+        let mut facts = switch::version_facts(&cur.media);
+        facts.bit_depth = cur.bit_depth;
+        facts.dv_base_layer_compatible = cur.dv_bl_compatible;
+        Some((facts, all.into_iter().map(|v| v.media).collect()))
+    }
+    fn handled(&self, _: &str) -> bool {
+        false
+    }
+}
+
+/// `KEY=value` lines of a `Downshiftarr.env` file (`export`, quotes and comments allowed).
+pub fn parse_env_file(text: &str) -> HashMap<String, String> {
+    let mut m = HashMap::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let v = v.trim();
+        let v = match (v.chars().next(), v.chars().last()) {
+            (Some(q @ ('"' | '\'')), Some(e)) if q == e && v.len() >= 2 => &v[1..v.len() - 1],
+            _ => v.split(" #").next().unwrap_or(v).trim(),
+        };
+        m.insert(k.trim().to_string(), v.to_string());
+    }
+    m
+}
+
+fn env_file_path(flag: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = flag {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("ENV_FILE") {
+        return Some(PathBuf::from(p));
+    }
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("Downshiftarr.env")));
+    [beside, Some(PathBuf::from("Downshiftarr.env"))]
+        .into_iter()
+        .flatten()
+        .find(|p| p.is_file())
+}
+
+pub fn run(args: TautulliArgs) -> Result<ExitCode> {
+    let trigger = Trigger {
+        rating_key: args.rating_key.unwrap_or_default(),
+        machine_id: args.machine_id.unwrap_or_default(),
+        username: args.username.unwrap_or_default(),
+        session_id: args.session_id.unwrap_or_default(),
+        session_key: args.session_key.unwrap_or_default(),
+        user_id: args.user_id.unwrap_or_default(),
+        video_decision: args.video_decision.unwrap_or_default(),
+        video_resolution: args.video_resolution.unwrap_or_default(),
+        stream_video_resolution: args.stream_video_resolution.unwrap_or_default(),
+        video_dynamic_range: args.video_dynamic_range.unwrap_or_default(),
+    };
+    // The process environment wins over the file, as python-dotenv does.
+    let file_env = match env_file_path(args.env_file.as_deref()) {
+        Some(p) => match std::fs::read_to_string(&p) {
+            Ok(t) => parse_env_file(&t),
+            Err(e) => {
+                eprintln!("downshiftarr tautulli: {}: {e}", p.display());
+                HashMap::new()
+            }
+        },
+        None => HashMap::new(),
+    };
+    let env = |k: &str| {
+        std::env::var(k)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .or_else(|| file_env.get(k).cloned())
+    };
+    let path = crate::config::path(args.config.as_deref());
+    let shim_loaded = downshiftarr_shim::config::load(&path, &env);
+    let outcome = match ask_daemon(&shim_loaded.config, &trigger) {
+        Some(o) => {
+            println!("{}", serde_json::to_string(&o)?);
+            o
+        }
+        None => {
+            let o = standalone(&path, &env, shim_loaded.config, &trigger)?;
+            let v = serde_json::to_value(&o)?;
+            println!("{}", serde_json::to_string(&v)?);
+            v
+        }
+    };
+    let failed = outcome.get("action").and_then(|a| a.as_str()) == Some("failed");
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Hands the trigger to the daemon; `None` when it is not running.
+fn ask_daemon(shim: &ShimConfig, t: &Trigger) -> Option<serde_json::Value> {
+    if shim.socket.is_empty() {
+        return None;
+    }
+    // Finding the session may take the configured retries; the daemon answers after that.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut c = Client::connect(Path::new(&shim.socket), deadline).ok()?;
+    match c.call(&Request::TautulliEvent {
+        event: serde_json::to_value(t).ok()?,
+    }) {
+        Ok(Response::Enforced { outcome }) => Some(outcome),
+        Ok(other) => {
+            eprintln!("downshiftarr tautulli: unexpected daemon answer {other:?}; deciding here");
+            None
+        }
+        Err(e) => {
+            eprintln!("downshiftarr tautulli: daemon: {e}; deciding here");
+            None
+        }
+    }
+}
+
+fn standalone(
+    path: &Path,
+    env: &dyn Fn(&str) -> Option<String>,
+    shim: ShimConfig,
+    t: &Trigger,
+) -> Result<Outcome> {
+    let mut cfg = match crate::config::load_strict(path) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("downshiftarr tautulli: {e:#}; using defaults");
+            crate::config::Config::default()
+        }
+    };
+    for e in cfg
+        .enforce
+        .apply_env(env)
+        .into_iter()
+        .chain(cfg.tautulli.apply_env(env))
+    {
+        eprintln!("downshiftarr tautulli: {e}");
+    }
+    let url = env("PLEX_URL").unwrap_or_else(|| cfg.plex.url.clone());
+    let token = env("PLEX_TOKEN").or_else(|| cfg.plex.resolved().ok().map(|(_, t)| t));
+    let plex = match token {
+        Some(tok) => Some(crate::plex::Plex::new(
+            &url,
+            &tok,
+            Duration::from_millis(cfg.plex.connect_timeout_ms),
+            Duration::from_secs(8),
+        )?),
+        None => {
+            eprintln!("downshiftarr tautulli: no Plex token (PLEX_TOKEN)");
+            None
+        }
+    };
+    let tautulli = match cfg.tautulli.resolved() {
+        Ok(Some((u, k))) => {
+            crate::tautulli::Tautulli::new(&u, &k, Duration::from_millis(cfg.tautulli.timeout_ms))
+                .ok()
+        }
+        Ok(None) => None,
+        Err(e) => {
+            eprintln!("downshiftarr tautulli: {e:#}");
+            None
+        }
+    };
+    let shadow = cfg.enforce.shadow_mode.unwrap_or(shim.shadow_mode);
+    let enf = Enforcer {
+        plex: plex.as_ref(),
+        tautulli: tautulli.as_ref(),
+        cfg: &cfg.enforce,
+        shim: &shim,
+        notifier: cfg
+            .tautulli
+            .log_notifier_id
+            .map(|id| (id, cfg.tautulli.log_subject.clone())),
+        tracker: None,
+        shutdown: None,
+    };
+    let o = handle(
+        &enf,
+        t,
+        &FromPlex {
+            plex: plex.as_ref(),
+        },
+        shadow,
+    );
+    if matches!(o.action, "terminated" | "switched_client" | "failed") {
+        enf.notify("tautulli trigger", &o);
+    }
+    Ok(o)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_file_shapes() {
+        let m = parse_env_file(
+            "# comment\nexport PLEX_URL=http://x:32400\nEXEMPT_USERS=\"alice, bob\"\nKILL_ON_SWITCH_FAIL=0 # off\n\nbroken line\n",
+        );
+        assert_eq!(m["PLEX_URL"], "http://x:32400");
+        assert_eq!(m["EXEMPT_USERS"], "alice, bob");
+        assert_eq!(m["KILL_ON_SWITCH_FAIL"], "0");
+        assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn hints_from_the_event() {
+        let t = Trigger {
+            video_resolution: "4k".into(),
+            video_dynamic_range: "HDR".into(),
+            ..Trigger::default()
+        };
+        let f = t.hinted_facts();
+        assert_eq!(f.height, Some(2160));
+        assert_eq!(f.dynamic_range, Some(DynamicRange::Hdr10));
+        let sdr = Trigger {
+            video_resolution: "1080".into(),
+            video_dynamic_range: "SDR".into(),
+            ..Trigger::default()
+        };
+        assert!(!enforce::protected(
+            &sdr.hinted_facts(),
+            &ShimConfig::default()
+        ));
+    }
+}
