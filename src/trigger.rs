@@ -211,7 +211,14 @@ impl Knowledge for FromPlex<'_> {
             .ok()?
             .into_iter()
             .next()?;
-        let all = crate::index::plexjson::versions(&item);
+        let mut all = crate::index::plexjson::versions(&item);
+        // The index keeps a version's first part as its file and streams; so does this.
+        for v in &mut all {
+            if let Some((_, file, streams)) = v.parts.first() {
+                v.media.file = file.clone();
+                v.media.streams = streams.clone();
+            }
+        }
         let cur = all
             .iter()
             .find(|v| Some(&v.media.media_id) == s.media_id.as_ref())?;

@@ -47,7 +47,7 @@ impl Drop for Env {
 }
 
 impl Env {
-    fn new(plex: FakePlex, extra_index: serde_json::Value) -> Env {
+    pub fn new(plex: FakePlex, extra_index: serde_json::Value) -> Env {
         let dir = util::tempdir();
         let token = dir.path().join("plex-token");
         std::fs::write(&token, format!("{}\n", plex.token)).unwrap();
@@ -357,7 +357,7 @@ fn a_sync_killed_mid_pass_leaves_a_consistent_index_and_the_next_pass_finishes()
     assert_eq!(env.count("SELECT COUNT(*) FROM parts"), 40 + 14 + 60);
 }
 
-fn wait_for_daemon(socket: &Path, path: &str) -> Response {
+pub fn wait_for_daemon(socket: &Path, path: &str) -> Response {
     let t = Instant::now();
     loop {
         if let Ok(mut c) = Client::connect(socket, Instant::now() + Duration::from_secs(2)) {
@@ -390,9 +390,9 @@ pub fn stop(mut d: Child) {
     }
 }
 
-const MOVIE0_4K: &str = "/data/Movies/Movie 0 (1980)/Movie 0 (1980) - 2160p.mkv";
+pub const MOVIE0_4K: &str = "/data/Movies/Movie 0 (1980)/Movie 0 (1980) - 2160p.mkv";
 const MOVIE9_4K: &str = "/data/Movies/Movie 9 (1989)/Movie 9 (1989) - 2160p.mkv";
-const MOVIE3_4K: &str = "/data/Movies/Movie 3 (1983)/Movie 3 (1983) - 2160p.mkv";
+pub const MOVIE3_4K: &str = "/data/Movies/Movie 3 (1983)/Movie 3 (1983) - 2160p.mkv";
 const MOVIE1_1080: &str = "/data/Movies/Movie 1 (1981)/Movie 1 (1981) - 1080p.mkv";
 
 #[test]
@@ -608,7 +608,7 @@ fn the_shim_end_to_end_takes_its_facts_from_the_daemon() {
     stop(daemon);
 }
 
-fn http_get(addr: &str, path: &str) -> String {
+pub fn http_get(addr: &str, path: &str) -> String {
     use std::io::Read;
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").unwrap();

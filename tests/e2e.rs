@@ -7,6 +7,10 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use serde_json::json;
+
+use crate::daemon::{stop, wait_for_daemon, Env};
+use crate::fake_plex::FakePlex;
 use crate::util::{self, ffprobe, media, Probed};
 
 /// A Plex install dir with the shim in place of the transcoder.
@@ -46,12 +50,17 @@ fn install() -> Install {
 impl Install {
     /// Runs the installed shim the way PMS does (argv[0] = its path, cwd = session dir).
     fn run(&self, args: &[OsString]) -> std::process::Output {
+        self.run_with(args, &self.session.join("no-daemon.sock"))
+    }
+
+    /// Runs the installed shim with the daemon at `socket`.
+    fn run_with(&self, args: &[OsString], socket: &Path) -> std::process::Output {
         let out = Command::new(&self.transcoder)
             .args(args)
             .current_dir(&self.session)
             .env_remove("DOWNSHIFTARR_REAL_TRANSCODER")
             .env("DOWNSHIFTARR_CONFIG", self.session.join("no-config.json"))
-            .env("DOWNSHIFTARR_SOCKET", self.session.join("no-daemon.sock"))
+            .env("DOWNSHIFTARR_SOCKET", socket)
             .env("DOWNSHIFTARR_DECISION_LOG", &self.log)
             .env("STANDIN_RECORD", &self.record)
             .env("X_PLEX_TOKEN", "local-e2e-token-0000")
@@ -355,4 +364,92 @@ fn sdr_1080p_job_runs_exactly_as_plex_asked() {
         (1280, 720, "yuv420p")
     );
     assert!(util::read(&i.log).contains("\"reason\":\"source not protected\""));
+}
+
+/// The fake Plex's description of the two clips as two versions of one movie.
+fn two_version_movie(uhd: &Path, hd: &Path) -> serde_json::Value {
+    let audio = |id: u64, index: u32, codec: &str, lang: &str, default: bool| {
+        json!({"id": id, "streamType": 2, "index": index, "codec": codec, "channels": 1,
+               "languageCode": lang, "default": default})
+    };
+    json!({"ratingKey": "5001", "key": "/library/metadata/5001", "type": "movie", "title": "Two Versions",
+        "year": 2024, "librarySectionID": 1, "updatedAt": 1_700_000_000, "guid": "plex://movie/5d7700000000000000005001",
+        "Media": [
+            {"id": 50011, "width": 3840, "height": 2160, "bitrate": 60000, "container": "mkv", "videoResolution": "4k",
+             "videoCodec": "hevc", "Part": [{"id": 500111, "file": uhd, "Stream": [
+                {"id": 1, "streamType": 1, "index": 0, "codec": "hevc", "bitDepth": 10, "colorTrc": "smpte2084",
+                 "width": 3840, "height": 2160, "default": true},
+                audio(2, 1, "aac", "eng", true), audio(3, 2, "aac", "ger", false)]}]},
+            {"id": 50010, "width": 1920, "height": 1080, "bitrate": 10000, "container": "mkv", "videoResolution": "1080",
+             "videoCodec": "h264", "Part": [{"id": 500101, "file": hd, "Stream": [
+                {"id": 4, "streamType": 1, "index": 0, "codec": "h264", "bitDepth": 8, "colorTrc": "bt709",
+                 "width": 1920, "height": 1080, "default": true},
+                audio(5, 1, "ac3", "ger", true), audio(6, 2, "aac", "eng", false)]}]}]})
+}
+
+#[test]
+fn two_versions_the_shim_transcodes_the_1080p_file_and_its_english_track() {
+    let m = media();
+    let env = Env::new(
+        FakePlex::with_movies(vec![two_version_movie(&m.two_uhd, &m.two_hd)]),
+        json!({}),
+    );
+    let daemon = env.daemon();
+    wait_for_daemon(&env.socket(), m.two_uhd.to_str().unwrap());
+    let i = install();
+    // Plex plays the 4K file's English track (0:1) with its own decoder hints.
+    let args = hls_args(HEVC_AAC, &m.two_uhd, 3840, 2160);
+    i.run_with(&args, &env.socket());
+    let exec = i.exec_args();
+    let after = |opt: &str| -> Vec<&str> {
+        exec.windows(2)
+            .filter(|w| w[0] == opt)
+            .map(|w| w[1].as_str())
+            .collect()
+    };
+    assert_eq!(after("-i"), [m.two_hd.to_str().unwrap()], "{exec:?}");
+    assert_eq!(
+        after("-codec:0")[0],
+        "h264",
+        "the decoder hint fits the new file"
+    );
+    assert_eq!(
+        after("-codec:2"),
+        ["aac"],
+        "English is stream 2 of the 1080p file"
+    );
+    let graphs = after("-filter_complex");
+    assert!(
+        graphs[0].starts_with("[0:0]scale=w=1920:h=1080"),
+        "{graphs:?}"
+    );
+    assert!(graphs[1].starts_with("[0:2] aresample"), "{graphs:?}");
+    // The daemon stored the switch with the version and the mapping.
+    let t = std::time::Instant::now();
+    let record: String = loop {
+        let r = env.db().query_row(
+            "SELECT record FROM decisions WHERE decision = 'switch'",
+            [],
+            |r| r.get(0),
+        );
+        if let Ok(r) = r {
+            break r;
+        }
+        assert!(t.elapsed().as_secs() < 10, "the switch was not reported");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let rec: serde_json::Value = serde_json::from_str(&record).unwrap();
+    assert_eq!(rec["switched_to"]["media_id"], "50010", "{rec}");
+    assert_eq!(rec["switched_to"]["streams"][1]["from"], 1, "{rec}");
+    assert_eq!(rec["switched_to"]["streams"][1]["to"], 2, "{rec}");
+
+    let out = ffprobe(&hls_output(&i));
+    assert_sdr_1080_or_less(&out);
+    let hz = util::tone_hz(&hls_output(&i));
+    assert!(
+        (hz - util::ENGLISH_HZ).abs() < 60.0,
+        "the English tone ({} Hz) came out, not {hz:.0} Hz",
+        util::ENGLISH_HZ
+    );
+    stop(daemon);
 }

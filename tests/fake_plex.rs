@@ -15,6 +15,62 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
+/// (path, query, X-Plex-Target-Client-Identifier) of a `/player/...` command.
+pub type ClientCommand = (String, BTreeMap<String, String>, String);
+
+/// Playback state: `/status/sessions`, terminate, remote-control commands.
+#[derive(Default)]
+pub struct Play {
+    /// `Metadata[]` of `/status/sessions`.
+    pub sessions: Mutex<Vec<Value>>,
+    /// `/status/sessions` requests answered so far.
+    pub polls: AtomicU64,
+    /// Sessions are listed only from this poll on (they appear after the transcoder starts).
+    pub visible_from_poll: AtomicU64,
+    /// Status answered to terminate (0: 200). 401 is "no Plex Pass".
+    pub terminate_status: AtomicU64,
+    /// (sessionId, reason) of every terminate call.
+    pub terminations: Mutex<Vec<(String, String)>>,
+    /// Status answered to `/player/...` commands (0: 200, 404: client not reachable).
+    pub client_status: AtomicU64,
+    /// Every client command.
+    pub commands: Mutex<Vec<ClientCommand>>,
+}
+
+impl Play {
+    /// A `/status/sessions` entry shaped like Plex's JSON (apis.md §1.1).
+    #[allow(clippy::too_many_arguments)]
+    pub fn session(
+        key: &str,
+        id: &str,
+        transcode: &str,
+        rk: u64,
+        media_id: u64,
+        user: &str,
+        client: &str,
+        video_decision: &str,
+    ) -> Value {
+        json!({"sessionKey": key, "ratingKey": rk.to_string(), "key": format!("/library/metadata/{rk}"), "type": "movie",
+            "title": format!("Item {rk}"), "viewOffset": 754000,
+            "Media": [{"id": media_id, "selected": true, "videoResolution": "1080", "Part": [{"id": media_id * 10 + 1, "decision": "transcode", "selected": true}]}],
+            "User": {"id": "7", "title": user, "thumb": "https://plex.tv/users/x/avatar"},
+            "Player": {"address": "203.0.113.9", "machineIdentifier": client, "model": "foster", "platform": "Android",
+                "product": "Plex for Android (TV)", "state": "playing", "title": "Living Room Shield", "local": false, "relayed": false, "secure": true},
+            "Session": {"id": id, "bandwidth": 12000, "location": "wan"},
+            "TranscodeSession": {"key": format!("/transcode/sessions/{transcode}"), "throttled": false, "complete": false,
+                "progress": 3.2, "speed": 1.1, "videoDecision": video_decision, "audioDecision": "transcode",
+                "sourceVideoCodec": "hevc", "videoCodec": "h264", "protocol": "dash", "context": "streaming"}})
+    }
+
+    pub fn set_sessions(&self, list: Vec<Value>) {
+        *self.sessions.lock().unwrap() = list;
+    }
+
+    pub fn terminations(&self) -> Vec<(String, String)> {
+        self.terminations.lock().unwrap().clone()
+    }
+}
+
 /// How to misbehave.
 #[derive(Default)]
 pub struct Faults {
@@ -37,6 +93,7 @@ pub struct FakePlex {
     pub token: String,
     items: Arc<Mutex<BTreeMap<u64, Item>>>,
     pub faults: Arc<Faults>,
+    pub play: Arc<Play>,
     pub requests: Arc<AtomicU64>,
     ws: Arc<Ws>,
     stop: Arc<AtomicBool>,
@@ -58,6 +115,30 @@ impl FakePlex {
     /// Starts a server with `movies` movies (every third with a 4K HDR version besides the
     /// 1080p one, every ninth of those Dolby Vision) and `shows` shows × `episodes` episodes.
     pub fn start(movies: u64, shows: u64, episodes: u64) -> FakePlex {
+        FakePlex::serve_items(FakePlex::generate(movies, shows, episodes))
+    }
+
+    /// Serves these movies (full metadata JSON, streams included) in section 1.
+    pub fn with_movies(movies: Vec<Value>) -> FakePlex {
+        let items = movies
+            .into_iter()
+            .map(|m| {
+                let rk: u64 = m["ratingKey"].as_str().unwrap().parse().unwrap();
+                let updated = m["updatedAt"].as_i64().unwrap_or(BASE_TIME);
+                (
+                    rk,
+                    Item {
+                        json: m,
+                        updated,
+                        section: "1",
+                    },
+                )
+            })
+            .collect();
+        FakePlex::serve_items(items)
+    }
+
+    fn generate(movies: u64, shows: u64, episodes: u64) -> BTreeMap<u64, Item> {
         let mut items = BTreeMap::new();
         let mut rk = 1000u64;
         for i in 0..movies {
@@ -131,6 +212,10 @@ impl FakePlex {
                 });
             }
         }
+        items
+    }
+
+    fn serve_items(items: BTreeMap<u64, Item>) -> FakePlex {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind fake plex");
         let url = format!("http://{}", listener.local_addr().unwrap());
         let fake = FakePlex {
@@ -138,13 +223,15 @@ impl FakePlex {
             token: "fake-admin-token-123456".into(),
             items: Arc::new(Mutex::new(items)),
             faults: Arc::new(Faults::default()),
+            play: Arc::new(Play::default()),
             requests: Arc::new(AtomicU64::new(0)),
             ws: Arc::default(),
             stop: Arc::new(AtomicBool::new(false)),
         };
-        let (items, faults, requests, stop, token, ws) = (
+        let (items, faults, play, requests, stop, token, ws) = (
             fake.items.clone(),
             fake.faults.clone(),
+            fake.play.clone(),
             fake.requests.clone(),
             fake.stop.clone(),
             fake.token.clone(),
@@ -155,9 +242,10 @@ impl FakePlex {
             while !stop.load(Ordering::Relaxed) {
                 match listener.accept() {
                     Ok((conn, _)) => {
-                        let (items, faults, requests, token, ws) = (
+                        let (items, faults, play, requests, token, ws) = (
                             items.clone(),
                             faults.clone(),
+                            play.clone(),
                             requests.clone(),
                             token.clone(),
                             ws.clone(),
@@ -168,7 +256,7 @@ impl FakePlex {
                             if head[..n].starts_with(b"GET /:/websockets/notifications") {
                                 serve_ws(conn, &ws, &token);
                             } else {
-                                serve(conn, &items, &faults, &requests, &token);
+                                serve(conn, &items, &faults, &play, &requests, &token);
                             }
                         });
                     }
@@ -334,7 +422,7 @@ fn respond(conn: &mut TcpStream, status: &str, body: &str) {
     let _ = write!(conn, "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
 }
 
-fn decode(s: &str) -> String {
+pub fn decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::new();
     let mut i = 0;
@@ -356,6 +444,7 @@ fn serve(
     mut conn: TcpStream,
     items: &Mutex<BTreeMap<u64, Item>>,
     faults: &Faults,
+    play: &Play,
     requests: &AtomicU64,
     token: &str,
 ) {
@@ -401,7 +490,54 @@ fn serve(
     if delay > 0 && path.starts_with("/library/") {
         std::thread::sleep(Duration::from_millis(delay));
     }
-    let body = if path == "/identity" {
+    let body = if path == "/status/sessions" {
+        let n = play.polls.fetch_add(1, Ordering::SeqCst) + 1;
+        let list: Vec<Value> = if n >= play.visible_from_poll.load(Ordering::SeqCst) {
+            play.sessions.lock().unwrap().clone()
+        } else {
+            Vec::new()
+        };
+        if list.is_empty() {
+            json!({"MediaContainer": {"size": 0}})
+        } else {
+            json!({"MediaContainer": {"size": list.len(), "Metadata": list}})
+        }
+    } else if path == "/status/sessions/terminate" {
+        let id = q.get("sessionId").cloned().unwrap_or_default();
+        let reason = q.get("reason").cloned().unwrap_or_default();
+        play.terminations.lock().unwrap().push((id.clone(), reason));
+        match play.terminate_status.load(Ordering::SeqCst) {
+            401 => {
+                return respond(
+                    &mut conn,
+                    "401 Unauthorized",
+                    "{\"errors\":[{\"message\":\"Server does not have the feature enabled\"}]}",
+                )
+            }
+            0 | 200 => {}
+            other => return respond(&mut conn, &format!("{other} Error"), "{}"),
+        }
+        let mut sessions = play.sessions.lock().unwrap();
+        let before = sessions.len();
+        sessions.retain(|s| s["Session"]["id"] != json!(id));
+        if sessions.len() == before {
+            return respond(&mut conn, "404 Not Found", "{}");
+        }
+        return respond(&mut conn, "200 OK", "");
+    } else if path.starts_with("/player/playback/") {
+        let target = headers
+            .get("x-plex-target-client-identifier")
+            .cloned()
+            .unwrap_or_default();
+        play.commands
+            .lock()
+            .unwrap()
+            .push((path.to_string(), q.clone(), target));
+        return match play.client_status.load(Ordering::SeqCst) {
+            0 | 200 => respond(&mut conn, "200 OK", ""),
+            other => respond(&mut conn, &format!("{other} Error"), "{}"),
+        };
+    } else if path == "/identity" {
         json!({"MediaContainer": {"size": 0, "machineIdentifier": "fake-plex-machine", "version": "1.42.0.0000-fake"}})
     } else if path == "/library/sections" {
         json!({"MediaContainer": {"size": 3, "Directory": [

@@ -3,7 +3,9 @@
 mod cli;
 mod daemon;
 mod e2e;
+mod enforce;
 mod fake_plex;
+mod fake_tautulli;
 mod faults;
 mod golden;
 mod install;

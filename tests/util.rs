@@ -119,7 +119,16 @@ pub struct Media {
     pub hdr10_2160_mp4: PathBuf,
     pub hdr10_2160_m2ts: PathBuf,
     pub sdr_1080_ts: PathBuf,
+    /// Two versions of one title: 4K HDR10 with English (440 Hz) then German (1000 Hz)
+    /// AAC tracks, and 1080p SDR with German (AC-3, 1000 Hz) first and English (AAC, 440 Hz)
+    /// second.
+    pub two_uhd: PathBuf,
+    pub two_hd: PathBuf,
 }
+
+/// The tones of the two-version clips.
+pub const ENGLISH_HZ: f64 = 440.0;
+pub const GERMAN_HZ: f64 = 1000.0;
 
 pub fn media() -> &'static Media {
     static M: OnceLock<Media> = OnceLock::new();
@@ -137,6 +146,8 @@ pub fn media() -> &'static Media {
             hdr10_2160_mp4: dir.join("hdr10-2160p.mp4"),
             hdr10_2160_m2ts: dir.join("hdr10-2160p.m2ts"),
             sdr_1080_ts: dir.join("sdr-1080p.ts"),
+            two_uhd: dir.join("two-versions - 2160p.mkv"),
+            two_hd: dir.join("two-versions - 1080p.mkv"),
         };
         let x265 = |transfer: &str, out: &Path| {
             let params = format!(
@@ -171,6 +182,31 @@ pub fn media() -> &'static Media {
         }
         if !m.hdr10_2160_m2ts.exists() {
             ffmpeg(&["-i", m.hdr10_2160.to_str().unwrap(), "-c", "copy", "-f", "mpegts", "-mpegts_m2ts_mode", "1"], &m.hdr10_2160_m2ts);
+        }
+        if !m.two_uhd.exists() {
+            ffmpeg(&[
+                "-f", "lavfi", "-i", "testsrc2=size=3840x2160:rate=24:duration=0.5",
+                "-f", "lavfi", "-i", &format!("sine=frequency={ENGLISH_HZ}:duration=0.5"),
+                "-f", "lavfi", "-i", &format!("sine=frequency={GERMAN_HZ}:duration=0.5"),
+                "-map", "0", "-map", "1", "-map", "2",
+                "-c:v", "libx265", "-preset", "ultrafast",
+                "-x265-params", "log-level=error:colorprim=bt2020:transfer=smpte2084:colormatrix=bt2020nc",
+                "-pix_fmt", "yuv420p10le", "-color_primaries", "bt2020", "-color_trc", "smpte2084",
+                "-colorspace", "bt2020nc", "-c:a", "aac", "-b:a", "64k",
+                "-metadata:s:a:0", "language=eng", "-metadata:s:a:1", "language=ger",
+            ], &m.two_uhd);
+        }
+        if !m.two_hd.exists() {
+            ffmpeg(&[
+                "-f", "lavfi", "-i", "testsrc2=size=1920x1080:rate=24:duration=0.5",
+                "-f", "lavfi", "-i", &format!("sine=frequency={GERMAN_HZ}:duration=0.5"),
+                "-f", "lavfi", "-i", &format!("sine=frequency={ENGLISH_HZ}:duration=0.5"),
+                "-map", "0", "-map", "1", "-map", "2",
+                "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+                "-color_primaries", "bt709", "-color_trc", "bt709", "-colorspace", "bt709",
+                "-c:a:0", "ac3", "-b:a:0", "96k", "-c:a:1", "aac", "-b:a:1", "64k",
+                "-metadata:s:a:0", "language=ger", "-metadata:s:a:1", "language=eng",
+            ], &m.two_hd);
         }
         if !m.sdr_1080_ts.exists() {
             ffmpeg(&["-i", m.sdr_1080.to_str().unwrap(), "-c", "copy", "-f", "mpegts"], &m.sdr_1080_ts);
@@ -382,4 +418,31 @@ pub fn facts(w: u32, h: u32, depth: u8, dr: &str) -> SourceFacts {
         serde_json::json!({"width": w, "height": h, "bit_depth": depth, "dynamic_range": dr}),
     )
     .expect("facts")
+}
+
+/// The dominant frequency of a file's first audio stream, from its zero crossings.
+pub fn tone_hz(file: &Path) -> f64 {
+    require("ffmpeg");
+    let out = Command::new("ffmpeg")
+        .args(["-hide_banner", "-loglevel", "error", "-nostdin", "-i"])
+        .arg(file)
+        .args([
+            "-map", "0:a:0", "-ac", "1", "-ar", "16000", "-f", "s16le", "-",
+        ])
+        .output()
+        .expect("decode audio");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples: Vec<i16> = out
+        .stdout
+        .chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect();
+    // Skip the encoder's start-up and the fade at the end.
+    let body = &samples[samples.len() / 8..samples.len() * 7 / 8];
+    let crossings = body.windows(2).filter(|w| (w[0] < 0) != (w[1] < 0)).count();
+    crossings as f64 / 2.0 / (body.len() as f64 / 16000.0)
 }
