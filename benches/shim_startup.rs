@@ -5,7 +5,13 @@
 //! interleaved — once exec'ing the stand-in real transcoder (`/bin/true`) directly, once
 //! through the shim — so machine noise lands on both sides; the added cost is the median of
 //! the per-round differences. Also: a bash wrapper that only execs (the plex-nvdec pattern),
-//! the in-process cost of finding no daemon, the binary's size and its peak RSS.
+//! the in-process cost of finding no daemon, the binary's size and its peak RSS. With the
+//! real daemon up (indexing the tests' fake Plex): a video pass-through and a **switch** to
+//! the 1080p SDR version, side by side.
+
+#[path = "../tests/fake_plex.rs"]
+#[allow(dead_code)]
+mod fake_plex;
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -200,6 +206,78 @@ fn plex_job(input: &Path, w: u32, h: u32) -> Vec<OsString> {
     a
 }
 
+/// The real daemon (release build) indexing a fake Plex; killed on drop.
+struct Daemon {
+    child: std::process::Child,
+    socket: PathBuf,
+    _plex: fake_plex::FakePlex,
+    _dir: PathBuf,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const MOVIE0_4K: &str = "/data/Movies/Movie 0 (1980)/Movie 0 (1980) - 2160p.mkv";
+const MOVIE1_1080: &str = "/data/Movies/Movie 1 (1981)/Movie 1 (1981) - 1080p.mkv";
+
+fn start_daemon(work: &Path) -> Daemon {
+    use std::os::unix::fs::PermissionsExt;
+    let cli = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/downshiftarr");
+    assert!(cli.exists(), "build it first: cargo build --release --workspace");
+    let dir = work.join("daemon");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let plex = fake_plex::FakePlex::start(30, 0, 0);
+    let token = dir.join("token");
+    std::fs::write(&token, &plex.token).unwrap();
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let cfg = dir.join("config.json");
+    let socket = dir.join("shim.sock");
+    std::fs::write(
+        &cfg,
+        serde_json::json!({
+            "plex": {"url": plex.url, "token_file": token},
+            "shim": {"socket": socket},
+            "index": {"sync_interval_s": 0},
+            "daemon": {"state_dir": dir.join("state"), "runtime_dir": dir.join("run"),
+                       "heal_transcoder": false, "socket_group": "", "http_listen": ""}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let child = Command::new(cli)
+        .args(["daemon", "--config"])
+        .arg(&cfg)
+        .env_remove("PLEX_TOKEN")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    loop {
+        use downshiftarr_shim::protocol::{Request, Response};
+        if let Ok(mut c) = Client::connect(&socket, Instant::now() + Duration::from_secs(1)) {
+            if matches!(
+                c.call(&Request::LookupSource { path: MOVIE0_4K.into() }),
+                Ok(Response::Source { found: true, .. })
+            ) {
+                break;
+            }
+        }
+        assert!(t.elapsed() < Duration::from_secs(60), "daemon not answering");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Daemon {
+        child,
+        socket,
+        _plex: plex,
+        _dir: dir,
+    }
+}
+
 /// Peak RSS of that one child, from `wait4` (RUSAGE_CHILDREN would include every earlier child).
 // `wait4` reaps the child; clippy only knows about `Child::wait`.
 #[allow(clippy::zombie_processes)]
@@ -286,6 +364,28 @@ fn main() {
         let (d, t, a) = compare(&shim, &env, &s.args, rounds);
         println!("| {} | {d:.3} ms | {t:.3} ms | **{a:.3} ms** |", s.name);
     }
+    // With the daemon up: the shim asks the index (facts and every version of the item).
+    let daemon = start_daemon(&work);
+    let sock = daemon.socket.to_string_lossy().into_owned();
+    let denv: Vec<(&str, &str)> = env
+        .iter()
+        .map(|&(k, v)| if k == "DOWNSHIFTARR_SOCKET" { (k, sock.as_str()) } else { (k, v) })
+        .collect();
+    for (name, args) in [
+        (
+            "daemon up: 1080p SDR video transcode (index: pass)",
+            plex_job(Path::new(MOVIE1_1080), 1280, 720),
+        ),
+        (
+            "daemon up: 4K HDR video transcode (index: **switch** to the 1080p SDR version)",
+            plex_job(Path::new(MOVIE0_4K), 3840, 2160),
+        ),
+    ] {
+        let (d, t, a) = compare(&shim, &denv, &args, rounds);
+        println!("| {name} | {d:.3} ms | {t:.3} ms | **{a:.3} ms** |");
+    }
+    drop(daemon);
+
     // The plex-nvdec pattern: a bash script that only execs.
     let wrapper = work.join("bash-exec-wrapper");
     std::fs::write(&wrapper, "#!/bin/bash\nexec /bin/true \"$@\"\n").unwrap();
