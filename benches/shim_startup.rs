@@ -227,7 +227,10 @@ const MOVIE1_1080: &str = "/data/Movies/Movie 1 (1981)/Movie 1 (1981) - 1080p.mk
 fn start_daemon(work: &Path) -> Daemon {
     use std::os::unix::fs::PermissionsExt;
     let cli = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/downshiftarr");
-    assert!(cli.exists(), "build it first: cargo build --release --workspace");
+    assert!(
+        cli.exists(),
+        "build it first: cargo build --release --workspace"
+    );
     let dir = work.join("daemon");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -261,13 +264,18 @@ fn start_daemon(work: &Path) -> Daemon {
         use downshiftarr_shim::protocol::{Request, Response};
         if let Ok(mut c) = Client::connect(&socket, Instant::now() + Duration::from_secs(1)) {
             if matches!(
-                c.call(&Request::LookupSource { path: MOVIE0_4K.into() }),
+                c.call(&Request::LookupSource {
+                    path: MOVIE0_4K.into()
+                }),
                 Ok(Response::Source { found: true, .. })
             ) {
                 break;
             }
         }
-        assert!(t.elapsed() < Duration::from_secs(60), "daemon not answering");
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "daemon not answering"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     Daemon {
@@ -369,7 +377,13 @@ fn main() {
     let sock = daemon.socket.to_string_lossy().into_owned();
     let denv: Vec<(&str, &str)> = env
         .iter()
-        .map(|&(k, v)| if k == "DOWNSHIFTARR_SOCKET" { (k, sock.as_str()) } else { (k, v) })
+        .map(|&(k, v)| {
+            if k == "DOWNSHIFTARR_SOCKET" {
+                (k, sock.as_str())
+            } else {
+                (k, v)
+            }
+        })
         .collect();
     for (name, args) in [
         (

@@ -15,6 +15,7 @@ use downshiftarr_shim::edit::Edit;
 use downshiftarr_shim::facts::SourceFacts;
 use downshiftarr_shim::filtergraph::{self, Graph};
 use downshiftarr_shim::policy::{Action, Viewer};
+use downshiftarr_shim::protocol::{MediaVersion, StreamInfo, StreamKind};
 use downshiftarr_shim::shim::{evaluate, Outcome, Sources};
 
 use crate::util::{self, facts};
@@ -391,4 +392,157 @@ fn non_utf8_paths_are_passed_and_rewritten_byte_exactly() {
         out.argv.unwrap()[i].as_bytes(),
         b"/media/Movies/\xe9t\xe9 \xff 2160p.mkv"
     );
+}
+
+/// Streams a fixture may reference: video, four audio tracks, three subtitles.
+fn synthetic_streams(video: &str, audio_order: &[(&str, &str)]) -> Vec<StreamInfo> {
+    let mut v = vec![StreamInfo {
+        index: 0,
+        kind: StreamKind::Video,
+        codec: Some(video.into()),
+        default: true,
+        ..StreamInfo::default()
+    }];
+    for (i, (lang, codec)) in audio_order.iter().enumerate() {
+        v.push(StreamInfo {
+            index: 1 + i as u32,
+            kind: StreamKind::Audio,
+            codec: Some((*codec).into()),
+            language: Some((*lang).into()),
+            channels: Some(if *codec == "aac" { 2 } else { 6 }),
+            default: i == 0,
+            ..StreamInfo::default()
+        });
+    }
+    for (i, (lang, codec)) in [("eng", "srt"), ("eng", "pgs"), ("ger", "srt")]
+        .iter()
+        .enumerate()
+    {
+        v.push(StreamInfo {
+            index: 5 + i as u32,
+            kind: StreamKind::Subtitle,
+            codec: Some((*codec).into()),
+            language: Some((*lang).into()),
+            ..StreamInfo::default()
+        });
+    }
+    v
+}
+
+/// Every fixture, as if the index knew its input as a 4K HDR10 version with a 1080p SDR
+/// sibling whose audio tracks are in the opposite order: whenever the shim switches, the
+/// result parses, its graphs and maps are consistent, only stream references, hints, the input
+/// and rewrite-able values changed, and deciding again on the switched job passes.
+#[test]
+fn switch_invariants_over_all_fixtures() {
+    use downshiftarr_shim::facts::DynamicRange;
+    use downshiftarr_shim::job;
+    use downshiftarr_shim::policy::{self, Context};
+    let cfg = ShimConfig {
+        guarded_jobs: vec![GuardedJob::Streaming, GuardedJob::Optimize],
+        ..ShimConfig::default()
+    };
+    let audio = [
+        ("eng", "eac3"),
+        ("ger", "aac"),
+        ("fre", "ac3"),
+        ("eng", "aac"),
+    ];
+    let mut reversed = audio;
+    reversed.reverse();
+    let mut switched = 0;
+    for id in util::fixture_ids() {
+        let tokens = util::fixture_args(&id);
+        let Parsed::Job(inv) = argv::parse(&tokens) else {
+            continue;
+        };
+        let j = job::classify(&inv);
+        let Some(url) = j.primary_input.and_then(|p| inv.inputs[p].url) else {
+            continue;
+        };
+        let path = String::from_utf8_lossy(job::file_path(inv.token(url))).into_owned();
+        let current = MediaVersion {
+            media_id: "1".into(),
+            width: Some(3840),
+            height: Some(2160),
+            dynamic_range: Some(DynamicRange::Hdr10),
+            file: path.clone(),
+            streams: synthetic_streams("hevc", &audio),
+            ..MediaVersion::default()
+        };
+        let sibling = MediaVersion {
+            media_id: "2".into(),
+            width: Some(1920),
+            height: Some(1080),
+            dynamic_range: Some(DynamicRange::Sdr),
+            file: "/media/Movies/Sibling (2020)/Sibling - 1080p.mkv".into(),
+            streams: synthetic_streams("h264", &reversed),
+            ..MediaVersion::default()
+        };
+        let versions = [current, sibling.clone()];
+        let f = downshiftarr_shim::switch::version_facts(&versions[0]);
+        let d = policy::decide(&Context {
+            inv: &inv,
+            job: &j,
+            facts: Some(&f),
+            versions: &versions,
+            viewer: &Viewer::default(),
+            config: &cfg,
+        });
+        let Action::Switch(sw) = &d.action else {
+            continue;
+        };
+        switched += 1;
+        let new = downshiftarr_shim::edit::apply(&tokens, &sw.edits);
+        for e in &sw.edits {
+            let at = match e {
+                Edit::Replace { at, .. } | Edit::Remove { at } => *at,
+                Edit::Insert { .. } => continue,
+            };
+            let prev = at
+                .checked_sub(1)
+                .map(|p| tokens[p].to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let name = prev.trim_start_matches('-').split(':').next().unwrap_or("");
+            let tok = tokens[at].to_string_lossy();
+            // Per-stream options of the swapped input (decoder hints) and their values.
+            let hint = at < url
+                && (tok.starts_with('-') && tok.contains(':')
+                    || prev.starts_with('-') && prev.contains(':'));
+            assert!(
+                at == url
+                    || allowed_to_change(&tokens, at)
+                    || matches!(
+                        name,
+                        "map" | "map_inlineass" | "i" | "codec" | "eae_prefix" | "bsf"
+                    )
+                    || name.starts_with("hwaccel")
+                    || hint
+                    || tok == "-bsf:0",
+                "{id}: token {at} ({tok:?}) must not change in a switch"
+            );
+        }
+        check_graphs(&id, &new);
+        let Parsed::Job(inv2) = argv::parse(&new) else {
+            panic!("{id}: the switched argv does not parse")
+        };
+        let j2 = job::classify(&inv2);
+        let url2 = j2.primary_input.and_then(|p| inv2.inputs[p].url).unwrap();
+        assert_eq!(
+            job::file_path(inv2.token(url2)),
+            sibling.file.as_bytes(),
+            "{id}: the input is the sibling"
+        );
+        let f2 = downshiftarr_shim::switch::version_facts(&sibling);
+        let again = policy::decide(&Context {
+            inv: &inv2,
+            job: &j2,
+            facts: Some(&f2),
+            versions: &versions,
+            viewer: &Viewer::default(),
+            config: &cfg,
+        });
+        assert_eq!(again.action, Action::Pass, "{id}: {}", again.reason);
+    }
+    assert!(switched >= 8, "only {switched} fixtures switched");
 }

@@ -649,9 +649,13 @@ fn build(
     // 3. The decoder hints before `-i`: re-pointed at the new stream, fitted to its codec,
     // or dropped.
     let input = &inv.inputs[p];
-    let eae = input.opts.iter().any(|o| {
-        inv.name(o) == b"eae_prefix" || inv.value(o).is_some_and(|v| v.ends_with(b"_eae"))
-    });
+    // Plex decodes Dolby audio with its EAE decoders (`eac3_eae` + `-eae_prefix:N`) in every
+    // captured job; a Plex job (one with a transcode session) gets them for a Dolby track of
+    // the new version even when the old one needed none.
+    let eae = job.session.is_some()
+        || input.opts.iter().any(|o| {
+            inv.name(o) == b"eae_prefix" || inv.value(o).is_some_and(|v| v.ends_with(b"_eae"))
+        });
     let prefix_value: Option<Vec<u8>> = input
         .opts
         .iter()
@@ -660,6 +664,7 @@ fn build(
         .map(<[u8]>::to_vec)
         .or_else(|| job.session.as_ref().map(|s| format!("{s}_").into_bytes()));
     let mut hinted: Vec<u32> = Vec::new();
+    let mut prefixed: Vec<u32> = Vec::new();
     for o in &input.opts {
         let name = inv.name(o);
         let Some(n) = inv
@@ -681,6 +686,9 @@ fn build(
         };
         let stream = to.streams.iter().find(|s| s.index == m.to);
         let respec = |edits: &mut Vec<Edit>| {
+            if m.to == n {
+                return;
+            }
             let mut t = b"-".to_vec();
             t.extend_from_slice(name);
             t.push(b':');
@@ -694,7 +702,7 @@ fn build(
             b"codec" | b"c" => match stream.and_then(|s| decoder_for(s, eae)) {
                 Some(d) => {
                     respec(&mut edits);
-                    if let Some(v) = o.value {
+                    if let Some(v) = o.value.filter(|&v| inv.token(v) != d.as_bytes()) {
                         edits.push(Edit::Replace {
                             at: v,
                             with: d.into(),
@@ -710,6 +718,7 @@ fn build(
                     .is_some_and(|d| d.ends_with("_eae"))
                 {
                     respec(&mut edits);
+                    prefixed.push(m.to);
                 } else {
                     drop(&mut edits);
                 }
@@ -717,23 +726,27 @@ fn build(
             _ => respec(&mut edits),
         }
     }
-    // A used stream of the new version that needs the EAE decoder but had no hint: add one.
+    // A used stream of the new version that needs the EAE decoder: its hint and its prefix,
+    // whichever is missing.
     if eae && url_at >= 2 {
         let mut add: Vec<OsString> = Vec::new();
         for m in map {
             let Some(s) = to.streams.iter().find(|s| s.index == m.to) else {
                 continue;
             };
-            if hinted.contains(&m.to) {
+            let (Some(d), Some(pv)) = (decoder_for(s, true), &prefix_value) else {
+                continue;
+            };
+            if !d.ends_with("_eae") {
                 continue;
             }
-            if let (Some(d), Some(pv)) = (decoder_for(s, true), &prefix_value) {
-                if d.ends_with("_eae") {
-                    add.push(format!("-codec:{}", m.to).into());
-                    add.push(d.into());
-                    add.push(format!("-eae_prefix:{}", m.to).into());
-                    add.push(OsString::from_vec(pv.clone()));
-                }
+            if !hinted.contains(&m.to) {
+                add.push(format!("-codec:{}", m.to).into());
+                add.push(d.into());
+            }
+            if !prefixed.contains(&m.to) {
+                add.push(format!("-eae_prefix:{}", m.to).into());
+                add.push(OsString::from_vec(pv.clone()));
             }
         }
         if !add.is_empty() {
