@@ -14,6 +14,19 @@ pub fn run(args: CheckConfigArgs) -> Result<ExitCode> {
     match config::load_strict(&path) {
         Ok(c) => {
             println!("config {}: ok", path.display());
+            if c.shim.allow_hdr_fallback && c.shim.fallback_sdr_only {
+                println!(
+                    "note: shim.allow_hdr_fallback has no effect while shim.fallback_sdr_only is on"
+                );
+            }
+            match c.tautulli.resolved() {
+                Ok(Some((url, _))) => println!("tautulli {url}: configured (terminate fallback)"),
+                Ok(None) => {}
+                Err(e) => {
+                    println!("{e:#}");
+                    ok = false;
+                }
+            }
             println!("plex directory: {}", crate::daemon::describe_plex_dir(&c));
             match c.plex.resolved() {
                 Ok((url, token)) => {

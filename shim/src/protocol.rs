@@ -19,6 +19,7 @@
 //! | `{"type":"lookup_source","path":P}` | `{"type":"source","found":bool,"facts":{…}?,"versions":[…]}` |
 //! | `{"type":"report_decision","record":{…}}` | `{"type":"ok"}` |
 //! | `{"type":"session_context","transcode_session":S,"wait_ms":N}` | `{"type":"session","viewer":{"user":…,"client":…,"device":…,"local":bool}}` |
+//! | `{"type":"tautulli_event","event":{…}}` (the `tautulli` command) | `{"type":"enforced","outcome":{"action":…,"reason":…}}` |
 //! | `{"type":"status"}` | `{"type":"status","status":{"uptime_s":…,"index":{…},"last_sync":{…},"jobs":{…}}}` |
 //! | anything malformed | `{"type":"error","message":"…"}` |
 //!
