@@ -132,22 +132,7 @@ fn main() {
         .unwrap();
     let sock = dir.path().join("shim.sock");
     let path = "/data/Movies/Movie 3 (1983)/Movie 3 (1983) - 2160p.mkv";
-    let t = Instant::now();
-    loop {
-        if let Ok(mut c) = Client::connect(&sock, Instant::now() + Duration::from_secs(1)) {
-            if matches!(
-                c.call(&Request::LookupSource { path: path.into() }),
-                Ok(Response::Source { found: true, .. })
-            ) {
-                break;
-            }
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "daemon not answering"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    fake_plex::wait_for_lookup(&sock, path, Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(4)); // let the start-up sync and its index rebuild finish
     let loaded_rss = proc_field(daemon.id(), "VmRSS:");
     let mut lat = Vec::new();

@@ -259,25 +259,7 @@ fn start_daemon(work: &Path) -> Daemon {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let t = Instant::now();
-    loop {
-        use downshiftarr_shim::protocol::{Request, Response};
-        if let Ok(mut c) = Client::connect(&socket, Instant::now() + Duration::from_secs(1)) {
-            if matches!(
-                c.call(&Request::LookupSource {
-                    path: MOVIE0_4K.into()
-                }),
-                Ok(Response::Source { found: true, .. })
-            ) {
-                break;
-            }
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(60),
-            "daemon not answering"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    fake_plex::wait_for_lookup(&socket, MOVIE0_4K, Duration::from_secs(60));
     Daemon {
         child,
         socket,

@@ -358,21 +358,7 @@ fn a_sync_killed_mid_pass_leaves_a_consistent_index_and_the_next_pass_finishes()
 }
 
 pub fn wait_for_daemon(socket: &Path, path: &str) -> Response {
-    let t = Instant::now();
-    loop {
-        if let Ok(mut c) = Client::connect(socket, Instant::now() + Duration::from_secs(2)) {
-            if let Ok(r @ Response::Source { found: true, .. }) =
-                c.call(&Request::LookupSource { path: path.into() })
-            {
-                return r;
-            }
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(20),
-            "the daemon did not answer for {path}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    crate::fake_plex::wait_for_lookup(socket, path, Duration::from_secs(20))
 }
 
 pub fn stop(mut d: Child) {

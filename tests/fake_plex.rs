@@ -599,3 +599,27 @@ fn serve(
     };
     respond(&mut conn, "200 OK", &body.to_string());
 }
+
+/// Waits until the daemon under test answers `lookup_source` for `path` (its index has
+/// synced from this fake), at most `limit`; returns the answer.
+pub fn wait_for_lookup(
+    socket: &std::path::Path,
+    path: &str,
+    limit: Duration,
+) -> downshiftarr_shim::protocol::Response {
+    use downshiftarr_shim::protocol::{Client, Request, Response};
+    let t = std::time::Instant::now();
+    loop {
+        if let Ok(mut c) =
+            Client::connect(socket, std::time::Instant::now() + Duration::from_secs(2))
+        {
+            if let Ok(r @ Response::Source { found: true, .. }) =
+                c.call(&Request::LookupSource { path: path.into() })
+            {
+                return r;
+            }
+        }
+        assert!(t.elapsed() < limit, "the daemon did not answer for {path}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

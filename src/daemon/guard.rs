@@ -40,6 +40,23 @@ const HANDLED_TTL: Duration = Duration::from_secs(24 * 3600);
 /// A client and the (URL, secret) it was built for.
 type Cached<T> = ((String, String), Arc<T>);
 
+/// The cached client when it was built for `key`, else a new one (then cached).
+fn reuse<T>(
+    slot: &Mutex<Option<Cached<T>>>,
+    key: (String, String),
+    build: impl FnOnce(&(String, String)) -> Option<T>,
+) -> Option<Arc<T>> {
+    let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((k, c)) = slot.as_ref() {
+        if *k == key {
+            return Some(c.clone());
+        }
+    }
+    let c = Arc::new(build(&key)?);
+    *slot = Some((key, c.clone()));
+    Some(c)
+}
+
 /// Everything the enforcement jobs and socket workers share.
 pub struct Shared {
     pub tracker: Tracker,
@@ -84,51 +101,30 @@ impl Shared {
     pub fn plex(&self) -> Option<Arc<Plex>> {
         let cfg = self.config();
         let key = cfg.plex.resolved().ok()?;
-        let mut slot = self.plex.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((k, p)) = slot.as_ref() {
-            if *k == key {
-                return Some(p.clone());
-            }
-        }
-        let p = Arc::new(
+        reuse(&self.plex, key, |(url, token)| {
             Plex::new(
-                &key.0,
-                &key.1,
+                url,
+                token,
                 Duration::from_millis(cfg.plex.connect_timeout_ms),
                 Duration::from_millis(cfg.plex.read_timeout_ms.min(8000)),
             )
-            .ok()?,
-        );
-        *slot = Some((key, p.clone()));
-        Some(p)
+            .ok()
+        })
     }
 
+    /// The Tautulli client, when Tautulli is configured.
     pub fn tautulli(&self) -> Option<Arc<Tautulli>> {
         let cfg = self.config();
         let key = match cfg.tautulli.resolved() {
-            Ok(Some(k)) => k,
-            Ok(None) => return None,
+            Ok(k) => k?,
             Err(e) => {
                 tracing::warn!("{e:#}");
                 return None;
             }
         };
-        let mut slot = self.tautulli.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((k, t)) = slot.as_ref() {
-            if *k == key {
-                return Some(t.clone());
-            }
-        }
-        let t = Arc::new(
-            Tautulli::new(
-                &key.0,
-                &key.1,
-                Duration::from_millis(cfg.tautulli.timeout_ms),
-            )
-            .ok()?,
-        );
-        *slot = Some((key, t.clone()));
-        Some(t)
+        reuse(&self.tautulli, key, |(url, api_key)| {
+            Tautulli::new(url, api_key, Duration::from_millis(cfg.tautulli.timeout_ms)).ok()
+        })
     }
 
     /// Called by the audit job for every shim record.
