@@ -241,5 +241,36 @@ pub fn status(args: crate::cli::StatusArgs) -> Result<ExitCode> {
         g("/shim/lookup_hits"),
         g("/shim/decisions")
     );
+    let counts: Vec<String> = g("/enforcement/counts")
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|c| {
+                    format!(
+                        "{} {} ({})",
+                        c["count"],
+                        c["action"].as_str().unwrap_or("?"),
+                        c["reason"].as_str().unwrap_or("?")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    println!(
+        "enforcement: {}",
+        if counts.is_empty() {
+            "nothing yet".to_string()
+        } else {
+            counts.join(", ")
+        }
+    );
+    if g("/enforcement/plex_pass_missing") == true {
+        println!(
+            "PLEX PASS MISSING: Plex answered 401 to terminate — stopping a stream with a message needs Plex Pass on the server owner's account"
+        );
+    }
+    if let Some(e) = g("/enforcement/last_error").as_str() {
+        println!("last enforcement error: {e}");
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -214,6 +214,8 @@ fn without_plex_pass_the_401_is_reported_and_tautulli_terminates() {
             .contains("Plex Pass"),
         "{st}"
     );
+    let text = String::from_utf8_lossy(&env.cli(&["status"]).stdout).into_owned();
+    assert!(text.contains("PLEX PASS MISSING"), "{text}");
     let metrics = http_get(&http_addr(&env), "/metrics");
     assert!(
         metrics.contains("downshiftarr_plex_pass_missing 1"),
