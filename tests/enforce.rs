@@ -382,6 +382,14 @@ fn the_guard_enforces_after_two_observations_and_not_on_a_flicker() {
         play.polls.load(Ordering::SeqCst) >= after + 3
     });
     assert!(play.terminations().is_empty(), "the shim handled it");
+    // Even if Plex named the transcode differently, the shim's recent decision about the
+    // same file keeps the guard off it.
+    play.set_sessions(vec![missed("tx-renamed")]);
+    let after = play.polls.load(Ordering::SeqCst);
+    wait_until("three polls", 10, || {
+        play.polls.load(Ordering::SeqCst) >= after + 3
+    });
+    assert!(play.terminations().is_empty(), "the shim handled that file");
     stop(d);
 }
 

@@ -36,6 +36,8 @@ use crate::trigger::{self, Knowledge, Trigger};
 
 /// How long the shim's decision about a transcode session is remembered.
 const HANDLED_TTL: Duration = Duration::from_secs(24 * 3600);
+/// How long a decision about a file counts for any session playing it.
+const HANDLED_INPUT_TTL: Duration = Duration::from_secs(30 * 60);
 
 /// A client and the (URL, secret) it was built for.
 type Cached<T> = ((String, String), Arc<T>);
@@ -65,6 +67,10 @@ pub struct Shared {
     pub health: Arc<Health>,
     /// Transcode session → the shim decided about it (and did not merely shadow).
     handled: Mutex<HashMap<String, Instant>>,
+    /// Input file → the shim last decided about a transcode of it. A safety net: should Plex
+    /// ever name a transcode differently from the transcoder's progress URL, a session the
+    /// shim handled is still never enforced twice.
+    handled_inputs: Mutex<HashMap<String, Instant>>,
     /// Records for the audit job.
     audit: SyncSender<Value>,
     plex: Mutex<Option<Cached<Plex>>>,
@@ -86,6 +92,7 @@ impl Shared {
             live,
             health,
             handled: Mutex::default(),
+            handled_inputs: Mutex::default(),
             audit,
             plex: Mutex::default(),
             tautulli: Mutex::default(),
@@ -137,7 +144,25 @@ impl Shared {
         h.retain(|_, t| t.elapsed() < HANDLED_TTL);
         if !shadowed {
             h.insert(session.to_string(), Instant::now());
+            if let Some(input) = rec.get("input").and_then(Value::as_str) {
+                let mut i = self
+                    .handled_inputs
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                i.retain(|_, t| t.elapsed() < HANDLED_INPUT_TTL);
+                i.insert(input.to_string(), Instant::now());
+            }
         }
+    }
+
+    /// The shim decided about a transcode of this file recently (every seek starts a new
+    /// transcoder, so a session the shim handles keeps reporting).
+    fn input_handled(&self, file: &str) -> bool {
+        self.handled_inputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(file)
+            .is_some_and(|t| t.elapsed() < HANDLED_INPUT_TTL)
     }
 
     pub fn is_handled(&self, transcode: &str) -> bool {
@@ -291,8 +316,14 @@ impl Shared {
             let Some(entry) = s.media_id.as_deref().and_then(|m| self.lookup.by_media(m)) else {
                 continue; // not in the index: nothing proves it protected
             };
+            let file = entry
+                .versions
+                .iter()
+                .find(|v| Some(v.media_id.as_str()) == s.media_id.as_deref())
+                .map(|v| v.file.as_str());
             if !enforce::protected(&entry.facts, &cfg.shim)
                 || policy::is_exempt(&s.viewer, &cfg.shim)
+                || file.is_some_and(|f| self.input_handled(f))
             {
                 continue;
             }
