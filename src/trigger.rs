@@ -89,8 +89,8 @@ impl Trigger {
 pub trait Knowledge {
     /// The facts of the version a session plays and all versions of its item.
     fn versions(&self, session: &Session) -> Option<(SourceFacts, Vec<MediaVersion>)>;
-    /// The shim already decided about this transcode session.
-    fn handled(&self, transcode: &str) -> bool;
+    /// The shim already decided about this transcode session (or, recently, this file).
+    fn handled(&self, transcode: Option<&str>, file: Option<&str>) -> bool;
 }
 
 /// Handles one trigger with the original script's flow; never panics (an internal error
@@ -179,16 +179,16 @@ fn handle_inner(enf: &Enforcer<'_>, t: &Trigger, know: &dyn Knowledge, shadow: b
     if !session.video_transcode {
         return skip("no longer a video transcode");
     }
-    if session
-        .transcode
-        .as_deref()
-        .is_some_and(|tx| know.handled(tx))
-    {
-        return skip("handled by the shim");
-    }
     let (facts, versions) = know
         .versions(&session)
         .unwrap_or_else(|| (hinted.clone(), Vec::new()));
+    let file = versions
+        .iter()
+        .find(|v| Some(&v.media_id) == session.media_id.as_ref())
+        .map(|v| v.file.as_str());
+    if know.handled(session.transcode.as_deref(), file) {
+        return skip("handled by the shim");
+    }
     if !enforce::protected(&facts, enf.shim) {
         return skip("source not protected");
     }
@@ -227,7 +227,7 @@ impl Knowledge for FromPlex<'_> {
         facts.dv_base_layer_compatible = cur.dv_bl_compatible;
         Some((facts, all.into_iter().map(|v| v.media).collect()))
     }
-    fn handled(&self, _: &str) -> bool {
+    fn handled(&self, _: Option<&str>, _: Option<&str>) -> bool {
         false
     }
 }

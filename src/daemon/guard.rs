@@ -438,8 +438,8 @@ impl Knowledge for Shared {
         let e = self.lookup.by_media(s.media_id.as_deref()?)?;
         Some((e.facts, (*e.versions).clone()))
     }
-    fn handled(&self, transcode: &str) -> bool {
-        self.is_handled(transcode)
+    fn handled(&self, transcode: Option<&str>, file: Option<&str>) -> bool {
+        transcode.is_some_and(|t| self.is_handled(t)) || file.is_some_and(|f| self.input_handled(f))
     }
 }
 
