@@ -151,13 +151,23 @@ impl Enforcer<'_> {
         let plex = self
             .plex
             .ok_or_else(|| PlexError::Connect("no Plex configured".into()))?;
+        let mut last_error = None;
         for attempt in 0..=self.cfg.session_lookup_retries {
-            let list = sessions::parse_sessions(&plex.sessions(None)?);
-            if let Some(t) = self.tracker {
-                t.replace(list.clone());
-            }
-            if let Some(s) = want.find(&list) {
-                return Ok(Some(s));
+            // A failed request is retried like a session not listed yet; only the last
+            // attempt's error is the answer.
+            // One bounded request per attempt: the attempts are the retries.
+            match plex.sessions(Some(Duration::from_secs(3))) {
+                Ok(raw) => {
+                    last_error = None;
+                    let list = sessions::parse_sessions(&raw);
+                    if let Some(t) = self.tracker {
+                        t.replace(list.clone());
+                    }
+                    if let Some(s) = want.find(&list) {
+                        return Ok(Some(s));
+                    }
+                }
+                Err(e) => last_error = Some(e),
             }
             if attempt < self.cfg.session_lookup_retries
                 && !self.sleep(self.cfg.session_lookup_delay_s)
@@ -165,7 +175,10 @@ impl Enforcer<'_> {
                 break;
             }
         }
-        Ok(None)
+        match last_error {
+            Some(e) => Err(e),
+            None => Ok(None),
+        }
     }
 
     /// Terminates a session with `message`: Plex first, then Tautulli.
