@@ -597,3 +597,54 @@ fn the_tautulli_drop_in_works_with_and_without_the_daemon() {
     assert_eq!(o["reason"], "viewer is exempt", "{o}");
     assert_eq!(play.terminations().len(), 2, "erin is exempt");
 }
+
+#[test]
+fn plex_failing_during_enforcement_is_reported_and_nothing_else_stops() {
+    let (env, daemon) = started(
+        4,
+        json!({}),
+        json!({"session_lookup_retries": 2, "session_lookup_delay_s": 0.1}),
+    );
+    // From now on every Plex request answers 500.
+    let n = env.plex.requests.load(Ordering::SeqCst);
+    env.plex.faults.fail_after.store(n.max(1), Ordering::SeqCst);
+    let (out, _) = shim(
+        &env,
+        &job("/data/Movies/Unknown (2001)/Unknown.mkv", "tx-500"),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(69));
+    wait_until("the failure is recorded", 20, || {
+        decisions(&env).iter().any(|r| {
+            r["outcome"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("failed: session lookup failed"))
+        })
+    });
+    let st = status(&env);
+    assert!(
+        st["enforcement"]["last_error"]
+            .as_str()
+            .unwrap()
+            .contains("500"),
+        "{st}"
+    );
+    // The shim's service goes on: the index still answers.
+    wait_for_daemon(&env.socket(), MOVIE0_4K);
+    // A malformed trigger over the socket is an error answer, not a crash.
+    let mut c = downshiftarr_shim::protocol::Client::connect(
+        &env.socket(),
+        Instant::now() + Duration::from_secs(5),
+    )
+    .unwrap();
+    let r = c
+        .call(&downshiftarr_shim::protocol::Request::TautulliEvent {
+            event: json!({"rating_key": 12}),
+        })
+        .unwrap();
+    let downshiftarr_shim::protocol::Response::Enforced { outcome } = r else {
+        panic!("{r:?}")
+    };
+    assert_eq!(outcome["reason"], "malformed trigger", "{outcome}");
+    stop(daemon);
+}

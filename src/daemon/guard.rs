@@ -287,7 +287,7 @@ impl Shared {
                 "session not found",
                 "Plex never listed the refused transcode",
             ),
-            Err(e) => Outcome::new("failed", "plex unreachable", e.to_string()),
+            Err(e) => Outcome::new("failed", "session lookup failed", e.to_string()),
         };
         self.health.enforced(&outcome);
         self.log("refused transcode", &outcome);
