@@ -151,16 +151,7 @@ impl Bus {
 /// Connects and publishes events until shutdown; returns an error when the connection drops
 /// (the supervisor reconnects with back-off).
 pub fn listen(base: &str, token: &str, bus: &Bus, shutdown: &Shutdown) -> Result<()> {
-    let url = match base.split_once("://") {
-        Some(("http", rest)) => format!(
-            "ws://{}/:/websockets/notifications",
-            rest.trim_end_matches('/')
-        ),
-        Some(("https", _)) => {
-            bail!("wss:// notifications are not supported yet: use an http:// plex.url on the LAN")
-        }
-        _ => bail!("plex.url {base:?} is not an http:// URL"),
-    };
+    let url = notification_url(base)?;
     let mut req = url
         .as_str()
         .into_client_request()
@@ -169,8 +160,10 @@ pub fn listen(base: &str, token: &str, bus: &Bus, shutdown: &Shutdown) -> Result
         .insert("X-Plex-Token", token.parse().context("token header")?);
     let (mut ws, _) = tungstenite::connect(req)
         .map_err(|e| anyhow::anyhow!("unable to open Plex notifications: {e}"))?;
-    if let MaybeTlsStream::Plain(s) = ws.get_mut() {
-        set_timeouts(s);
+    match ws.get_mut() {
+        MaybeTlsStream::Plain(s) => set_timeouts(s),
+        MaybeTlsStream::Rustls(s) => set_timeouts(s.get_ref()),
+        _ => {}
     }
     tracing::info!("listening to Plex notifications");
     let mut last_seen = Instant::now();
@@ -203,6 +196,20 @@ pub fn listen(base: &str, token: &str, bus: &Bus, shutdown: &Shutdown) -> Result
     }
     let _ = ws.close(None);
     Ok(())
+}
+
+/// `http://host:port` → `ws://host:port/:/websockets/notifications`; `https` → `wss` (TLS with
+/// the public roots: Plex's `*.plex.direct` certificates verify; a self-signed one does not).
+pub fn notification_url(base: &str) -> Result<String> {
+    let (scheme, rest) = match base.split_once("://") {
+        Some(("http", rest)) => ("ws", rest),
+        Some(("https", rest)) => ("wss", rest),
+        _ => bail!("plex.url {base:?} is not an http:// or https:// URL"),
+    };
+    Ok(format!(
+        "{scheme}://{}/:/websockets/notifications",
+        rest.trim_end_matches('/')
+    ))
 }
 
 fn set_timeouts(s: &TcpStream) {
@@ -267,6 +274,45 @@ mod tests {
                 metadata_state: Some("deleted".into())
             }
         );
+    }
+
+    #[test]
+    fn notification_urls() {
+        assert_eq!(
+            notification_url("http://127.0.0.1:32400/").unwrap(),
+            "ws://127.0.0.1:32400/:/websockets/notifications"
+        );
+        assert_eq!(
+            notification_url("https://10-0-0-5.abc.plex.direct:32400").unwrap(),
+            "wss://10-0-0-5.abc.plex.direct:32400/:/websockets/notifications"
+        );
+        assert!(notification_url("plex:32400").is_err());
+    }
+
+    #[test]
+    fn https_plex_urls_speak_tls() {
+        // A server that is not TLS: the client must try a TLS handshake and say it failed.
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            if let Ok((mut c, _)) = l.accept() {
+                use std::io::Write;
+                let _ = c.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
+            }
+        });
+        let err = listen(
+            &format!("https://127.0.0.1:{port}"),
+            "token-not-logged-0000",
+            &Bus::default(),
+            &Shutdown::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("unable to open Plex notifications"),
+            "{err}"
+        );
+        assert!(!err.contains("token-not-logged"), "{err}");
     }
 
     #[test]
