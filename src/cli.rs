@@ -142,6 +142,12 @@ pub struct ExplainArgs {
     /// Print one JSON object instead of a readable summary.
     #[arg(long)]
     pub json: bool,
+    /// Decide as if this Plex user were watching (tests `exempt_users`).
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Decide as if this client product or device were playing (tests `exempt_clients`).
+    #[arg(long, value_name = "NAME")]
+    pub client: Option<String>,
     /// A JSON file with an "args" array (and optional "argv0"), as in fixtures/plex-argv.
     #[arg(long, value_name = "FILE", conflicts_with = "args")]
     pub argv_json: Option<PathBuf>,

@@ -43,7 +43,11 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode> {
     for e in &loaded.errors {
         eprintln!("downshiftarr: warning: {e} (using defaults)");
     }
-    let viewer = Viewer::default();
+    let viewer = Viewer {
+        user: args.user.clone(),
+        client: args.client.clone(),
+        ..Viewer::default()
+    };
     let started = Instant::now();
     let out = evaluate(
         &tokens,

@@ -142,3 +142,32 @@ fn check_config_names_the_bad_key() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("\"shadow_mode\": true"));
 }
+
+#[test]
+fn explain_with_a_viewer_shows_exemptions() {
+    let job = [
+        "--json",
+        "--user",
+        "Alice",
+        "--",
+        "-i",
+        "/m/Film - 2160p.mkv",
+        "-map",
+        "0:0",
+        "-codec:0",
+        "libx264",
+        "-f",
+        "dash",
+        "dash",
+    ];
+    let exempt = std::path::Path::new("alice, bob");
+    let (ok, out, _) = explain(&job, &[("EXEMPT_USERS", exempt)]);
+    assert!(ok);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["decision"], "pass", "{v}");
+    assert_eq!(v["reason"], "viewer is exempt", "{v}");
+    assert_eq!(v["viewer"]["user"], "Alice", "{v}");
+    let (_, out, _) = explain(&job, &[]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["decision"], "rewrite", "nobody is exempt: {v}");
+}
