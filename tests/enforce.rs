@@ -341,6 +341,7 @@ fn the_guard_enforces_after_two_observations_and_not_on_a_flicker() {
         .find(|r| r["origin"] == "guard")
         .unwrap();
     assert_eq!(g["user"], "carol");
+    assert_eq!(g["input"], MOVIE3_4K, "the guard records the file: {g}");
     assert!(
         g["outcome"].as_str().unwrap().starts_with("terminated"),
         "{g}"

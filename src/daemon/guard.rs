@@ -177,7 +177,15 @@ impl Shared {
     }
 
     /// Stores a decision of the daemon's own and counts it.
-    fn record(&self, origin: &str, session: &Session, reason: &str, outcome: &Outcome) {
+    /// `input` is the file when known, else the session's title.
+    fn record(
+        &self,
+        origin: &str,
+        session: &Session,
+        input: Option<&str>,
+        reason: &str,
+        outcome: &Outcome,
+    ) {
         let decision = match outcome.action {
             "terminated" | "failed" => "refuse",
             "switched_client" => "switch",
@@ -192,7 +200,7 @@ impl Shared {
             "decision": decision,
             "reason": reason,
             "session": session.transcode.clone().unwrap_or_else(|| session.session_key.clone()),
-            "input": session.title,
+            "input": input.unwrap_or(&session.title),
             "viewer": session.viewer,
             "outcome": outcome.line(),
         });
@@ -364,6 +372,7 @@ impl Shared {
             self.record(
                 "guard",
                 s,
+                file,
                 "protected transcode the shim did not handle",
                 &outcome,
             );
@@ -428,7 +437,7 @@ impl Enforcement for Shared {
             },
             ..Session::default()
         };
-        self.record("tautulli", &s, o.reason, &o);
+        self.record("tautulli", &s, None, o.reason, &o);
         serde_json::to_value(&o).unwrap_or(Value::Null)
     }
 }
