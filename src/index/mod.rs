@@ -424,7 +424,10 @@ impl Lookup {
         // The rebuild's temporaries are freed now; hand the pages back to the system so the
         // daemon's RSS is what it keeps, not what it once needed.
         // SAFETY: malloc_trim only releases free heap memory.
-        unsafe { libc::malloc_trim(0) };
+        #[cfg(target_env = "gnu")]
+        unsafe {
+            libc::malloc_trim(0)
+        };
         Ok(())
     }
 }
