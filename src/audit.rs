@@ -53,6 +53,16 @@ pub fn set_outcome(
     Ok(())
 }
 
+/// Names the viewer of the shim's decisions about a transcode session once Plex lists it
+/// (the shim decides before the session exists).
+pub fn set_user(db: &Connection, session: &str, user: &str) -> Result<()> {
+    db.execute(
+        "UPDATE decisions SET user = ?1 WHERE session = ?2 AND origin = 'shim' AND user IS NULL",
+        params![user, session],
+    )?;
+    Ok(())
+}
+
 /// `90s`, `15m`, `2h`, `7d`, `1w`.
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();

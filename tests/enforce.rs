@@ -383,6 +383,12 @@ fn the_guard_enforces_after_two_observations_and_not_on_a_flicker() {
         play.polls.load(Ordering::SeqCst) >= after + 3
     });
     assert!(play.terminations().is_empty(), "the shim handled it");
+    // Plex listed the session after the shim decided: the audit now names the viewer.
+    wait_until("the shim's decision names carol", 10, || {
+        decisions(&env)
+            .iter()
+            .any(|r| r["session"] == "tx-handled" && r["user"] == "carol")
+    });
     // Even if Plex named the transcode differently, the shim's recent decision about the
     // same file keeps the guard off it.
     play.set_sessions(vec![missed("tx-renamed")]);

@@ -304,6 +304,23 @@ impl Shared {
         let _ = self.audit.try_send(upd);
     }
 
+    /// Once Plex lists a session the shim decided about, its viewer goes into the audit.
+    fn name_viewers(&self, list: &[Session], named: &mut HashSet<String>) {
+        for s in list {
+            let (Some(tx), Some(user)) = (s.transcode.as_deref(), s.viewer.user.as_deref()) else {
+                continue;
+            };
+            if self.is_handled(tx) && named.insert(tx.to_string()) {
+                let _ = self
+                    .audit
+                    .try_send(json!({"kind": "viewer", "session": tx, "user": user}));
+            }
+        }
+        if named.len() > 10_000 {
+            named.clear();
+        }
+    }
+
     /// One guard pass over a fresh session list.
     fn guard_pass(
         &self,
@@ -474,6 +491,7 @@ pub fn guard(shared: &Shared, events: &Mutex<Receiver<Event>>, shutdown: &Shutdo
     let mut dirty: Option<Instant> = None;
     let mut last_poll: Option<Instant> = None;
     let mut last_error: Option<String> = None;
+    let mut named: HashSet<String> = HashSet::new();
     while !shutdown.is_set() {
         match events.recv_timeout(Duration::from_millis(200)) {
             Ok(e) => {
@@ -519,6 +537,7 @@ pub fn guard(shared: &Shared, events: &Mutex<Receiver<Event>>, shutdown: &Shutdo
             }
         };
         shared.tracker.replace(list.clone());
+        shared.name_viewers(&list, &mut named);
         if cfg.enforce.guard {
             shared.guard_pass(&cfg, &list, &mut seen, &mut done, shutdown);
         }

@@ -273,6 +273,12 @@ fn audit(
             }
             continue;
         }
+        if field("kind").as_deref() == Some("viewer") {
+            if let (Some(s), Some(u)) = (field("session"), field("user")) {
+                crate::audit::set_user(&db, &s, &u)?;
+            }
+            continue;
+        }
         if rec.get("origin").is_none() {
             // The shim's own report.
             health.decision(
