@@ -224,6 +224,31 @@ impl Enforcer<'_> {
         o
     }
 
+    /// Runs `act`; a panic in our own code follows `KILL_ON_UNEXPECTED_ERROR` (terminate the
+    /// session by these ids, or leave it playing) instead of taking the caller down.
+    pub fn guarded(
+        &self,
+        session_id: Option<&str>,
+        session_key: Option<&str>,
+        may_kill: bool,
+        act: impl FnOnce() -> Outcome,
+    ) -> Outcome {
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(act)) {
+            Ok(o) => o,
+            Err(_) if self.cfg.kill_on_unexpected_error && may_kill => self.terminate(
+                session_id,
+                session_key,
+                self.shim.kill_message("unexpected_error"),
+                "unexpected error",
+            ),
+            Err(_) => Outcome::new(
+                "left_playing",
+                "unexpected error",
+                "KILL_ON_UNEXPECTED_ERROR=0",
+            ),
+        }
+    }
+
     /// A protected video transcode nobody handled (reactive guard, Tautulli trigger): move
     /// the client to a compliant version when asked to, otherwise terminate — each failure
     /// following its `KILL_ON_*` toggle.

@@ -96,23 +96,12 @@ pub trait Knowledge {
 /// Handles one trigger with the original script's flow; never panics (an internal error
 /// follows `KILL_ON_UNEXPECTED_ERROR`).
 pub fn handle(enf: &Enforcer<'_>, t: &Trigger, know: &dyn Knowledge, shadow: bool) -> Outcome {
-    let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        handle_inner(enf, t, know, shadow)
-    }));
-    match run {
-        Ok(o) => o,
-        Err(_) if enf.cfg.kill_on_unexpected_error && !shadow => enf.terminate(
-            some(&t.session_id).as_deref(),
-            some(&t.session_key).as_deref(),
-            enf.shim.kill_message("unexpected_error"),
-            "unexpected error",
-        ),
-        Err(_) => Outcome::new(
-            "left_playing",
-            "unexpected error",
-            "KILL_ON_UNEXPECTED_ERROR=0",
-        ),
-    }
+    enf.guarded(
+        some(&t.session_id).as_deref(),
+        some(&t.session_key).as_deref(),
+        !shadow,
+        || handle_inner(enf, t, know, shadow),
+    )
 }
 
 fn handle_inner(enf: &Enforcer<'_>, t: &Trigger, know: &dyn Knowledge, shadow: bool) -> Outcome {

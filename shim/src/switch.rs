@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::ffi::OsStringExt;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -870,11 +870,6 @@ fn follow_output(
             },
         })
         .collect()
-}
-
-/// Whether an input token names this path (for tests and `explain`).
-pub fn names_file(tok: &std::ffi::OsStr, file: &str) -> bool {
-    job::file_path(tok.as_bytes()) == file.as_bytes()
 }
 
 #[cfg(test)]

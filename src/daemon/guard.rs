@@ -364,24 +364,9 @@ impl Shared {
             } else {
                 let (plex, taut) = (self.plex(), self.tautulli());
                 let enf = self.enforcer(cfg, plex.as_deref(), taut.as_deref(), Some(shutdown));
-                // A bug of ours follows KILL_ON_UNEXPECTED_ERROR instead of killing the job.
-                let acted = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let o = enf.guarded(s.session_id.as_deref(), Some(&s.session_key), true, || {
                     enf.act_on(s, &entry.versions)
-                }));
-                let o = match acted {
-                    Ok(o) => o,
-                    Err(_) if cfg.enforce.kill_on_unexpected_error => enf.terminate(
-                        s.session_id.as_deref(),
-                        Some(&s.session_key),
-                        cfg.shim.kill_message("unexpected_error"),
-                        "unexpected error",
-                    ),
-                    Err(_) => Outcome::new(
-                        "left_playing",
-                        "unexpected error",
-                        "KILL_ON_UNEXPECTED_ERROR=0",
-                    ),
-                };
+                });
                 enf.notify("protected transcode the shim missed", &o);
                 o
             };

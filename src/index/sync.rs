@@ -240,42 +240,41 @@ fn section(
                 batch.len()
             );
         }
-        if !opts.dry_run {
-            let tx = db.transaction()?;
-            for it in &items {
-                done += 1;
-                progress(Progress::Items {
-                    done,
-                    total,
-                    label: &label(it),
-                });
-                let is_new = !stored.contains_key(&s(it, "ratingKey").unwrap_or_default());
-                if super::upsert_item(&tx, key, it)? {
-                    sum.changed += 1;
-                    if is_new {
-                        sum.added += 1;
-                    }
-                    progress(Progress::Changed {
-                        what: if is_new { "added" } else { "changed" },
-                        title: label(it),
-                    });
-                }
-            }
-            tx.commit()?;
+        // A dry run walks the same items and says what it would do, writing nothing.
+        let tx = if opts.dry_run {
+            None
         } else {
-            for it in &items {
-                done += 1;
-                progress(Progress::Items {
-                    done,
-                    total,
-                    label: &label(it),
-                });
+            Some(db.transaction()?)
+        };
+        for it in &items {
+            done += 1;
+            progress(Progress::Items {
+                done,
+                total,
+                label: &label(it),
+            });
+            let is_new = !stored.contains_key(&s(it, "ratingKey").unwrap_or_default());
+            let what = match &tx {
+                None => Some("would update"),
+                Some(tx) => super::upsert_item(tx, key, it)?.then_some(if is_new {
+                    "added"
+                } else {
+                    "changed"
+                }),
+            };
+            if let Some(what) = what {
                 sum.changed += 1;
+                if is_new && tx.is_some() {
+                    sum.added += 1;
+                }
                 progress(Progress::Changed {
-                    what: "would update",
+                    what,
                     title: label(it),
                 });
             }
+        }
+        if let Some(tx) = tx {
+            tx.commit()?;
         }
     }
     // Deletions: the section's complete key set against the index — when due, and only after
