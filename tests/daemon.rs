@@ -475,7 +475,11 @@ fn peers_outside_the_allowlist_are_refused() {
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     std::fs::set_permissions(env.socket(), std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = Command::new(util::cli())
+    // nobody may not reach the build tree (a clone in a 0700 directory): run a copy.
+    let cli = env.dir.path().join("downshiftarr");
+    std::fs::copy(util::cli(), &cli).unwrap();
+    std::fs::set_permissions(&cli, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = Command::new(&cli)
         .args([
             "explain", "--json", "--", "-i", MOVIE0_4K, "-map", "0:0", "-codec:0", "libx264", "-f",
             "mp4", "o.mp4",
