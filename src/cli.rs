@@ -105,6 +105,10 @@ pub struct SyncArgs {
     /// Read Plex, change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// With --full: apply deletions that are held back for safety (an empty or incomplete
+    /// listing, or more than a fifth of a section), each still confirmed by Plex.
+    #[arg(long, requires = "full")]
+    pub force: bool,
     /// Items per listing page.
     #[arg(long, value_name = "N")]
     pub page_size: Option<u64>,

@@ -55,6 +55,15 @@ impl Event {
     pub fn is_scan_finished(&self) -> bool {
         matches!(self, Event::Activity { event, kind } if event == "ended" && kind.starts_with("library."))
     }
+
+    /// The ratingKey Plex says it deleted: a timeline entry with state 9 — Plex's own word,
+    /// so it confirms a deletion without a listing (issue 9 §1).
+    pub fn deleted_item(&self) -> Option<&str> {
+        match self {
+            Event::Timeline { item, state: 9, .. } => Some(item),
+            _ => None,
+        }
+    }
 }
 
 /// Turns one websocket frame into events. Malformed or unknown frames give none.

@@ -29,6 +29,7 @@ pub fn sync(args: SyncArgs) -> Result<ExitCode> {
         section: args.section.clone(),
         title: args.title.clone().map(|t| (t, args.year)),
         dry_run: args.dry_run,
+        force: args.force,
         page_size: args.page_size.unwrap_or(cfg.index.page_size),
         metadata_batch: cfg.index.metadata_batch,
         deletion_interval_s: cfg.index.deletion_check_interval_s,
@@ -77,18 +78,38 @@ pub fn sync(args: SyncArgs) -> Result<ExitCode> {
                 let _ = writeln!(err, "  {what}: {title}");
             }
         }
-    })
+        sync::Progress::HeldBack {
+            reason,
+            titles,
+            more,
+        } => {
+            let mut text = format!("  held back (not removed): {reason}\n");
+            for t in titles {
+                text.push_str(&format!("    {t}\n"));
+            }
+            if more > 0 {
+                text.push_str(&format!("    … and {more} more\n"));
+            }
+            text.push_str("  they stay indexed until Plex confirms the deletion; `downshiftarr sync --full --force` applies it now\n");
+            if tty {
+                bars.suspend(|| eprint!("{text}"));
+            } else {
+                let _ = write!(err, "{text}");
+            }
+        }
+    }, &|| false)
     .context("sync failed; nothing was deleted")?;
     library.finish_and_clear();
     items.finish_and_clear();
     let c = index::counts(&db)?;
     println!(
-        "{}: {} seen, {} changed ({} added), {} removed, {} sections skipped, {} API calls, {:.2} s",
+        "{}: {} seen, {} changed ({} added), {} removed, {} held back, {} sections skipped, {} API calls, {:.2} s",
         if args.dry_run { "dry run" } else { "synced" },
         summary.seen,
         summary.changed,
         summary.added,
         summary.removed,
+        summary.held_back,
         summary.skipped_sections,
         summary.api_calls,
         summary.seconds

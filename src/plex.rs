@@ -262,32 +262,6 @@ impl Plex {
         })
     }
 
-    /// Every item of a section at a level, page by page, handed to `f` one page at a time
-    /// (a library's listing is never held in memory whole).
-    pub fn for_each_in_section(
-        &self,
-        key: &str,
-        kind: u8,
-        page: u64,
-        since: Option<i64>,
-        f: &mut dyn FnMut(&Value),
-    ) -> Result<u64, PlexError> {
-        let mut seen = 0u64;
-        loop {
-            let p = self.section_page(key, kind, seen, page, since)?;
-            let got = p.items.len() as u64;
-            for it in &p.items {
-                f(it);
-            }
-            seen += got;
-            match p.total {
-                Some(total) if seen < total && got > 0 => continue,
-                None if got == page && got > 0 => continue,
-                _ => return Ok(seen),
-            }
-        }
-    }
-
     /// How many items a filter matches (`X-Plex-Container-Size: 0`).
     pub fn count(&self, key: &str, kind: u8, since: Option<i64>) -> Result<u64, PlexError> {
         let p = self.section_page(key, kind, 0, 0, since)?;

@@ -139,7 +139,7 @@ impl Env {
 }
 
 /// "synced: 88 seen, 88 changed (88 added), 0 removed, …" → (changed, removed).
-fn summary(text: &str) -> (u64, u64) {
+pub fn summary(text: &str) -> (u64, u64) {
     let line = text
         .lines()
         .find(|l| l.starts_with("synced:"))

@@ -4,9 +4,12 @@
 //! legacy `com.plexapp.agents.*` guids, ids as strings or numbers as Plex mixes them,
 //! multi-version movies (4K HDR10 or Dolby Vision + 1080p SDR) with streams, shows with many
 //! episodes — and it can be told to change or delete items, ignore the `updatedAt` filter,
-//! answer 500, hang, or demand a token.
+//! answer 500, hang, or demand a token; and to race a sync the way a live Plex does: delete an
+//! item between two pages of a listing, answer a well-formed empty listing, leave an item out
+//! of listings while `/library/metadata/{key}` still returns it, edit an item without moving
+//! its `updatedAt` (a second edit in the same second).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -79,6 +82,13 @@ pub struct Faults {
     pub fail_after: AtomicU64,
     /// Hold every listing/metadata request this many ms.
     pub delay_ms: AtomicU64,
+    /// Answer every section listing with `{"MediaContainer":{"size":0,"totalSize":0}}`.
+    pub empty_listings: AtomicBool,
+    /// (start, ratingKey): when an unfiltered listing page starting at `start` is asked for,
+    /// delete the item first (once) — Plex deleting between two pages.
+    pub delete_at_page: Mutex<Option<(usize, u64)>>,
+    /// Left out of every listing; `/library/metadata/{key}` still returns them.
+    pub unlisted: Mutex<BTreeSet<u64>>,
 }
 
 #[derive(Clone)]
@@ -269,10 +279,23 @@ impl FakePlex {
 
     /// Changes an item the way a metadata refresh does: new `updatedAt`, new stream facts.
     pub fn edit(&self, rk: u64, hdr: bool) {
+        let updated = self.items.lock().unwrap()[&rk].updated + 1000;
+        self.set_updated(rk, updated);
+        self.edit_same_second(rk, hdr);
+    }
+
+    /// Stamps an item's `updatedAt`.
+    pub fn set_updated(&self, rk: u64, updated: i64) {
+        let mut items = self.items.lock().unwrap();
+        let it = items.get_mut(&rk).expect("item to stamp");
+        it.updated = updated;
+        it.json["updatedAt"] = json!(updated);
+    }
+
+    /// New stream facts, same `updatedAt`: a second edit within the second of the first.
+    pub fn edit_same_second(&self, rk: u64, hdr: bool) {
         let mut items = self.items.lock().unwrap();
         let it = items.get_mut(&rk).expect("item to edit");
-        it.updated += 1000;
-        it.json["updatedAt"] = json!(it.updated);
         if let Some(media) = it.json["Media"].as_array_mut() {
             for m in media {
                 for p in m["Part"].as_array_mut().into_iter().flatten() {
@@ -312,6 +335,16 @@ impl FakePlex {
 
     pub fn delete(&self, rk: u64) {
         self.items.lock().unwrap().remove(&rk);
+    }
+
+    /// (ratingKey, updatedAt) of every movie, show and episode Plex holds now.
+    pub fn holdings(&self) -> BTreeMap<String, i64> {
+        self.items
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, i)| (k.to_string(), i.updated))
+            .collect()
     }
 
     /// Rating keys of the movies with a 4K version, and of all episodes.
@@ -567,12 +600,31 @@ fn serve(
         };
         let start = num("x-plex-container-start").unwrap_or(0);
         let size = num("x-plex-container-size").unwrap_or(usize::MAX);
-        let items = items.lock().unwrap();
+        if faults.empty_listings.load(Ordering::SeqCst) {
+            return respond(
+                &mut conn,
+                "200 OK",
+                "{\"MediaContainer\":{\"size\":0,\"totalSize\":0}}",
+            );
+        }
+        let mut items = items.lock().unwrap();
+        if since.is_none() {
+            let mut race = faults.delete_at_page.lock().unwrap();
+            if let Some((at, rk)) = *race {
+                if at == start && size > 0 {
+                    items.remove(&rk);
+                    *race = None;
+                }
+            }
+        }
+        let unlisted = faults.unlisted.lock().unwrap().clone();
         let matching = || {
-            items.values().filter(|i| {
-                i.section == rest
+            items.iter().filter_map(|(k, i)| {
+                (i.section == rest
                     && i.json["type"] == json!(kind)
                     && since.is_none_or(|s| i.updated >= s)
+                    && !unlisted.contains(k))
+                .then_some(i)
             })
         };
         let total = matching().count();

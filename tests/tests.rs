@@ -8,6 +8,7 @@ mod fake_plex;
 mod fake_tautulli;
 mod faults;
 mod golden;
+mod index_drift;
 mod install;
 mod probe_media;
 mod static_shim;

@@ -103,6 +103,11 @@ impl Health {
         }
     }
 
+    /// The index's counts (at boot, from the database already loaded).
+    pub fn set_counts(&self, counts: Counts) {
+        *self.counts.lock().unwrap_or_else(|e| e.into_inner()) = counts;
+    }
+
     pub fn decision(&self, origin: &str, decision: &str, reason: &str) {
         *self
             .decisions

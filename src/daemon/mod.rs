@@ -73,6 +73,9 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
     let lookup = Lookup::default();
     lookup.rebuild(&db)?;
     tracing::info!(files = lookup.len(), database = %db_path.display(), "library index loaded");
+    // What the index holds is served now, so `status` and `/metrics` count it before the
+    // first sync succeeds (Plex often starts after us).
+    health.set_counts(index::counts(&db)?);
     drop(db);
 
     // The shim's socket.
@@ -347,8 +350,9 @@ fn sync_job(
             deletion_interval_s: cfg.index.deletion_check_interval_s,
             ..sync::Options::default()
         };
-        let s = match sync::run(plex, &mut db, &opts, &mut |_| {}) {
+        let s = match sync::run(plex, &mut db, &opts, &mut |_| {}, &|| shutdown.is_set()) {
             Ok(s) => s,
+            Err(_) if shutdown.is_set() => return Ok(()),
             Err(e) => {
                 health.synced(Err(format!("{e:#}")), None);
                 return Err(e);
@@ -380,7 +384,6 @@ fn wait_for_next_sync(
     events: &std::sync::Mutex<Receiver<crate::events::Event>>,
     shutdown: &Shutdown,
 ) -> Result<bool> {
-    use crate::events::Event;
     let events = events.lock().unwrap_or_else(|e| e.into_inner());
     let since = std::time::Instant::now();
     let mut scan_finished: Option<std::time::Instant> = None;
@@ -390,13 +393,21 @@ fn wait_for_next_sync(
         }
         match events.recv_timeout(Duration::from_millis(250)) {
             Ok(e) if e.is_scan_finished() => scan_finished = Some(std::time::Instant::now()),
-            Ok(Event::Timeline { item, state: 9, .. }) => {
-                if index::delete_items(db, std::slice::from_ref(&item))? > 0 {
-                    lookup.rebuild(db)?;
-                    tracing::info!(rating_key = %item, "Plex deleted an item: removed from the index");
+            Ok(e) => {
+                if let Some(item) = e.deleted_item() {
+                    let keys = [item.to_string()];
+                    let title = index::deletions::labels(db, &keys)?.remove(item);
+                    if index::delete_items(db, &keys)? > 0 {
+                        lookup.rebuild(db)?;
+                        tracing::info!(
+                            rating_key = %item,
+                            "Plex deleted {}: removed from the index",
+                            title.unwrap_or_else(|| item.to_string())
+                        );
+                    }
                 }
             }
-            Ok(_) | Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
         }
         if scan_finished.is_some_and(|t| t.elapsed() >= Duration::from_secs(2)) {
             tracing::info!("a library scan finished: syncing");

@@ -8,10 +8,15 @@
 //!   section's watermark — the largest `updatedAt` seen by the last complete pass — then their
 //!   full metadata (streams, DOVI fields) in batches of `/library/metadata/k1,k2,…`.
 //! - **Deletions** by a ratingKey-set diff of the section — periodically
-//!   (`index.deletion_check_interval_s`) and on every full pass — after a complete listing only.
+//!   (`index.deletion_check_interval_s`) and on every full pass — never from absence alone:
+//!   each candidate is confirmed by Plex, and empty, incomplete or mass deletions are held
+//!   back (`deletions`).
+//! - **Same-second edits**: the incremental bound overlaps the watermark, and items stamped in
+//!   the second the last pass read them are fetched once more (`SETTLE_MARGIN_S`).
 //! - **Crash-safe**: every batch is one transaction; the watermark moves only when a section's
 //!   pass completed, so `kill -9` anywhere leaves a consistent index and the next pass
-//!   finishes the job. A Plex error aborts the pass before anything is deleted.
+//!   finishes the job. A Plex error aborts the pass before anything is deleted; so does
+//!   shutdown (`stop`, polled between requests).
 
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
@@ -20,6 +25,7 @@ use anyhow::{Context, Result};
 use rusqlite::Connection;
 use serde_json::Value;
 
+use super::deletions;
 use super::plexjson::{n, s};
 use crate::plex::Plex;
 
@@ -39,6 +45,8 @@ pub struct Options {
     pub title: Option<(String, Option<i64>)>,
     /// Read Plex, write nothing.
     pub dry_run: bool,
+    /// With `full`: apply deletions that would be held back (empty, incomplete or mass).
+    pub force: bool,
     pub page_size: u64,
     pub metadata_batch: usize,
     /// Seconds between ratingKey-set diffs for deletions (0: every pass; `full` always runs it).
@@ -52,6 +60,7 @@ impl Default for Options {
             section: None,
             title: None,
             dry_run: false,
+            force: false,
             page_size: 500,
             metadata_batch: 50,
             deletion_interval_s: 0,
@@ -66,6 +75,8 @@ pub struct Summary {
     pub changed: u64,
     pub added: u64,
     pub removed: u64,
+    /// Candidate deletions not applied this pass (see `deletions`).
+    pub held_back: u64,
     pub skipped_sections: u64,
     pub api_calls: u64,
     pub seconds: f64,
@@ -87,14 +98,22 @@ pub enum Progress<'a> {
         what: &'a str,
         title: String,
     },
+    /// Items Plex did not list but that were not removed, and why (up to 20 named).
+    HeldBack {
+        reason: &'a str,
+        titles: &'a [String],
+        more: usize,
+    },
 }
 
-/// Runs one pass.
+/// Runs one pass. `stop` is polled between requests; when it answers true the pass ends with
+/// [`Stopped`], leaving a consistent index.
 pub fn run(
     plex: &Plex,
     db: &mut Connection,
     opts: &Options,
     progress: &mut dyn FnMut(Progress<'_>),
+    stop: &dyn Fn() -> bool,
 ) -> Result<Summary> {
     let started = Instant::now();
     let calls0 = plex.calls();
@@ -125,7 +144,7 @@ pub fn run(
         if !opts.dry_run {
             super::upsert_section(db, d)?;
         }
-        section(plex, db, opts, &key, &kind, &mut sum, progress)
+        section(plex, db, opts, &key, &kind, &mut sum, progress, stop)
             .with_context(|| format!("syncing section {title:?}"))?;
     }
     sum.api_calls = plex.calls() - calls0;
@@ -168,6 +187,13 @@ struct Listed {
     updated: Option<i64>,
 }
 
+/// Seconds before a pass's start from which an item's `updatedAt` is not yet settled: Plex
+/// stamps whole seconds, so an item read in the second it was edited can be edited again in
+/// that second without its `updatedAt` moving. Such items are fetched once more by the next
+/// pass. Plex runs on this host (the shim replaces its transcoder), so the clocks agree; the
+/// margin absorbs the rounding.
+const SETTLE_MARGIN_S: i64 = 1;
+
 #[allow(clippy::too_many_arguments)]
 fn section(
     plex: &Plex,
@@ -177,18 +203,27 @@ fn section(
     kind: &str,
     sum: &mut Summary,
     progress: &mut dyn FnMut(Progress<'_>),
+    stop: &dyn Fn() -> bool,
 ) -> Result<()> {
+    let pass_started = now();
     let leaf = if kind == "movie" { MOVIE } else { EPISODE };
-    let watermark: Option<i64> =
-        super::meta_get(db, &watermark_key(key))?.and_then(|v| v.parse().ok());
+    let meta_i64 = |db: &Connection, k: String| -> Result<Option<i64>> {
+        Ok(super::meta_get(db, &k)?.and_then(|v| v.parse().ok()))
+    };
+    let watermark = meta_i64(db, watermark_key(key))?;
+    // Items stamped at or after this were read in (or just before) their own second by the
+    // last pass: not settled yet.
+    let unsettled_from = meta_i64(db, read_at_key(key))?.map(|t| t - SETTLE_MARGIN_S);
     let incremental = !opts.full
         && watermark.is_some()
         && opts.title.is_none()
         && filter_honoured(plex, db, key, leaf)?;
-    // Strictly after the watermark: an inclusive bound would re-list every item sharing the
-    // last timestamp (after a library scan, thousands do).
+    // Overlap the watermark: an item edited in the same second as the last pass's newest edit,
+    // after that pass read it, keeps that `updatedAt`. One second below both bounds works
+    // whether the server reads `updatedAt>>=` as "at or after" or as "after" (apis.md §1.3);
+    // the client-side comparison below decides what really changed.
     let since = if incremental {
-        watermark.map(|w| w + 1)
+        watermark.map(|w| unsettled_from.map_or(w, |u| w.min(u)) - 1)
     } else {
         None
     };
@@ -202,28 +237,53 @@ fn section(
         }
     };
     let mut listed: Vec<Listed> = Vec::new();
-    let mut keep = |v: &Value| {
-        if let Some(rk) = s(v, "ratingKey") {
-            if title_filter(v) {
-                listed.push(Listed {
-                    rk,
-                    updated: n(v, "updatedAt"),
-                });
+    let mut listing = deletions::Listing::default();
+    {
+        let mut keep = |v: &Value| {
+            if let Some(rk) = s(v, "ratingKey") {
+                if title_filter(v) {
+                    listed.push(Listed {
+                        rk,
+                        updated: n(v, "updatedAt"),
+                    });
+                }
             }
+        };
+        list(
+            plex,
+            key,
+            leaf,
+            opts.page_size,
+            since,
+            &mut listing,
+            stop,
+            &mut keep,
+        )?;
+        if kind == "show" {
+            list(
+                plex,
+                key,
+                SHOW,
+                opts.page_size,
+                since,
+                &mut listing,
+                stop,
+                &mut keep,
+            )?;
         }
-    };
-    plex.for_each_in_section(key, leaf, opts.page_size, since, &mut keep)?;
-    if kind == "show" {
-        plex.for_each_in_section(key, SHOW, opts.page_size, since, &mut keep)?;
     }
     let mut max_updated = watermark.unwrap_or(0);
     let mut changed: Vec<String> = Vec::new();
     for l in &listed {
         sum.seen += 1;
         max_updated = max_updated.max(l.updated.unwrap_or(0));
+        let unsettled = l
+            .updated
+            .is_some_and(|u| unsettled_from.is_some_and(|f| u >= f));
         if l.updated.is_none()
             || stored.get(&l.rk).copied().flatten() != l.updated
             || !stored.contains_key(&l.rk)
+            || unsettled
         {
             changed.push(l.rk.clone());
         }
@@ -232,6 +292,9 @@ fn section(
     let total = changed.len() as u64;
     let mut done = 0u64;
     for batch in changed.chunks(opts.metadata_batch.max(1)) {
+        if stop() {
+            return Err(Stopped.into());
+        }
         let items = plex.metadata(batch)?;
         if items.len() < batch.len() {
             tracing::debug!(
@@ -240,72 +303,95 @@ fn section(
                 batch.len()
             );
         }
-        // A dry run walks the same items and says what it would do, writing nothing.
-        let tx = if opts.dry_run {
-            None
-        } else {
-            Some(db.transaction()?)
-        };
-        for it in &items {
-            done += 1;
-            progress(Progress::Items {
-                done,
-                total,
-                label: &label(it),
-            });
-            let is_new = !stored.contains_key(&s(it, "ratingKey").unwrap_or_default());
-            let what = match &tx {
-                None => Some("would update"),
-                Some(tx) => super::upsert_item(tx, key, it)?.then_some(if is_new {
-                    "added"
-                } else {
-                    "changed"
-                }),
-            };
-            if let Some(what) = what {
-                sum.changed += 1;
-                if is_new && tx.is_some() {
-                    sum.added += 1;
-                }
-                progress(Progress::Changed {
-                    what,
-                    title: label(it),
+        store(
+            db,
+            key,
+            &items,
+            &stored,
+            opts.dry_run,
+            sum,
+            &mut |it, what| {
+                done += 1;
+                progress(Progress::Items {
+                    done,
+                    total,
+                    label: &label(it),
                 });
-            }
-        }
-        if let Some(tx) = tx {
-            tx.commit()?;
-        }
+                if let Some(what) = what {
+                    progress(Progress::Changed {
+                        what,
+                        title: label(it),
+                    });
+                }
+            },
+        )?;
     }
     // Deletions: the section's complete key set against the index — when due, and only after
     // everything above succeeded (a Plex error has already returned).
     if opts.title.is_none() && deletion_check_due(db, key, opts)? {
         let mut present: HashSet<String> = HashSet::new();
-        if incremental {
-            plex.for_each_in_section(key, leaf, opts.page_size.max(2000), None, &mut |v| {
-                present.extend(s(v, "ratingKey"));
-            })?;
+        let presence = if incremental {
+            let mut presence = deletions::Listing::default();
+            let page = opts.page_size.max(2000);
+            let mut add = |v: &Value| present.extend(s(v, "ratingKey"));
+            list(plex, key, leaf, page, None, &mut presence, stop, &mut add)?;
             if kind == "show" {
-                plex.for_each_in_section(key, SHOW, opts.page_size.max(2000), None, &mut |v| {
-                    present.extend(s(v, "ratingKey"));
-                })?;
+                list(plex, key, SHOW, page, None, &mut presence, stop, &mut add)?;
             }
+            presence
         } else {
             present.extend(listed.iter().map(|l| l.rk.clone()));
-        }
-        let mut gone: Vec<String> = Vec::new();
-        for level in if kind == "movie" {
+            listing.clone()
+        };
+        let levels = if kind == "movie" {
             &["movie"][..]
         } else {
             &["episode", "show"][..]
-        } {
-            gone.extend(
-                super::rating_keys(db, key, level)?
-                    .into_iter()
-                    .filter(|k| !present.contains(k)),
-            );
+        };
+        let mut indexed = 0usize;
+        let mut candidates: Vec<String> = Vec::new();
+        for level in levels {
+            let keys = super::rating_keys(db, key, level)?;
+            indexed += keys.len();
+            candidates.extend(keys.into_iter().filter(|k| !present.contains(k)));
         }
+        let force = opts.full && opts.force;
+        let hold =
+            deletions::hold_reason(&presence, present.len(), candidates.len(), indexed, force);
+        let (gone, unsure) = match hold {
+            Some(reason) => {
+                held_back(db, key, &reason, &candidates, sum, progress)?;
+                (Vec::new(), candidates)
+            }
+            None => {
+                let c = deletions::confirm(plex, &candidates, opts.metadata_batch, stop)?;
+                // Alive after all: a listing missed them; refresh them while we have them.
+                store(
+                    db,
+                    key,
+                    &c.alive,
+                    &stored,
+                    opts.dry_run,
+                    sum,
+                    &mut |it, what| {
+                        if let Some(what) = what {
+                            progress(Progress::Changed {
+                                what,
+                                title: label(it),
+                            });
+                        }
+                    },
+                )?;
+                if !c.unsure.is_empty() {
+                    let reason = "plex neither returned them nor answered 404";
+                    held_back(db, key, reason, &c.unsure, sum, progress)?;
+                }
+                (c.gone, c.unsure)
+            }
+        };
+        let deletions_settled = unsure.is_empty();
         if !gone.is_empty() {
+            let names = deletions::labels(db, &gone)?;
             for k in &gone {
                 progress(Progress::Changed {
                     what: if opts.dry_run {
@@ -313,7 +399,7 @@ fn section(
                     } else {
                         "removed"
                     },
-                    title: k.clone(),
+                    title: names.get(k).cloned().unwrap_or_else(|| k.clone()),
                 });
             }
             sum.removed += gone.len() as u64;
@@ -323,7 +409,8 @@ fn section(
                 tx.commit()?;
             }
         }
-        if !opts.dry_run {
+        // A held-back check is due again on the next pass, not in six hours.
+        if !opts.dry_run && deletions_settled {
             super::meta_set(
                 db,
                 &format!("section:{key}:deletions_checked"),
@@ -331,9 +418,153 @@ fn section(
             )?;
         }
     }
-    if !opts.dry_run && opts.title.is_none() {
+    // The watermark moves only past a listing that held every changed item: a page shift
+    // could have hidden one whose `updatedAt` is below the new maximum.
+    if !opts.dry_run && opts.title.is_none() && listing.complete() {
         super::meta_set(db, &watermark_key(key), &max_updated.to_string())?;
+        super::meta_set(db, &read_at_key(key), &pass_started.to_string())?;
+    } else if !listing.complete() {
+        tracing::warn!(
+            section = key,
+            "{}: the watermark stays where it was, the next pass lists again",
+            listing.why_incomplete()
+        );
     }
+    Ok(())
+}
+
+/// A sync pass stopped because the daemon is shutting down (nothing half-written: every
+/// batch is its own transaction and the watermark did not move).
+#[derive(Debug)]
+pub struct Stopped;
+
+impl std::fmt::Display for Stopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("sync stopped: the daemon is shutting down")
+    }
+}
+
+impl std::error::Error for Stopped {}
+
+fn read_at_key(section: &str) -> String {
+    format!("section:{section}:read_at")
+}
+
+/// Lists a section level page by page into `f`, accounting every page in `listing`;
+/// `stop` is polled between pages.
+#[allow(clippy::too_many_arguments)]
+fn list(
+    plex: &Plex,
+    key: &str,
+    kind: u8,
+    page: u64,
+    since: Option<i64>,
+    listing: &mut deletions::Listing,
+    stop: &dyn Fn() -> bool,
+    f: &mut dyn FnMut(&Value),
+) -> Result<()> {
+    let page = page.max(1);
+    let mut level = deletions::Listing::default();
+    let mut start = 0u64;
+    loop {
+        if stop() {
+            return Err(Stopped.into());
+        }
+        let p = plex.section_page(key, kind, start, page, since)?;
+        let got = p.items.len() as u64;
+        for it in &p.items {
+            f(it);
+        }
+        level.page(got, p.total);
+        start += got;
+        let more = match p.total {
+            Some(total) => start < total && got > 0,
+            None => got == page && got > 0,
+        };
+        if !more {
+            break;
+        }
+    }
+    listing.received += level.received;
+    listing.total = Some(listing.total.unwrap_or(0) + level.total.unwrap_or(level.received));
+    listing.total_changed |= !level.complete();
+    Ok(())
+}
+
+/// Writes full items (one transaction; none in a dry run) and tells `each` what happened to
+/// every item: `Some("added" | "changed" | "would update")` or `None` when unchanged.
+fn store(
+    db: &mut Connection,
+    section: &str,
+    items: &[Value],
+    stored: &HashMap<String, Option<i64>>,
+    dry_run: bool,
+    sum: &mut Summary,
+    each: &mut dyn FnMut(&Value, Option<&'static str>),
+) -> Result<()> {
+    // A dry run walks the same items and says what it would do, writing nothing.
+    let tx = if dry_run {
+        None
+    } else {
+        Some(db.transaction()?)
+    };
+    for it in items {
+        let is_new = !stored.contains_key(&s(it, "ratingKey").unwrap_or_default());
+        let what = match &tx {
+            None => Some("would update"),
+            Some(tx) => super::upsert_item(tx, section, it)?.then_some(if is_new {
+                "added"
+            } else {
+                "changed"
+            }),
+        };
+        if what.is_some() {
+            sum.changed += 1;
+            if is_new && tx.is_some() {
+                sum.added += 1;
+            }
+        }
+        each(it, what);
+    }
+    if let Some(tx) = tx {
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+/// How many held-back titles a log line names.
+const HELD_BACK_NAMED: usize = 20;
+
+/// Says which candidate deletions were not applied and why (titles, not just keys).
+fn held_back(
+    db: &Connection,
+    section: &str,
+    reason: &str,
+    keys: &[String],
+    sum: &mut Summary,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Result<()> {
+    sum.held_back += keys.len() as u64;
+    let named = &keys[..keys.len().min(HELD_BACK_NAMED)];
+    let names = deletions::labels(db, named)?;
+    let titles: Vec<String> = named
+        .iter()
+        .map(|k| names.get(k).cloned().unwrap_or_else(|| k.clone()))
+        .collect();
+    let more = keys.len() - named.len();
+    tracing::warn!(
+        section,
+        held_back = keys.len(),
+        "not removing {} item(s) Plex did not list: {reason}; they stay indexed until a later pass confirms them (or `downshiftarr sync --full --force`): {}{}",
+        keys.len(),
+        titles.join(", "),
+        if more > 0 { format!(" and {more} more") } else { String::new() }
+    );
+    progress(Progress::HeldBack {
+        reason,
+        titles: &titles,
+        more,
+    });
     Ok(())
 }
 
