@@ -283,6 +283,11 @@ mod tests {
                 metadata_state: Some("deleted".into())
             }
         );
+        assert_eq!(e[0].deleted_item(), Some("55"), "state 9 is a deletion");
+        let e = parse(
+            r#"{"NotificationContainer":{"type":"timeline","size":1,"TimelineEntry":[{"itemID":"55","sectionID":"1","type":1,"state":5}]}}"#,
+        );
+        assert_eq!(e[0].deleted_item(), None, "state 5 (processed) is not");
     }
 
     #[test]
