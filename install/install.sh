@@ -16,7 +16,9 @@
 #   systemd or packages (an isolated dpkg database inside DIR is used if there is one).
 # - --uninstall restores the original byte for byte (its checksum is recorded at install time
 #   and verified) and keeps config and state unless --purge.
-set -euo pipefail
+set -Eeuo pipefail
+# A step that fails unexpectedly says which one, instead of ending the script without a word.
+trap 'printf "downshiftarr: error: install.sh line %s failed (exit %s): %s; nothing after it was done, run it again with --dry-run to see the remaining steps\n" "$LINENO" "$?" "$BASH_COMMAND" >&2' ERR
 
 MARKER="downshiftarr-shim-marker:v1"
 REAL_SUFFIX=".downshiftarr-real"
@@ -176,8 +178,10 @@ remove_created() {
   [[ -f $STATE_DIR/created-dirs ]] || return 0
   local d
   # Deepest first; only empty ones (config and state stay unless --purge).
+  # `if`, not `[[ … ]] && …`: under `set -e` a loop whose last test is false (a directory
+  # --purge already removed) would fail the whole uninstall, silently.
   while IFS= read -r d; do
-    [[ -n $d && -d $ROOT$d ]] && run rmdir --ignore-fail-on-non-empty "$ROOT$d"
+    if [[ -n $d && -d $ROOT$d ]]; then run rmdir --ignore-fail-on-non-empty "$ROOT$d"; fi
   done < <(awk '{ print length, $0 }' "$STATE_DIR/created-dirs" | sort -rn | cut -d' ' -f2-)
 }
 
@@ -351,10 +355,10 @@ uninstall_all() {
   remove_created
   if ((PURGE)) && ((DRY_RUN == 0)); then
     rm -f "$STATE_DIR/created-dirs"
-    [[ -d $STATE_DIR ]] && rmdir --ignore-fail-on-non-empty "$STATE_DIR"
+    if [[ -d $STATE_DIR ]]; then rmdir --ignore-fail-on-non-empty "$STATE_DIR"; fi
     # The state directory held the list: remove what it named, now that it is gone too.
     while IFS= read -r d; do
-      [[ -n $d && -d $ROOT$d ]] && rmdir --ignore-fail-on-non-empty "$ROOT$d"
+      if [[ -n $d && -d $ROOT$d ]]; then rmdir --ignore-fail-on-non-empty "$ROOT$d"; fi
     done < <(printf '%s\n' "$created" | awk 'NF { print length, $0 }' | sort -rn | cut -d' ' -f2-)
   fi
   say "uninstalled"

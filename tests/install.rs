@@ -218,6 +218,39 @@ fn uninstall_purge_restores_the_tree_byte_for_byte() {
     assert!(before == after, "not restored:\n{}", diff(&before, &after));
 }
 
+/// The directories every real system already has, so the installer creates only its own
+/// (`/etc/downshiftarr`, `/var/lib/downshiftarr`, …) — the order in which a purge once failed.
+fn system_dirs(root: &Path) {
+    for d in [
+        "etc/systemd/system",
+        "usr/lib",
+        "usr/local/bin",
+        "var/lib",
+        "var/log",
+    ] {
+        std::fs::create_dir_all(root.join(d)).unwrap();
+    }
+}
+
+#[test]
+fn uninstall_purge_removes_every_created_directory_on_a_real_systems_layout() {
+    let d = util::tempdir();
+    system_dirs(d.path());
+    plex_tree(d.path(), "v1");
+    let before = snapshot(d.path());
+    ok(&installer(d.path(), &[]));
+    let created = util::read(&d.path().join("var/lib/downshiftarr/created-dirs"));
+    assert!(
+        created.lines().all(|l| l.contains("downshiftarr")),
+        "only our own directories were created:\n{created}"
+    );
+    let out = installer(d.path(), &["--uninstall", "--purge"]);
+    let log = ok(&out);
+    assert!(log.trim_end().ends_with("uninstalled"), "{log}");
+    let after = snapshot(d.path());
+    assert!(before == after, "not restored:\n{}", diff(&before, &after));
+}
+
 #[test]
 fn uninstall_refuses_an_original_that_does_not_match_its_checksum() {
     let d = util::tempdir();
