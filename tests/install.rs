@@ -414,8 +414,11 @@ fn the_daemon_heals_an_overwrite_behind_dpkgs_back_within_10_seconds() {
         .to_string(),
     )
     .unwrap();
+    let log = util::ChildLog::new(root.join("daemon.log"));
     let mut daemon = Command::new(util::cli())
         .args(["daemon", "--config", cfg.to_str().unwrap()])
+        .stdout(log.stdio())
+        .stderr(log.stdio())
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_millis(500));

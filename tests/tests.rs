@@ -10,5 +10,6 @@ mod faults;
 mod golden;
 mod install;
 mod probe_media;
+mod quiet;
 mod static_shim;
 mod util;
