@@ -43,6 +43,7 @@ impl Drop for Env {
                 unsafe { libc::kill(*pid as i32, libc::SIGKILL) };
             }
         }
+        util::show_log_if_failing(&self.log());
     }
 }
 
@@ -126,11 +127,18 @@ impl Env {
         self.dir.path().join("run/shim.sock")
     }
 
+    /// Where the daemons and other background processes of this test log (shown on failure).
+    pub fn log(&self) -> PathBuf {
+        self.dir.path().join("background.log")
+    }
+
     pub fn daemon(&self) -> Child {
         let c = Command::new(util::cli())
             .args(["daemon", "--config"])
             .arg(&self.cfg)
             .env_remove("PLEX_TOKEN")
+            .stdout(util::log_stdio(&self.log()))
+            .stderr(util::log_stdio(&self.log()))
             .spawn()
             .unwrap();
         self.pids.borrow_mut().push(c.id());
@@ -318,6 +326,8 @@ fn a_sync_killed_mid_pass_leaves_a_consistent_index_and_the_next_pass_finishes()
         .arg("--config")
         .arg(&env.cfg)
         .env_remove("PLEX_TOKEN")
+        .stdout(util::log_stdio(&env.log()))
+        .stderr(util::log_stdio(&env.log()))
         .spawn()
         .unwrap();
     let t = Instant::now();

@@ -11,5 +11,6 @@ mod golden;
 mod index_drift;
 mod install;
 mod probe_media;
+mod quiet;
 mod static_shim;
 mod util;

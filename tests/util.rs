@@ -1,12 +1,13 @@
-//! Shared helpers: where the binaries are, temporary trees, fixtures, generated media and a
-//! scriptable test daemon that speaks the shim protocol.
+//! Shared helpers: where the binaries are, temporary trees, fixtures, generated media, the logs
+//! of the processes a test runs in the background, and a scriptable test daemon that speaks the
+//! shim protocol.
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
@@ -93,6 +94,57 @@ pub fn recording_transcoder(dir: &Path) -> PathBuf {
     std::fs::write(&p, "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$REC\"\n").unwrap();
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
     p
+}
+
+/// Stdout or stderr for a process a test runs in the background (a daemon), appended to `path`
+/// — a file in the test's temporary directory — instead of the terminal, so that a passing run
+/// prints nothing; the test's guard shows the file when the test fails
+/// ([`show_log_if_failing`], [`ChildLog`]).
+pub fn log_stdio(path: &Path) -> Stdio {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map(Stdio::from)
+        .unwrap_or_else(|e| panic!("cannot open the test log {}: {e}", path.display()))
+}
+
+/// Prints a background process's log when the current test is failing: call it from the `Drop`
+/// of the guard that owns the process (the test harness shows it with the failure).
+pub fn show_log_if_failing(path: &Path) {
+    if !std::thread::panicking() {
+        return;
+    }
+    match std::fs::read(path) {
+        Ok(log) => eprintln!(
+            "--- {} ---\n{}--- end of {} ---",
+            path.display(),
+            String::from_utf8_lossy(&log),
+            path.display()
+        ),
+        Err(e) => eprintln!("--- no log at {}: {e} ---", path.display()),
+    }
+}
+
+/// The log file of a background process that has no other guard: shown when the test fails.
+/// Declare it after the temporary directory that holds it, so it is dropped (and read) first.
+pub struct ChildLog(PathBuf);
+
+impl ChildLog {
+    pub fn new(path: PathBuf) -> ChildLog {
+        ChildLog(path)
+    }
+
+    /// For `Command::stdout` / `Command::stderr` (call once for each).
+    pub fn stdio(&self) -> Stdio {
+        log_stdio(&self.0)
+    }
+}
+
+impl Drop for ChildLog {
+    fn drop(&mut self) {
+        show_log_if_failing(&self.0);
+    }
 }
 
 /// Fails loudly when a real component the issue requires is missing (CI installs it).
