@@ -73,6 +73,21 @@ impl Trigger {
         f
     }
 
+    /// The session as the event names it, for the audit and the enforcement memory.
+    pub fn audit_session(&self) -> Session {
+        Session {
+            session_key: self.session_key.clone(),
+            session_id: some(&self.session_id),
+            title: format!("rating key {}", self.rating_key),
+            viewer: policy::Viewer {
+                user: some(&self.username),
+                client_id: some(&self.machine_id),
+                ..policy::Viewer::default()
+            },
+            ..Session::default()
+        }
+    }
+
     fn want(&self) -> Want {
         Want {
             session_key: some(&self.session_key),
@@ -91,20 +106,48 @@ pub trait Knowledge {
     fn versions(&self, session: &Session) -> Option<(SourceFacts, Vec<MediaVersion>)>;
     /// The shim already decided about this transcode session (or, recently, this file).
     fn handled(&self, transcode: Option<&str>, file: Option<&str>) -> bool;
+    /// The guard or an earlier trigger already acted on this session.
+    fn enforced(&self, _session: &Session) -> bool {
+        false
+    }
+    /// Remembers that the trigger acted on this session, so the guard leaves it alone.
+    fn note_enforced(&self, _session: &Session) {}
 }
 
 /// Handles one trigger with the original script's flow; never panics (an internal error
 /// follows `KILL_ON_UNEXPECTED_ERROR`).
 pub fn handle(enf: &Enforcer<'_>, t: &Trigger, know: &dyn Knowledge, shadow: bool) -> Outcome {
-    enf.guarded(
+    let (o, session) = handle_remembered(enf, t, know, shadow);
+    if o.settles() {
+        know.note_enforced(&session.unwrap_or_else(|| t.audit_session()));
+    }
+    o
+}
+
+/// The outcome, and the session it acted on when Plex listed it.
+fn handle_remembered(
+    enf: &Enforcer<'_>,
+    t: &Trigger,
+    know: &dyn Knowledge,
+    shadow: bool,
+) -> (Outcome, Option<Session>) {
+    let found = std::cell::RefCell::new(None);
+    let o = enf.guarded(
         some(&t.session_id).as_deref(),
         some(&t.session_key).as_deref(),
         !shadow,
-        || handle_inner(enf, t, know, shadow),
-    )
+        || handle_inner(enf, t, know, shadow, &found),
+    );
+    (o, found.into_inner())
 }
 
-fn handle_inner(enf: &Enforcer<'_>, t: &Trigger, know: &dyn Knowledge, shadow: bool) -> Outcome {
+fn handle_inner(
+    enf: &Enforcer<'_>,
+    t: &Trigger,
+    know: &dyn Knowledge,
+    shadow: bool,
+    found: &std::cell::RefCell<Option<Session>>,
+) -> Outcome {
     let skip = |reason| Outcome::new("skipped", reason, "");
     let by_name = policy::Viewer {
         user: some(&t.username),
@@ -159,6 +202,7 @@ fn handle_inner(enf: &Enforcer<'_>, t: &Trigger, know: &dyn Knowledge, shadow: b
             };
         }
     };
+    *found.borrow_mut() = Some(session.clone());
     if session.live {
         return skip("live tv");
     }
@@ -177,6 +221,9 @@ fn handle_inner(enf: &Enforcer<'_>, t: &Trigger, know: &dyn Knowledge, shadow: b
         .map(|v| v.file.as_str());
     if know.handled(session.transcode.as_deref(), file) {
         return skip("handled by the shim");
+    }
+    if know.enforced(&session) {
+        return skip("already enforced");
     }
     if !enforce::protected(&facts, enf.shim) {
         return skip("source not protected");
@@ -403,6 +450,19 @@ fn standalone(
     );
     if matches!(o.action, "terminated" | "switched_client" | "failed") {
         enf.notify("tautulli trigger", &o);
+    }
+    // The daemon stores its triggers' decisions; without it they go where the shim writes
+    // its own, and the daemon imports them when it starts.
+    let rec = o.record("tautulli", &t.audit_session(), None, o.reason);
+    if !shim.decision_log.is_empty() {
+        let written = serde_json::to_vec(&rec)
+            .is_ok_and(|line| downshiftarr_shim::record::append(&shim.decision_log, &line));
+        if !written {
+            eprintln!(
+                "downshiftarr tautulli: unable to append this decision to the decision log {}: check that the directory exists and is writable by this user",
+                shim.decision_log
+            );
+        }
     }
     Ok(o)
 }

@@ -655,3 +655,33 @@ fn plex_failing_during_enforcement_is_reported_and_nothing_else_stops() {
     assert_eq!(outcome["reason"], "malformed trigger", "{outcome}");
     stop(daemon);
 }
+
+#[test]
+fn a_session_the_trigger_terminated_is_not_terminated_again_by_the_guard() {
+    let (env, d) = guard_env(json!({"session_lookup_delay_s": 0.1}), Vec::new(), |_| {});
+    let play = &env.plex.play;
+    play.set_sessions(vec![missed("tx-trig")]);
+    let o = tautulli_cmd(&env, &env.cfg, &[], "carol", "sess-tx-trig", "9");
+    assert_eq!(o["action"], "terminated", "{o}");
+    assert_eq!(play.terminations().len(), 1);
+    // Plex keeps listing a terminated session until the client reports back (seconds).
+    play.set_sessions(vec![missed("tx-trig")]);
+    let after = play.polls.load(Ordering::SeqCst);
+    wait_until("four guard polls", 15, || {
+        play.polls.load(Ordering::SeqCst) >= after + 4
+    });
+    assert_eq!(
+        play.terminations().len(),
+        1,
+        "the guard remembers what the trigger enforced"
+    );
+    assert!(
+        decisions(&env).iter().all(|r| r["origin"] != "guard"),
+        "no second decision"
+    );
+    // And a repeated trigger for the same session does not terminate it twice either.
+    let o = tautulli_cmd(&env, &env.cfg, &[], "carol", "sess-tx-trig", "9");
+    assert_eq!(o["reason"], "already enforced", "{o}");
+    assert_eq!(play.terminations().len(), 1);
+    stop(d);
+}
