@@ -656,6 +656,86 @@ fn plex_failing_during_enforcement_is_reported_and_nothing_else_stops() {
     stop(daemon);
 }
 
+/// Rows of `decisions --json` for one session.
+fn rows_of(env: &Env, session: &str) -> Vec<Value> {
+    decisions(env)
+        .into_iter()
+        .filter(|r| r["session"] == session)
+        .collect()
+}
+
+#[test]
+fn decisions_logged_while_the_daemon_was_down_join_the_audit_once() {
+    let env = Env::new(FakePlex::start(4, 0, 0), json!({}));
+    let log = env.dir.path().join("decisions.jsonl");
+    env.configure("shim", json!({"decision_log": log}));
+    let to_log = [("DOWNSHIFTARR_DECISION_LOG", log.to_str().unwrap())];
+    let unknown = "/data/Movies/Unknown (2001)/Unknown.mkv";
+    // The daemon is down: the shim and the Tautulli drop-in write to the decision log.
+    let (out, _) = shim(&env, &job(unknown, "tx-offline-1"), &to_log);
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+    env.plex.play.set_sessions(vec![Play::session(
+        "41",
+        "sess-t-41",
+        "tx-t41",
+        RK3,
+        UHD3,
+        "fay",
+        "tv-f",
+        "transcode",
+    )]);
+    let o = tautulli_cmd(&env, &env.cfg, &[], "fay", "sess-t-41", "41");
+    assert_eq!(o["action"], "terminated", "{o}");
+    // `decisions` shows both before the daemon ever ran.
+    let shim_rows = rows_of(&env, "tx-offline-1");
+    assert_eq!(shim_rows.len(), 1, "{shim_rows:?}");
+    assert_eq!(shim_rows[0]["origin"], "shim");
+    assert_eq!(shim_rows[0]["decision"], "refuse");
+    let trig = rows_of(&env, "41");
+    assert_eq!(trig.len(), 1, "{trig:?}");
+    assert_eq!(trig[0]["origin"], "tautulli");
+    assert_eq!(trig[0]["user"], "fay");
+    assert!(
+        trig[0]["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("terminated")),
+        "{trig:?}"
+    );
+
+    // The daemon imports the file when it starts, and rotates it.
+    let d = env.daemon();
+    wait_for_daemon(&env.socket(), MOVIE0_4K);
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM decisions WHERE session IN ('tx-offline-1', '41')"),
+        2,
+        "imported once"
+    );
+    assert!(!log.exists(), "the log was rotated");
+    assert!(env.dir.path().join("decisions.jsonl.1").exists());
+    assert_eq!(rows_of(&env, "tx-offline-1").len(), 1, "no duplicate");
+    stop(d);
+
+    // Down again: a new line; `decisions` merges the file and the database, by time.
+    let (out, _) = shim(&env, &job(unknown, "tx-offline-2"), &to_log);
+    assert_eq!(out.status.code(), Some(69));
+    let all = decisions(&env);
+    let order: Vec<&str> = all.iter().filter_map(|r| r["session"].as_str()).collect();
+    assert_eq!(order, ["tx-offline-1", "41", "tx-offline-2"], "{all:?}");
+
+    // A second start imports only the new line.
+    let d = env.daemon();
+    wait_for_daemon(&env.socket(), MOVIE0_4K);
+    assert_eq!(
+        env.count(
+            "SELECT COUNT(*) FROM decisions WHERE session IN ('tx-offline-1', '41', 'tx-offline-2')"
+        ),
+        3,
+        "a repeat import adds no duplicate"
+    );
+    assert_eq!(rows_of(&env, "tx-offline-2").len(), 1);
+    stop(d);
+}
+
 #[test]
 fn a_session_the_trigger_terminated_is_not_terminated_again_by_the_guard() {
     let (env, d) = guard_env(json!({"session_lookup_delay_s": 0.1}), Vec::new(), |_| {});
