@@ -97,6 +97,16 @@ impl Outcome {
         })
     }
 
+    /// How loud it is in a log (and whether `TAUTULLI_LOG_MIN_LEVEL` lets it reach the
+    /// notifier): a missing Plex Pass is an error; a failure or a stopped stream a warning.
+    pub fn level(&self) -> tracing::Level {
+        match self.action {
+            _ if self.plex_pass_missing => tracing::Level::ERROR,
+            "failed" | "terminated" => tracing::Level::WARN,
+            _ => tracing::Level::INFO,
+        }
+    }
+
     /// One line for logs, `decisions` and the Tautulli notifier.
     pub fn line(&self) -> String {
         let mut s = format!("{}: {}", self.action, self.reason);
