@@ -464,6 +464,8 @@ pub fn run(args: TautulliArgs) -> Result<ExitCode> {
     for p in &problems {
         tracing::warn!("{p}");
     }
+    // The settings in effect, for a DEBUG log. Secret values are replaced by the log's
+    // writer (`logging::Redacting`), the one place every line passes, not here.
     let mut keys: Vec<&String> = file_env.keys().collect();
     keys.sort();
     tracing::debug!(
