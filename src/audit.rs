@@ -205,12 +205,8 @@ pub fn run(args: DecisionsArgs) -> Result<ExitCode> {
     };
     // What the daemon has not imported yet (it was down, or the shim could not reach it).
     if log_exists {
-        match logfile::pending(db.as_ref(), log) {
-            Ok(recs) => rows.extend(
-                recs.iter()
-                    .map(logged)
-                    .filter(|r| r["time"].as_str().is_some_and(|t| t >= since.as_str())),
-            ),
+        match logfile::pending(db.as_ref(), log, &since, args.limit) {
+            Ok(recs) => rows.extend(recs.iter().map(logged)),
             Err(e) => eprintln!("downshiftarr decisions: {e:#}"),
         }
         // RFC 3339 UTC with milliseconds sorts as text; the sort is stable.

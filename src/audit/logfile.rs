@@ -271,9 +271,16 @@ pub fn import(db: &mut Connection, log: &Path) -> Result<Imported> {
 }
 
 /// The records of `<log>.1` and `<log>` not imported yet (for `decisions` while the daemon
-/// is down), oldest file first. `db` is the audit database, when there is one.
-pub fn pending(db: Option<&Connection>, log: &Path) -> Result<Vec<Value>> {
-    let mut recs = Vec::new();
+/// is down), oldest file first: at most the last `limit` with a `time` at or after `since`
+/// (a log that grew for months is streamed, not held). `db` is the audit database, when
+/// there is one.
+pub fn pending(
+    db: Option<&Connection>,
+    log: &Path,
+    since: &str,
+    limit: usize,
+) -> Result<Vec<Value>> {
+    let mut recs = std::collections::VecDeque::new();
     for path in [rotated_path(log), log.to_path_buf()] {
         let Some(mut f) = LogFile::open(&path)? else {
             continue;
@@ -283,13 +290,21 @@ pub fn pending(db: Option<&Connection>, log: &Path) -> Result<Vec<Value>> {
             None => 0,
         };
         f.lines_from(from, |line| {
-            if let Some(r) = record(line) {
-                recs.push(r);
+            let Some(r) = record(line) else {
+                return Ok(());
+            };
+            if r.get("time").and_then(Value::as_str).unwrap_or("") >= since {
+                if recs.len() == limit {
+                    recs.pop_front();
+                }
+                if limit > 0 {
+                    recs.push_back(r);
+                }
             }
             Ok(())
         })?;
     }
-    Ok(recs)
+    Ok(recs.into())
 }
 
 #[cfg(test)]
@@ -381,7 +396,10 @@ mod tests {
         assert!(log.exists(), "not rotated");
         let mut db = db();
         assert_eq!(import(&mut db, &log).unwrap().records, 2);
-        assert_eq!(pending(Some(&db), &log).unwrap(), Vec::<Value>::new());
+        assert_eq!(
+            pending(Some(&db), &log, "", 10).unwrap(),
+            Vec::<Value>::new()
+        );
     }
 
     #[test]
@@ -393,10 +411,14 @@ mod tests {
         import(&mut db, &log).unwrap();
         append(&rotated_path(&log), &line(2));
         append(&log, &line(3));
-        let p = pending(Some(&db), &log).unwrap();
+        let p = pending(Some(&db), &log, "", 10).unwrap();
         let s: Vec<&str> = p.iter().map(|r| r["session"].as_str().unwrap()).collect();
         assert_eq!(s, ["tx-2", "tx-3"]);
-        assert_eq!(pending(None, &log).unwrap().len(), 3);
+        assert_eq!(pending(None, &log, "", 10).unwrap().len(), 3);
+        // --since and --limit apply while reading.
+        let p = pending(None, &log, "2026-11-30T10:00:02", 1).unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0]["session"], "tx-3");
     }
 
     #[test]
