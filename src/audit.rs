@@ -1,7 +1,14 @@
 //! The decision audit: every decision (shim, reactive guard, Tautulli trigger) with its
 //! reason and what enforcement did, stored by the daemon and listed by
 //! `downshiftarr decisions [--since DURATION] [--json]`.
+//!
+//! What the shim wrote to its decision log while the daemon was down is imported when the
+//! daemon starts ([`import_decision_log`]) and shown by `decisions` until then
+//! ([`logfile::pending`]).
 
+pub mod logfile;
+
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
 
@@ -36,6 +43,23 @@ pub fn insert(db: &Connection, rec: &Value) -> Result<()> {
         ],
     )?;
     Ok(())
+}
+
+/// The daemon's start-up import of the decision log (see [`logfile`]); never fatal.
+pub fn import_decision_log(db: &mut Connection, log: &str) {
+    if log.is_empty() {
+        return;
+    }
+    match logfile::import(db, Path::new(log)) {
+        Ok(r) if r.records > 0 || r.skipped > 0 => tracing::info!(
+            imported = r.records,
+            skipped = r.skipped,
+            rotated_to = %logfile::rotated_path(Path::new(log)).display(),
+            "decision log {log} imported"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("decision log {log} not imported: {e:#}"),
+    }
 }
 
 /// Records what enforcement did about the shim's latest decision on a transcode session.
@@ -82,19 +106,90 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
     Ok(Duration::from_secs(n.saturating_mul(mult)))
 }
 
+/// One row of `decisions` from a stored or logged record.
+fn row(rec: &Value, origin: String, user: Option<String>, outcome: Option<String>) -> Value {
+    let s = |k: &str| rec.get(k).and_then(Value::as_str);
+    json!({
+        "time": s("time").unwrap_or(""),
+        "origin": origin,
+        "decision": s("decision"),
+        "reason": s("reason"),
+        "session": s("session"),
+        "input": s("input"),
+        "user": user,
+        "outcome": outcome,
+        "switched_to": rec.get("switched_to").and_then(|s| s.get("file")).cloned(),
+        "no_switch": rec.get("no_switch").cloned(),
+    })
+}
+
+/// The rows stored in the database, newest `limit` since `since`, oldest first.
+fn stored(db: &Connection, since: &str, limit: usize) -> Result<Vec<Value>> {
+    let has_origin: bool = db
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .map(|v| v >= 3)
+        .unwrap_or(false);
+    let sql = if has_origin {
+        "SELECT origin, user, outcome, record FROM decisions
+         WHERE time >= ?1 ORDER BY id DESC LIMIT ?2"
+    } else {
+        "SELECT 'shim', NULL, NULL, record FROM decisions
+         WHERE time >= ?1 ORDER BY id DESC LIMIT ?2"
+    };
+    let mut q = db.prepare(sql)?;
+    let mut rows: Vec<Value> = q
+        .query_map(params![since, limit as i64], |r| {
+            let record: String = r.get(3)?;
+            let rec: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
+            Ok(row(&rec, r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    rows.reverse();
+    Ok(rows)
+}
+
+/// A logged record as a row: the shim's viewer, a trigger's outcome.
+fn logged(rec: &Value) -> Value {
+    let s = |k: &str| rec.get(k).and_then(Value::as_str).map(String::from);
+    let user = rec
+        .get("viewer")
+        .and_then(|v| v.get("user"))
+        .and_then(Value::as_str)
+        .map(String::from);
+    row(
+        rec,
+        s("origin").unwrap_or_else(|| "shim".into()),
+        user,
+        s("outcome"),
+    )
+}
+
 pub fn run(args: DecisionsArgs) -> Result<ExitCode> {
     let path = crate::config::path(args.config.as_deref());
     let cfg = crate::config::load_strict(&path)?;
     let db_path = cfg.index.database_path(&cfg.daemon);
-    if !db_path.exists() {
+    let log = Path::new(&cfg.shim.decision_log);
+    let log_exists =
+        !cfg.shim.decision_log.is_empty() && (log.exists() || logfile::rotated_path(log).exists());
+    if !db_path.exists() && !log_exists {
         bail!(
-            "no decisions yet: {} does not exist (the daemon creates it)",
-            db_path.display()
+            "no decisions yet: neither {} (the daemon creates it) nor the decision log {} exists",
+            db_path.display(),
+            if cfg.shim.decision_log.is_empty() {
+                "(shim.decision_log is off)".to_string()
+            } else {
+                cfg.shim.decision_log.clone()
+            }
         );
     }
-    let db = Connection::open_with_flags(&db_path, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .with_context(|| format!("unable to open {}", db_path.display()))?;
-    db.busy_timeout(Duration::from_secs(5))?;
+    let db = if db_path.exists() {
+        let db = Connection::open_with_flags(&db_path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .with_context(|| format!("unable to open {}", db_path.display()))?;
+        db.busy_timeout(Duration::from_secs(5))?;
+        Some(db)
+    } else {
+        None
+    };
     let since = match &args.since {
         Some(s) => {
             let t = SystemTime::now()
@@ -104,37 +199,21 @@ pub fn run(args: DecisionsArgs) -> Result<ExitCode> {
         }
         None => String::new(),
     };
-    let has_origin: bool = db
-        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
-        .map(|v| v >= 3)
-        .unwrap_or(false);
-    let sql = if has_origin {
-        "SELECT time, origin, decision, reason, session, input, user, outcome, record FROM decisions
-         WHERE time >= ?1 ORDER BY id DESC LIMIT ?2"
-    } else {
-        "SELECT time, 'shim', decision, reason, session, input, NULL, NULL, record FROM decisions
-         WHERE time >= ?1 ORDER BY id DESC LIMIT ?2"
+    let mut rows = match &db {
+        Some(db) => stored(db, &since, args.limit)?,
+        None => Vec::new(),
     };
-    let mut q = db.prepare(sql)?;
-    let mut rows: Vec<Value> = q
-        .query_map(params![since, args.limit as i64], |r| {
-            let record: String = r.get(8)?;
-            let rec: Value = serde_json::from_str(&record).unwrap_or(Value::Null);
-            Ok(json!({
-                "time": r.get::<_, String>(0)?,
-                "origin": r.get::<_, String>(1)?,
-                "decision": r.get::<_, Option<String>>(2)?,
-                "reason": r.get::<_, Option<String>>(3)?,
-                "session": r.get::<_, Option<String>>(4)?,
-                "input": r.get::<_, Option<String>>(5)?,
-                "user": r.get::<_, Option<String>>(6)?,
-                "outcome": r.get::<_, Option<String>>(7)?,
-                "switched_to": rec.get("switched_to").and_then(|s| s.get("file")).cloned(),
-                "no_switch": rec.get("no_switch").cloned(),
-            }))
-        })?
-        .collect::<rusqlite::Result<_>>()?;
-    rows.reverse();
+    // What the daemon has not imported yet (it was down, or the shim could not reach it).
+    if log_exists {
+        match logfile::pending(db.as_ref(), log, &since, args.limit) {
+            Ok(recs) => rows.extend(recs.iter().map(logged)),
+            Err(e) => eprintln!("downshiftarr decisions: {e:#}"),
+        }
+        // RFC 3339 UTC with milliseconds sorts as text; the sort is stable.
+        rows.sort_by(|a, b| a["time"].as_str().cmp(&b["time"].as_str()));
+        let extra = rows.len().saturating_sub(args.limit);
+        rows.drain(..extra);
+    }
     let mut out = std::io::stdout().lock();
     use std::io::Write;
     if args.json {

@@ -65,6 +65,9 @@ pub fn run(args: CheckConfigArgs) -> Result<ExitCode> {
         println!("environment: {e}");
         ok = false;
     }
+    if let Some(f) = &args.env_file {
+        ok &= crate::trigger::check_env_file(f);
+    }
     if args.print {
         println!(
             "{}",

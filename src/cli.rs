@@ -168,4 +168,7 @@ pub struct CheckConfigArgs {
     /// Print the effective configuration as JSON.
     #[arg(long)]
     pub print: bool,
+    /// Also check a Tautulli drop-in settings file (Downshiftarr.env): names unknown keys.
+    #[arg(long, value_name = "FILE")]
+    pub env_file: Option<PathBuf>,
 }

@@ -59,6 +59,54 @@ impl Outcome {
         }
     }
 
+    /// The decision this outcome stands for in the audit.
+    pub fn decision(&self) -> &'static str {
+        match self.action {
+            "terminated" | "failed" => "refuse",
+            "switched_client" => "switch",
+            _ => "pass",
+        }
+    }
+
+    /// Whether the session is settled by it, so no other enforcer acts on it: anything but a
+    /// skip, and a shadow-mode "would" (one record of it is enough).
+    pub fn settles(&self) -> bool {
+        self.action != "skipped" || self.reason.starts_with("shadow mode")
+    }
+
+    /// The audit record of a guard or trigger decision: the shim's record shape with an
+    /// `origin` (stored by the daemon, or appended to the decision log without it).
+    /// `input` is the file when known, else the session's title.
+    pub fn record(
+        &self,
+        origin: &str,
+        session: &Session,
+        input: Option<&str>,
+        reason: &str,
+    ) -> serde_json::Value {
+        serde_json::json!({
+            "origin": origin,
+            "time": downshiftarr_shim::record::now_rfc3339(),
+            "job": "video_transcode",
+            "decision": self.decision(),
+            "reason": reason,
+            "session": session.transcode.clone().unwrap_or_else(|| session.session_key.clone()),
+            "input": input.unwrap_or(&session.title),
+            "viewer": session.viewer,
+            "outcome": self.line(),
+        })
+    }
+
+    /// How loud it is in a log (and whether `TAUTULLI_LOG_MIN_LEVEL` lets it reach the
+    /// notifier): a missing Plex Pass is an error; a failure or a stopped stream a warning.
+    pub fn level(&self) -> tracing::Level {
+        match self.action {
+            _ if self.plex_pass_missing => tracing::Level::ERROR,
+            "failed" | "terminated" => tracing::Level::WARN,
+            _ => tracing::Level::INFO,
+        }
+    }
+
     /// One line for logs, `decisions` and the Tautulli notifier.
     pub fn line(&self) -> String {
         let mut s = format!("{}: {}", self.action, self.reason);

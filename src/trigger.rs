@@ -21,6 +21,7 @@ use downshiftarr_shim::switch;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::TautulliArgs;
+use crate::daemon::logging::{self, ScriptLog};
 use crate::enforce::{self, Enforcer, Outcome, Want};
 use crate::sessions::Session;
 
@@ -73,6 +74,21 @@ impl Trigger {
         f
     }
 
+    /// The session as the event names it, for the audit and the enforcement memory.
+    pub fn audit_session(&self) -> Session {
+        Session {
+            session_key: self.session_key.clone(),
+            session_id: some(&self.session_id),
+            title: format!("rating key {}", self.rating_key),
+            viewer: policy::Viewer {
+                user: some(&self.username),
+                client_id: some(&self.machine_id),
+                ..policy::Viewer::default()
+            },
+            ..Session::default()
+        }
+    }
+
     fn want(&self) -> Want {
         Want {
             session_key: some(&self.session_key),
@@ -91,20 +107,48 @@ pub trait Knowledge {
     fn versions(&self, session: &Session) -> Option<(SourceFacts, Vec<MediaVersion>)>;
     /// The shim already decided about this transcode session (or, recently, this file).
     fn handled(&self, transcode: Option<&str>, file: Option<&str>) -> bool;
+    /// The guard or an earlier trigger already acted on this session.
+    fn enforced(&self, _session: &Session) -> bool {
+        false
+    }
+    /// Remembers that the trigger acted on this session, so the guard leaves it alone.
+    fn note_enforced(&self, _session: &Session) {}
 }
 
 /// Handles one trigger with the original script's flow; never panics (an internal error
 /// follows `KILL_ON_UNEXPECTED_ERROR`).
 pub fn handle(enf: &Enforcer<'_>, t: &Trigger, know: &dyn Knowledge, shadow: bool) -> Outcome {
-    enf.guarded(
+    let (o, session) = handle_remembered(enf, t, know, shadow);
+    if o.settles() {
+        know.note_enforced(&session.unwrap_or_else(|| t.audit_session()));
+    }
+    o
+}
+
+/// The outcome, and the session it acted on when Plex listed it.
+fn handle_remembered(
+    enf: &Enforcer<'_>,
+    t: &Trigger,
+    know: &dyn Knowledge,
+    shadow: bool,
+) -> (Outcome, Option<Session>) {
+    let found = std::cell::RefCell::new(None);
+    let o = enf.guarded(
         some(&t.session_id).as_deref(),
         some(&t.session_key).as_deref(),
         !shadow,
-        || handle_inner(enf, t, know, shadow),
-    )
+        || handle_inner(enf, t, know, shadow, &found),
+    );
+    (o, found.into_inner())
 }
 
-fn handle_inner(enf: &Enforcer<'_>, t: &Trigger, know: &dyn Knowledge, shadow: bool) -> Outcome {
+fn handle_inner(
+    enf: &Enforcer<'_>,
+    t: &Trigger,
+    know: &dyn Knowledge,
+    shadow: bool,
+    found: &std::cell::RefCell<Option<Session>>,
+) -> Outcome {
     let skip = |reason| Outcome::new("skipped", reason, "");
     let by_name = policy::Viewer {
         user: some(&t.username),
@@ -159,6 +203,7 @@ fn handle_inner(enf: &Enforcer<'_>, t: &Trigger, know: &dyn Knowledge, shadow: b
             };
         }
     };
+    *found.borrow_mut() = Some(session.clone());
     if session.live {
         return skip("live tv");
     }
@@ -177,6 +222,9 @@ fn handle_inner(enf: &Enforcer<'_>, t: &Trigger, know: &dyn Knowledge, shadow: b
         .map(|v| v.file.as_str());
     if know.handled(session.transcode.as_deref(), file) {
         return skip("handled by the shim");
+    }
+    if know.enforced(&session) {
+        return skip("already enforced");
     }
     if !enforce::protected(&facts, enf.shim) {
         return skip("source not protected");
@@ -243,6 +291,117 @@ pub fn parse_env_file(text: &str) -> HashMap<String, String> {
     m
 }
 
+/// Every key a `Downshiftarr.env` may hold that downshiftarr reads (sorted; `KILL_MESSAGE_*`
+/// is a prefix). Kept beside [`IGNORED_ENV_KEYS`] so `check-config --env-file` can name a
+/// key it does not know — a typo there silently kept a default.
+pub const ENV_KEYS: &[&str] = &[
+    "ALLOW_HDR_FALLBACK",
+    "AUTO_WATERFALL_ON_CONTINUED_TRANSCODE",
+    "BITRATE_CEILING_KBPS",
+    "DOWNSHIFTARR_BUDGET_MS",
+    "DOWNSHIFTARR_CONFIG",
+    "DOWNSHIFTARR_DECISION_LOG",
+    "DOWNSHIFTARR_LOG_NON_VIDEO",
+    "DOWNSHIFTARR_SOCKET",
+    "EXEMPT_CLIENTS",
+    "EXEMPT_USERS",
+    "EXEMPT_WHEN_VIEWER_UNKNOWN",
+    "FALLBACK_SDR_ONLY",
+    "GUARDED_JOBS",
+    "HTTP_TIMEOUT_S",
+    "KILL_ON_CLIENT_NOT_FOUND",
+    "KILL_ON_NO_FALLBACK_MEDIA",
+    "KILL_ON_PLEX_CONNECT_FAIL",
+    "KILL_ON_REWRITE_UNSUPPORTED",
+    "KILL_ON_SESSION_NOT_FOUND",
+    "KILL_ON_SWITCH_FAIL",
+    "KILL_ON_UNEXPECTED_ERROR",
+    "KILL_ON_UNKNOWN_SOURCE",
+    "LOG_BACKUP_COUNT",
+    "LOG_FILE",
+    "LOG_LEVEL",
+    "LOG_MAX_BYTES",
+    "LOG_TO_STDERR",
+    "MAX_ALLOWED_HEIGHT",
+    "PLEX_TOKEN",
+    "PLEX_URL",
+    "PREFER_HEIGHTS",
+    "PROBE_MAX_BYTES",
+    "SEEK_DELAY_S",
+    "SEEK_RETRIES",
+    "SEEK_RETRY_DELAY_S",
+    "SESSION_LOOKUP_DELAY_S",
+    "SESSION_LOOKUP_RETRIES",
+    "SHADOW_MODE",
+    "TAUTULLI_APIKEY",
+    "TAUTULLI_LOG_MIN_LEVEL",
+    "TAUTULLI_LOG_NOTIFIER_ID",
+    "TAUTULLI_LOG_SUBJECT",
+    "TAUTULLI_URL",
+    "TONEMAP_ALGORITHM",
+    "VERBOSE",
+    "WATERFALL_MIN_HEIGHT",
+];
+
+/// Keys of the original script that downshiftarr knows but does not use (its telemetry,
+/// its adaptive learning, policy knobs this design replaces): named as ignored, not unknown.
+pub const IGNORED_ENV_KEYS: &[&str] = &[
+    "ADAPTIVE_CONFIDENCE_MIN",
+    "ADAPTIVE_LEARNING_ENABLED",
+    "ADAPTIVE_LEARNING_FILE",
+    "ADAPTIVE_MAX_P95_MS",
+    "ADAPTIVE_MIN_SAMPLES",
+    "ADAPTIVE_RECENT_OUTCOME_LIMIT",
+    "ENFORCEMENT_MODE",
+    "FOUR_K_TRANSCODE_ALLOWED",
+    "HARD_PROTECT_1080_HDR",
+    "HARD_PROTECT_1080_REMUX",
+    "PLEX_USER_TOKEN",
+    "PROTECTED_SOURCE_MIN_HEIGHT",
+    "REMUX_1080_MIN_BITRATE_KBPS",
+    "TELEMETRY_ENABLED",
+    "TELEMETRY_FILE",
+];
+
+/// `check-config --env-file`: names every key of the file downshiftarr does not know (an
+/// error) or does not use (a note). True when every key is known.
+pub fn check_env_file(path: &Path) -> bool {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!(
+                "env file {}: unable to read: {e} (pass the Downshiftarr.env Tautulli uses)",
+                path.display()
+            );
+            return false;
+        }
+    };
+    let mut keys: Vec<String> = parse_env_file(&text).into_keys().collect();
+    keys.sort();
+    let mut ok = true;
+    for k in &keys {
+        if ENV_KEYS.binary_search(&k.as_str()).is_ok() || k.starts_with("KILL_MESSAGE_") {
+            continue;
+        }
+        if IGNORED_ENV_KEYS.binary_search(&k.as_str()).is_ok() {
+            eprintln!(
+                "env file {}: {k} is a key of the original script that downshiftarr ignores",
+                path.display()
+            );
+        } else {
+            eprintln!(
+                "env file {}: unknown key {k} (a typo? it changes nothing; see the README's drop-in keys)",
+                path.display()
+            );
+            ok = false;
+        }
+    }
+    if ok {
+        eprintln!("env file {}: ok ({} keys)", path.display(), keys.len());
+    }
+    ok
+}
+
 fn env_file_path(flag: Option<&Path>) -> Option<PathBuf> {
     if let Some(p) = flag {
         return Some(p.to_path_buf());
@@ -273,11 +432,16 @@ pub fn run(args: TautulliArgs) -> Result<ExitCode> {
         video_dynamic_range: args.video_dynamic_range.unwrap_or_default(),
     };
     // The process environment wins over the file, as python-dotenv does.
-    let file_env = match env_file_path(args.env_file.as_deref()) {
-        Some(p) => match std::fs::read_to_string(&p) {
+    let mut problems = Vec::new();
+    let env_path = env_file_path(args.env_file.as_deref());
+    let file_env = match &env_path {
+        Some(p) => match std::fs::read_to_string(p) {
             Ok(t) => parse_env_file(&t),
             Err(e) => {
-                eprintln!("downshiftarr tautulli: {}: {e}", p.display());
+                problems.push(format!(
+                    "unable to read the settings file {}: {e} (using the environment only)",
+                    p.display()
+                ));
                 HashMap::new()
             }
         },
@@ -289,15 +453,44 @@ pub fn run(args: TautulliArgs) -> Result<ExitCode> {
             .filter(|v| !v.is_empty())
             .or_else(|| file_env.get(k).cloned())
     };
+    // The original script's log: where it was, as verbose as it was.
+    let (log, errors) = ScriptLog::from_env(&env, env_path.as_deref().and_then(Path::parent));
+    problems.extend(errors);
+    if let Err(e) = logging::init_script(&log) {
+        eprintln!("downshiftarr tautulli: unable to start logging: {e:#}");
+    }
+    let (http_timeout, error) = http_timeout(&env);
+    problems.extend(error);
+    for p in &problems {
+        tracing::warn!("{p}");
+    }
+    // The settings in effect, for a DEBUG log. Secret values are replaced by the log's
+    // writer (`logging::Redacting`), the one place every line passes, not here.
+    let mut keys: Vec<&String> = file_env.keys().collect();
+    keys.sort();
+    tracing::debug!(
+        settings = %env_path.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+        "{}",
+        keys.iter()
+            .map(|k| format!("{k}={}", env(k).unwrap_or_default()))
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+    tracing::debug!(?trigger, "tautulli trigger");
     let path = crate::config::path(args.config.as_deref());
     let shim_loaded = downshiftarr_shim::config::load(&path, &env);
     let outcome = match ask_daemon(&shim_loaded.config, &trigger) {
         Some(o) => {
+            tracing::info!(
+                "tautulli trigger (decided by the daemon): {} {}",
+                o.get("action").and_then(|a| a.as_str()).unwrap_or("?"),
+                o.get("reason").and_then(|a| a.as_str()).unwrap_or("")
+            );
             println!("{}", serde_json::to_string(&o)?);
             o
         }
         None => {
-            let o = standalone(&path, &env, shim_loaded.config, &trigger)?;
+            let o = standalone(&path, &env, shim_loaded.config, &trigger, http_timeout)?;
             let v = serde_json::to_value(&o)?;
             println!("{}", serde_json::to_string(&v)?);
             v
@@ -324,13 +517,40 @@ fn ask_daemon(shim: &ShimConfig, t: &Trigger) -> Option<serde_json::Value> {
     }) {
         Ok(Response::Enforced { outcome }) => Some(outcome),
         Ok(other) => {
-            eprintln!("downshiftarr tautulli: unexpected daemon answer {other:?}; deciding here");
+            tracing::warn!("unexpected daemon answer {other:?}; deciding here");
             None
         }
         Err(e) => {
-            eprintln!("downshiftarr tautulli: daemon: {e}; deciding here");
+            tracing::info!("daemon: {e}; deciding here");
             None
         }
+    }
+}
+
+/// `HTTP_TIMEOUT_S` (default 8): every request the drop-in makes to Plex and Tautulli.
+fn http_timeout(env: &dyn Fn(&str) -> Option<String>) -> (Duration, Option<String>) {
+    const DEFAULT: Duration = Duration::from_secs(8);
+    match env("HTTP_TIMEOUT_S") {
+        None => (DEFAULT, None),
+        Some(v) => match v.trim().parse::<f64>() {
+            Ok(s) if s > 0.0 && s <= 300.0 => (Duration::from_secs_f64(s), None),
+            _ => (
+                DEFAULT,
+                Some(format!(
+                    "HTTP_TIMEOUT_S={v:?}: expected seconds above 0 and at most 300; using 8"
+                )),
+            ),
+        },
+    }
+}
+
+/// Logs an outcome at its level.
+fn log_outcome(o: &Outcome) {
+    let user = o.user.as_deref().unwrap_or("");
+    match o.level() {
+        tracing::Level::ERROR => tracing::error!(user, "tautulli trigger: {}", o.line()),
+        tracing::Level::WARN => tracing::warn!(user, "tautulli trigger: {}", o.line()),
+        _ => tracing::info!(user, "tautulli trigger: {}", o.line()),
     }
 }
 
@@ -339,11 +559,12 @@ fn standalone(
     env: &dyn Fn(&str) -> Option<String>,
     shim: ShimConfig,
     t: &Trigger,
+    http_timeout: Duration,
 ) -> Result<Outcome> {
     let mut cfg = match crate::config::load_strict(path) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("downshiftarr tautulli: {e:#}; using defaults");
+            tracing::warn!("{e:#}; using defaults");
             crate::config::Config::default()
         }
     };
@@ -353,7 +574,7 @@ fn standalone(
         .into_iter()
         .chain(cfg.tautulli.apply_env(env))
     {
-        eprintln!("downshiftarr tautulli: {e}");
+        tracing::warn!("{e}");
     }
     let url = env("PLEX_URL").unwrap_or_else(|| cfg.plex.url.clone());
     let token = env("PLEX_TOKEN").or_else(|| cfg.plex.resolved().ok().map(|(_, t)| t));
@@ -361,22 +582,24 @@ fn standalone(
         Some(tok) => Some(crate::plex::Plex::new(
             &url,
             &tok,
-            Duration::from_millis(cfg.plex.connect_timeout_ms),
-            Duration::from_secs(8),
+            Duration::from_millis(cfg.plex.connect_timeout_ms).min(http_timeout),
+            http_timeout,
         )?),
         None => {
-            eprintln!("downshiftarr tautulli: no Plex token (PLEX_TOKEN)");
+            tracing::warn!("no Plex token: set PLEX_TOKEN in the settings file or plex.token_file in the config");
             None
         }
     };
+    // HTTP_TIMEOUT_S, when the settings give it, wins over tautulli.timeout_ms.
+    let taut_timeout = match env("HTTP_TIMEOUT_S") {
+        Some(_) => http_timeout,
+        None => Duration::from_millis(cfg.tautulli.timeout_ms),
+    };
     let tautulli = match cfg.tautulli.resolved() {
-        Ok(Some((u, k))) => {
-            crate::tautulli::Tautulli::new(&u, &k, Duration::from_millis(cfg.tautulli.timeout_ms))
-                .ok()
-        }
+        Ok(Some((u, k))) => crate::tautulli::Tautulli::new(&u, &k, taut_timeout).ok(),
         Ok(None) => None,
         Err(e) => {
-            eprintln!("downshiftarr tautulli: {e:#}");
+            tracing::warn!("{e:#}");
             None
         }
     };
@@ -401,8 +624,30 @@ fn standalone(
         },
         shadow,
     );
-    if matches!(o.action, "terminated" | "switched_client" | "failed") {
+    log_outcome(&o);
+    // TAUTULLI_LOG_MIN_LEVEL (default WARNING): what reaches the Tautulli notifier.
+    let min = match env("TAUTULLI_LOG_MIN_LEVEL") {
+        None => tracing::level_filters::LevelFilter::WARN,
+        Some(v) => logging::parse_level(&v).unwrap_or_else(|| {
+            tracing::warn!("TAUTULLI_LOG_MIN_LEVEL={v:?}: expected DEBUG, INFO, WARNING or ERROR; using WARNING");
+            tracing::level_filters::LevelFilter::WARN
+        }),
+    };
+    if matches!(o.action, "terminated" | "switched_client" | "failed") && o.level() <= min {
         enf.notify("tautulli trigger", &o);
+    }
+    // The daemon stores its triggers' decisions; without it they go where the shim writes
+    // its own, and the daemon imports them when it starts.
+    let rec = o.record("tautulli", &t.audit_session(), None, o.reason);
+    if !shim.decision_log.is_empty() {
+        let written = serde_json::to_vec(&rec)
+            .is_ok_and(|line| downshiftarr_shim::record::append(&shim.decision_log, &line));
+        if !written {
+            tracing::warn!(
+                "unable to append this decision to the decision log {}: check that the directory exists and is writable by this user",
+                shim.decision_log
+            );
+        }
     }
     Ok(o)
 }
@@ -410,6 +655,14 @@ fn standalone(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn env_key_tables_are_sorted_and_apart() {
+        for t in [ENV_KEYS, IGNORED_ENV_KEYS] {
+            assert!(t.windows(2).all(|w| w[0] < w[1]), "{t:?}");
+        }
+        assert!(ENV_KEYS.iter().all(|k| !IGNORED_ENV_KEYS.contains(k)));
+    }
 
     #[test]
     fn env_file_shapes() {

@@ -655,3 +655,273 @@ fn plex_failing_during_enforcement_is_reported_and_nothing_else_stops() {
     assert_eq!(outcome["reason"], "malformed trigger", "{outcome}");
     stop(daemon);
 }
+
+/// Rows of `decisions --json` for one session.
+fn rows_of(env: &Env, session: &str) -> Vec<Value> {
+    decisions(env)
+        .into_iter()
+        .filter(|r| r["session"] == session)
+        .collect()
+}
+
+#[test]
+fn decisions_logged_while_the_daemon_was_down_join_the_audit_once() {
+    let env = Env::new(FakePlex::start(4, 0, 0), json!({}));
+    let log = env.dir.path().join("decisions.jsonl");
+    env.configure("shim", json!({"decision_log": log}));
+    let to_log = [("DOWNSHIFTARR_DECISION_LOG", log.to_str().unwrap())];
+    let unknown = "/data/Movies/Unknown (2001)/Unknown.mkv";
+    // The daemon is down: the shim and the Tautulli drop-in write to the decision log.
+    let (out, _) = shim(&env, &job(unknown, "tx-offline-1"), &to_log);
+    assert_eq!(out.status.code(), Some(69), "{out:?}");
+    env.plex.play.set_sessions(vec![Play::session(
+        "41",
+        "sess-t-41",
+        "tx-t41",
+        RK3,
+        UHD3,
+        "fay",
+        "tv-f",
+        "transcode",
+    )]);
+    let o = tautulli_cmd(&env, &env.cfg, &[], "fay", "sess-t-41", "41");
+    assert_eq!(o["action"], "terminated", "{o}");
+    // `decisions` shows both before the daemon ever ran.
+    let shim_rows = rows_of(&env, "tx-offline-1");
+    assert_eq!(shim_rows.len(), 1, "{shim_rows:?}");
+    assert_eq!(shim_rows[0]["origin"], "shim");
+    assert_eq!(shim_rows[0]["decision"], "refuse");
+    let trig = rows_of(&env, "41");
+    assert_eq!(trig.len(), 1, "{trig:?}");
+    assert_eq!(trig[0]["origin"], "tautulli");
+    assert_eq!(trig[0]["user"], "fay");
+    assert!(
+        trig[0]["outcome"]
+            .as_str()
+            .is_some_and(|o| o.starts_with("terminated")),
+        "{trig:?}"
+    );
+
+    // The daemon imports the file when it starts, and rotates it.
+    let d = env.daemon();
+    wait_for_daemon(&env.socket(), MOVIE0_4K);
+    assert_eq!(
+        env.count("SELECT COUNT(*) FROM decisions WHERE session IN ('tx-offline-1', '41')"),
+        2,
+        "imported once"
+    );
+    assert!(!log.exists(), "the log was rotated");
+    assert!(env.dir.path().join("decisions.jsonl.1").exists());
+    assert_eq!(rows_of(&env, "tx-offline-1").len(), 1, "no duplicate");
+    stop(d);
+
+    // Down again: a new line; `decisions` merges the file and the database, by time.
+    let (out, _) = shim(&env, &job(unknown, "tx-offline-2"), &to_log);
+    assert_eq!(out.status.code(), Some(69));
+    let all = decisions(&env);
+    let order: Vec<&str> = all.iter().filter_map(|r| r["session"].as_str()).collect();
+    assert_eq!(order, ["tx-offline-1", "41", "tx-offline-2"], "{all:?}");
+
+    // A second start imports only the new line.
+    let d = env.daemon();
+    wait_for_daemon(&env.socket(), MOVIE0_4K);
+    assert_eq!(
+        env.count(
+            "SELECT COUNT(*) FROM decisions WHERE session IN ('tx-offline-1', '41', 'tx-offline-2')"
+        ),
+        3,
+        "a repeat import adds no duplicate"
+    );
+    assert_eq!(rows_of(&env, "tx-offline-2").len(), 1);
+    stop(d);
+}
+
+#[test]
+fn a_session_the_trigger_terminated_is_not_terminated_again_by_the_guard() {
+    let (env, d) = guard_env(json!({"session_lookup_delay_s": 0.1}), Vec::new(), |_| {});
+    let play = &env.plex.play;
+    play.set_sessions(vec![missed("tx-trig")]);
+    let o = tautulli_cmd(&env, &env.cfg, &[], "carol", "sess-tx-trig", "9");
+    assert_eq!(o["action"], "terminated", "{o}");
+    assert_eq!(play.terminations().len(), 1);
+    // Plex keeps listing a terminated session until the client reports back (seconds).
+    play.set_sessions(vec![missed("tx-trig")]);
+    let after = play.polls.load(Ordering::SeqCst);
+    wait_until("four guard polls", 15, || {
+        play.polls.load(Ordering::SeqCst) >= after + 4
+    });
+    assert_eq!(
+        play.terminations().len(),
+        1,
+        "the guard remembers what the trigger enforced"
+    );
+    assert!(
+        decisions(&env).iter().all(|r| r["origin"] != "guard"),
+        "no second decision"
+    );
+    // And a repeated trigger for the same session does not terminate it twice either.
+    let o = tautulli_cmd(&env, &env.cfg, &[], "carol", "sess-tx-trig", "9");
+    assert_eq!(o["reason"], "already enforced", "{o}");
+    assert_eq!(play.terminations().len(), 1);
+    stop(d);
+}
+
+/// Runs the drop-in without a daemon: `Downshiftarr.env` in the test directory with these
+/// lines after the connection keys. Returns its JSON answer, its stderr and how long it took.
+fn drop_in(env: &Env, lines: &str, user: &str, sid: &str, skey: &str) -> (Value, String, Duration) {
+    let envfile = env.dir.path().join("Downshiftarr.env");
+    std::fs::write(
+        &envfile,
+        format!(
+            "PLEX_URL={}\nPLEX_TOKEN={}\nSESSION_LOOKUP_DELAY_S=0.1\nDOWNSHIFTARR_SOCKET={}\nDOWNSHIFTARR_DECISION_LOG={}\n{lines}",
+            env.plex.url,
+            env.plex.token,
+            env.dir.path().join("gone.sock").display(),
+            env.dir.path().join("decisions.jsonl").display(),
+        ),
+    )
+    .unwrap();
+    let t = Instant::now();
+    let out = Command::new(util::cli())
+        .arg("tautulli")
+        .arg("--config")
+        .arg(env.dir.path().join("no-config.json"))
+        .arg(format!("--env-file={}", envfile.display()))
+        .args([
+            &format!("--rating-key={RK3}"),
+            "--machine-id=tv-g",
+            &format!("--username={user}"),
+            &format!("--session-id={sid}"),
+            &format!("--session-key={skey}"),
+            "--video-decision=transcode",
+            "--video-resolution=4k",
+            "--video-dynamic-range=HDR",
+        ])
+        .env_remove("PLEX_TOKEN")
+        .env_remove("PLEX_URL")
+        .env_remove("ENV_FILE")
+        .output()
+        .unwrap();
+    let took = t.elapsed();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+    (v, String::from_utf8_lossy(&out.stderr).into_owned(), took)
+}
+
+fn gus(n: u32) -> Value {
+    Play::session(
+        &format!("{n}"),
+        &format!("sess-g-{n}"),
+        &format!("tx-g-{n}"),
+        RK3,
+        UHD3,
+        "gus",
+        "tv-g",
+        "transcode",
+    )
+}
+
+#[test]
+fn the_drop_in_keeps_the_original_log_settings() {
+    let env = Env::new(FakePlex::start(4, 0, 0), json!({}));
+    let dir = env.dir.path();
+    let play = &env.plex.play;
+    // VERBOSE, a small LOG_MAX_BYTES and LOG_BACKUP_COUNT, nothing on stderr; LOG_FILE
+    // unset: downshiftarr.log beside the .env file, as the original script kept it.
+    let verbose = "VERBOSE=1\nLOG_TO_STDERR=0\nLOG_MAX_BYTES=1500\nLOG_BACKUP_COUNT=2\n";
+    for n in 0..6 {
+        play.set_sessions(vec![gus(60 + n)]);
+        let (o, stderr, _) = drop_in(
+            &env,
+            verbose,
+            "gus",
+            &format!("sess-g-{}", 60 + n),
+            &format!("{}", 60 + n),
+        );
+        assert_eq!(o["action"], "terminated", "{o}");
+        assert_eq!(stderr, "", "LOG_TO_STDERR=0");
+    }
+    let log = dir.join("downshiftarr.log");
+    for p in [
+        log.clone(),
+        dir.join("downshiftarr.log.1"),
+        dir.join("downshiftarr.log.2"),
+    ] {
+        let len = std::fs::metadata(&p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .len();
+        assert!(len < 1500, "{}: {len} bytes", p.display());
+    }
+    assert!(
+        !dir.join("downshiftarr.log.3").exists(),
+        "LOG_BACKUP_COUNT=2"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("DEBUG"), "VERBOSE=1: {text}");
+    assert!(text.contains("tautulli trigger: terminated"), "{text}");
+    assert!(text.contains("PLEX_TOKEN=<redacted>"), "{text}");
+    for p in std::fs::read_dir(dir).unwrap() {
+        let p = p.unwrap().path();
+        if p.to_string_lossy().contains("downshiftarr.log") {
+            let t = std::fs::read_to_string(&p).unwrap();
+            assert!(!t.contains(&env.plex.token), "token in {}", p.display());
+        }
+    }
+
+    // LOG_TO_STDERR (the default) is what Tautulli shows; LOG_LEVEL=WARNING drops INFO;
+    // LOG_FILE puts the file where the owner had it.
+    play.set_sessions(vec![gus(70)]);
+    let other = dir.join("elsewhere.log");
+    let (o, stderr, _) = drop_in(
+        &env,
+        &format!("LOG_LEVEL=WARNING\nLOG_FILE={}\n", other.display()),
+        "gus",
+        "sess-g-70",
+        "70",
+    );
+    assert_eq!(o["action"], "terminated", "{o}");
+    assert!(stderr.contains("tautulli trigger: terminated"), "{stderr}");
+    let text = std::fs::read_to_string(&other).unwrap();
+    assert!(
+        text.contains("WARN") && text.contains("terminated"),
+        "{text}"
+    );
+    assert!(!text.contains("INFO") && !text.contains("DEBUG"), "{text}");
+    assert!(!stderr.contains(&env.plex.token));
+}
+
+#[test]
+fn the_drop_in_honours_http_timeout_s() {
+    let env = Env::new(FakePlex::start(4, 0, 0), json!({}));
+    // Plex takes 10 s to answer for the item.
+    env.plex.faults.delay_ms.store(10_000, Ordering::SeqCst);
+    env.plex.play.set_sessions(vec![gus(80)]);
+    let (o, stderr, took) = drop_in(&env, "HTTP_TIMEOUT_S=0.3\n", "gus", "sess-g-80", "80");
+    assert_eq!(o["action"], "terminated", "{o}: {stderr}");
+    assert!(
+        took < Duration::from_secs(6),
+        "HTTP_TIMEOUT_S=0.3 (3 tries): took {took:?}"
+    );
+}
+
+#[test]
+fn check_config_names_unknown_keys_of_the_env_file() {
+    let env = Env::new(FakePlex::start(1, 0, 0), json!({}));
+    let f = env.dir.path().join("Downshiftarr.env");
+    std::fs::write(
+        &f,
+        "PLEX_URL=http://x:32400\nLOG_MAX_BYTES=100\nKILL_MESSAGE_SWITCH_FAIL=hi\nTELEMETRY_FILE=/tmp/t\nSESION_LOOKUP_RETRIES=3\n",
+    )
+    .unwrap();
+    let out = env.cli(&["check-config", "--env-file", f.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(err.contains("unknown key SESION_LOOKUP_RETRIES"), "{err}");
+    assert!(
+        err.contains("TELEMETRY_FILE is a key of the original script"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("LOG_MAX_BYTES") && !err.contains("KILL_MESSAGE"),
+        "{err}"
+    );
+}

@@ -10,6 +10,10 @@
 //!   each transcode notification; a video transcode of a protected source the shim did not
 //!   report is enforced once it has been seen `enforce.guard_observations` times in a row.
 //! - **Tautulli**: `downshiftarr tautulli` hands its trigger over the socket.
+//!
+//! All three share one [`Memory`] of which sessions and files were handled (the shim) or
+//! enforced (the guard, the trigger), so no session is enforced twice: a session the trigger
+//! terminated is left alone by the guard while Plex still lists it, and the other way round.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
@@ -38,6 +42,80 @@ use crate::trigger::{self, Knowledge, Trigger};
 const HANDLED_TTL: Duration = Duration::from_secs(24 * 3600);
 /// How long a decision about a file counts for any session playing it.
 const HANDLED_INPUT_TTL: Duration = Duration::from_secs(30 * 60);
+/// How long an enforced session is remembered (Plex drops a terminated session within
+/// seconds; a client that never reports back stays listed for a while).
+const ENFORCED_TTL: Duration = Duration::from_secs(24 * 3600);
+
+/// What the shim handled and what the guard or the trigger enforced.
+#[derive(Default)]
+pub struct Memory {
+    /// Transcode session → the shim decided about it (and did not merely shadow).
+    handled: Mutex<HashMap<String, Instant>>,
+    /// Input file → the shim last decided about a transcode of it. A safety net: should Plex
+    /// ever name a transcode differently from the transcoder's progress URL, a session the
+    /// shim handled is still never enforced twice.
+    handled_inputs: Mutex<HashMap<String, Instant>>,
+    /// `tx:<transcode key>` / `id:<Session.id>` → the guard or the trigger acted on it.
+    enforced: Mutex<HashMap<String, Instant>>,
+}
+
+/// The keys a session is remembered by: its transcode key and its `Session.id` (both unique
+/// to one playback; the session key is reused across Plex restarts, so it is not one).
+fn enforced_keys(s: &Session) -> impl Iterator<Item = String> + '_ {
+    let tx = s.transcode.as_deref().map(|t| format!("tx:{t}"));
+    let id = s.session_id.as_deref().map(|i| format!("id:{i}"));
+    tx.into_iter().chain(id)
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Memory {
+    /// A shim record: its transcode session and its file are handled.
+    pub fn note_shim(&self, rec: &Value) {
+        let Some(session) = rec.get("session").and_then(Value::as_str) else {
+            return;
+        };
+        if rec.get("shadowed").is_some_and(|s| !s.is_null()) {
+            return;
+        }
+        let mut h = lock(&self.handled);
+        h.retain(|_, t| t.elapsed() < HANDLED_TTL);
+        h.insert(session.to_string(), Instant::now());
+        if let Some(input) = rec.get("input").and_then(Value::as_str) {
+            let mut i = lock(&self.handled_inputs);
+            i.retain(|_, t| t.elapsed() < HANDLED_INPUT_TTL);
+            i.insert(input.to_string(), Instant::now());
+        }
+    }
+
+    pub fn is_handled(&self, transcode: &str) -> bool {
+        lock(&self.handled).contains_key(transcode)
+    }
+
+    /// The shim decided about a transcode of this file recently (every seek starts a new
+    /// transcoder, so a session the shim handles keeps reporting).
+    pub fn input_handled(&self, file: &str) -> bool {
+        lock(&self.handled_inputs)
+            .get(file)
+            .is_some_and(|t| t.elapsed() < HANDLED_INPUT_TTL)
+    }
+
+    /// The guard or the trigger acted on this session.
+    pub fn note_enforced(&self, s: &Session) {
+        let mut e = lock(&self.enforced);
+        e.retain(|_, t| t.elapsed() < ENFORCED_TTL);
+        for k in enforced_keys(s) {
+            e.insert(k, Instant::now());
+        }
+    }
+
+    pub fn is_enforced(&self, s: &Session) -> bool {
+        let e = lock(&self.enforced);
+        enforced_keys(s).any(|k| e.get(&k).is_some_and(|t| t.elapsed() < ENFORCED_TTL))
+    }
+}
 
 /// A client and the (URL, secret) it was built for.
 type Cached<T> = ((String, String), Arc<T>);
@@ -65,12 +143,8 @@ pub struct Shared {
     pub lookup: Lookup,
     pub live: Arc<RwLock<Config>>,
     pub health: Arc<Health>,
-    /// Transcode session → the shim decided about it (and did not merely shadow).
-    handled: Mutex<HashMap<String, Instant>>,
-    /// Input file → the shim last decided about a transcode of it. A safety net: should Plex
-    /// ever name a transcode differently from the transcoder's progress URL, a session the
-    /// shim handled is still never enforced twice.
-    handled_inputs: Mutex<HashMap<String, Instant>>,
+    /// Handled and enforced sessions, for every enforcer.
+    pub memory: Memory,
     /// Records for the audit job.
     audit: SyncSender<Value>,
     plex: Mutex<Option<Cached<Plex>>>,
@@ -91,8 +165,7 @@ impl Shared {
             lookup,
             live,
             health,
-            handled: Mutex::default(),
-            handled_inputs: Mutex::default(),
+            memory: Memory::default(),
             audit,
             plex: Mutex::default(),
             tautulli: Mutex::default(),
@@ -136,40 +209,15 @@ impl Shared {
 
     /// Called by the audit job for every shim record.
     pub fn note_shim(&self, rec: &Value) {
-        let Some(session) = rec.get("session").and_then(Value::as_str) else {
-            return;
-        };
-        let shadowed = rec.get("shadowed").is_some_and(|s| !s.is_null());
-        let mut h = self.handled.lock().unwrap_or_else(|e| e.into_inner());
-        h.retain(|_, t| t.elapsed() < HANDLED_TTL);
-        if !shadowed {
-            h.insert(session.to_string(), Instant::now());
-            if let Some(input) = rec.get("input").and_then(Value::as_str) {
-                let mut i = self
-                    .handled_inputs
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner());
-                i.retain(|_, t| t.elapsed() < HANDLED_INPUT_TTL);
-                i.insert(input.to_string(), Instant::now());
-            }
-        }
+        self.memory.note_shim(rec);
     }
 
-    /// The shim decided about a transcode of this file recently (every seek starts a new
-    /// transcoder, so a session the shim handles keeps reporting).
+    fn is_handled(&self, transcode: &str) -> bool {
+        self.memory.is_handled(transcode)
+    }
+
     fn input_handled(&self, file: &str) -> bool {
-        self.handled_inputs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(file)
-            .is_some_and(|t| t.elapsed() < HANDLED_INPUT_TTL)
-    }
-
-    pub fn is_handled(&self, transcode: &str) -> bool {
-        self.handled
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains_key(transcode)
+        self.memory.input_handled(file)
     }
 
     fn shadow(cfg: &Config) -> bool {
@@ -186,24 +234,9 @@ impl Shared {
         reason: &str,
         outcome: &Outcome,
     ) {
-        let decision = match outcome.action {
-            "terminated" | "failed" => "refuse",
-            "switched_client" => "switch",
-            _ => "pass",
-        };
-        self.health.decision(origin, decision, reason);
+        self.health.decision(origin, outcome.decision(), reason);
         self.health.enforced(outcome);
-        let rec = json!({
-            "origin": origin,
-            "time": downshiftarr_shim::record::now_rfc3339(),
-            "job": "video_transcode",
-            "decision": decision,
-            "reason": reason,
-            "session": session.transcode.clone().unwrap_or_else(|| session.session_key.clone()),
-            "input": input.unwrap_or(&session.title),
-            "viewer": session.viewer,
-            "outcome": outcome.line(),
-        });
+        let rec = outcome.record(origin, session, input, reason);
         if self.audit.try_send(rec).is_err() {
             tracing::warn!("decision audit queue full: a record was dropped");
         }
@@ -327,7 +360,6 @@ impl Shared {
         cfg: &Config,
         list: &[Session],
         seen: &mut HashMap<String, u32>,
-        done: &mut HashSet<String>,
         shutdown: &Shutdown,
     ) {
         let mut now_seen = HashSet::new();
@@ -355,10 +387,10 @@ impl Shared {
             now_seen.insert(tx.to_string());
             let n = seen.entry(tx.to_string()).or_default();
             *n += 1;
-            if *n < cfg.enforce.guard_observations || done.contains(tx) {
+            if *n < cfg.enforce.guard_observations || self.memory.is_enforced(s) {
                 continue;
             }
-            done.insert(tx.to_string());
+            self.memory.note_enforced(s);
             let outcome = if Self::shadow(cfg) {
                 Outcome::new("skipped", "shadow mode: would enforce", "")
             } else {
@@ -381,8 +413,6 @@ impl Shared {
         }
         // A transcode seen once and then gone (Plex settling on direct play) starts over.
         seen.retain(|k, _| now_seen.contains(k));
-        let live: HashSet<&str> = list.iter().filter_map(|s| s.transcode.as_deref()).collect();
-        done.retain(|k| live.contains(k.as_str()));
     }
 }
 
@@ -429,17 +459,7 @@ impl Enforcement for Shared {
         if matches!(o.action, "terminated" | "switched_client" | "failed") {
             enf.notify("tautulli trigger", &o);
         }
-        let s = Session {
-            session_key: t.session_key.clone(),
-            title: format!("rating key {}", t.rating_key),
-            viewer: Viewer {
-                user: Some(t.username.clone()).filter(|u| !u.is_empty()),
-                client_id: Some(t.machine_id.clone()).filter(|u| !u.is_empty()),
-                ..Viewer::default()
-            },
-            ..Session::default()
-        };
-        self.record("tautulli", &s, None, o.reason, &o);
+        self.record("tautulli", &t.audit_session(), None, o.reason, &o);
         serde_json::to_value(&o).unwrap_or(Value::Null)
     }
 }
@@ -451,6 +471,12 @@ impl Knowledge for Shared {
     }
     fn handled(&self, transcode: Option<&str>, file: Option<&str>) -> bool {
         transcode.is_some_and(|t| self.is_handled(t)) || file.is_some_and(|f| self.input_handled(f))
+    }
+    fn enforced(&self, s: &Session) -> bool {
+        self.memory.is_enforced(s)
+    }
+    fn note_enforced(&self, s: &Session) {
+        self.memory.note_enforced(s);
     }
 }
 
@@ -471,7 +497,6 @@ pub fn refusals(shared: &Shared, rx: &Mutex<Receiver<Value>>, shutdown: &Shutdow
 pub fn guard(shared: &Shared, events: &Mutex<Receiver<Event>>, shutdown: &Shutdown) -> Result<()> {
     let events = events.lock().unwrap_or_else(|e| e.into_inner());
     let mut seen: HashMap<String, u32> = HashMap::new();
-    let mut done: HashSet<String> = HashSet::new();
     let mut next_poll = Instant::now();
     let mut dirty: Option<Instant> = None;
     let mut last_poll: Option<Instant> = None;
@@ -524,7 +549,7 @@ pub fn guard(shared: &Shared, events: &Mutex<Receiver<Event>>, shutdown: &Shutdo
         shared.tracker.replace(list.clone());
         shared.name_viewers(&list, &mut named);
         if cfg.enforce.guard {
-            shared.guard_pass(&cfg, &list, &mut seen, &mut done, shutdown);
+            shared.guard_pass(&cfg, &list, &mut seen, shutdown);
         }
     }
     Ok(())
