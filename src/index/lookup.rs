@@ -776,6 +776,76 @@ mod tests {
         assert_eq!(copy.facts.height, Some(576));
     }
 
+    /// Bytes of heap this thread holds (allocated minus freed), counted by [`Counting`].
+    mod heap {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        thread_local! {
+            static LIVE: Cell<isize> = const { Cell::new(0) };
+        }
+
+        fn add(n: isize) {
+            let _ = LIVE.try_with(|c| c.set(c.get() + n));
+        }
+
+        pub fn live() -> isize {
+            LIVE.with(Cell::get)
+        }
+
+        struct Counting;
+
+        // SAFETY: forwards to the system allocator; the counter is a const thread-local.
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+                add(l.size() as isize);
+                unsafe { System.alloc(l) }
+            }
+            unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+                add(-(l.size() as isize));
+                unsafe { System.dealloc(p, l) }
+            }
+            unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+                add(new as isize - l.size() as isize);
+                unsafe { System.realloc(p, l, new) }
+            }
+        }
+
+        #[global_allocator]
+        static COUNTING: Counting = Counting;
+    }
+
+    #[test]
+    fn holds_a_fraction_of_the_memory_of_the_hash_map() {
+        let d = tempfile::tempdir().unwrap();
+        let mut db = open(&d.path().join("index.sqlite")).unwrap();
+        let tx = db.transaction().unwrap();
+        library(&tx, 600, 40, 60);
+        tx.commit().unwrap();
+        let before = heap::live();
+        let old = reference(&db);
+        let old_bytes = heap::live() - before;
+        let files = old.0.len() as isize;
+        drop(old);
+        let before = heap::live();
+        let l = Lookup::default();
+        l.rebuild(&db).unwrap();
+        let new_bytes = heap::live() - before;
+        assert_eq!(l.len() as isize, files);
+        println!(
+            "{files} files: {} bytes per file in the hash map, {} in the lookup",
+            old_bytes / files,
+            new_bytes / files
+        );
+        // Issue 9: ≤ 100 MB at 200,000 files, the daemon's own few MB included.
+        assert!(
+            new_bytes / files <= 300,
+            "{} bytes per file",
+            new_bytes / files
+        );
+        assert!(new_bytes * 3 <= old_bytes, "{new_bytes} vs {old_bytes}");
+    }
+
     #[test]
     fn an_empty_index_answers_nothing() {
         let d = tempfile::tempdir().unwrap();
