@@ -333,6 +333,25 @@ impl FakePlex {
         }
     }
 
+    /// Adds an SDR H.264 version of this height at `file` to an item (a third version).
+    #[allow(dead_code)] // benches/daemon_index.rs builds its 200,000-file library with it
+    pub fn add_version(&self, rk: u64, height: u32, file: &str) {
+        let mut items = self.items.lock().unwrap();
+        let it = items.get_mut(&rk).expect("item");
+        let width = height * 16 / 9;
+        if let Some(m) = it.json["Media"].as_array_mut() {
+            m.push(media_json(
+                rk * 10 + 2,
+                width,
+                height,
+                "bt709",
+                None,
+                file,
+                rk,
+            ));
+        }
+    }
+
     pub fn delete(&self, rk: u64) {
         self.items.lock().unwrap().remove(&rk);
     }

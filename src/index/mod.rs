@@ -4,19 +4,20 @@
 //! job) in one transaction per batch, so a `kill -9` at any moment leaves a consistent index
 //! and the next sync finishes the job. The shim is answered from memory: [`Lookup`] maps every
 //! file path (as Plex sees it — the transcoder runs in Plex's namespace) to its facts and its
-//! item's versions, rebuilt from the database after each sync.
+//! item's versions, rebuilt from the database after each sync (`lookup.rs`).
 
 pub mod deletions;
+mod lookup;
 pub mod plexjson;
 pub mod sync;
 
-use std::collections::HashMap;
+pub use lookup::Lookup;
+
 use std::path::Path;
-use std::sync::{Arc, RwLock};
 
 use anyhow::{Context, Result};
-use downshiftarr_shim::facts::{DynamicRange, Origin, SourceFacts};
-use downshiftarr_shim::protocol::{MediaVersion, StreamInfo, StreamKind};
+use downshiftarr_shim::facts::DynamicRange;
+use downshiftarr_shim::protocol::StreamKind;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
@@ -136,14 +137,13 @@ pub fn upsert_item(db: &Connection, section: &str, item: &Value) -> Result<bool>
     };
     let ids: ExternalIds = plexjson::external_ids(item);
     let updated = n(item, "updatedAt");
+    // Cached statements: a full sync runs these for each of 200,000 items, and preparing them
+    // anew every time cost seconds of its CPU (issue 9, "Memory at scale").
     let before: Option<Option<i64>> = db
-        .query_row(
-            "SELECT updated_at FROM items WHERE rating_key = ?1",
-            [&rk],
-            |r| r.get(0),
-        )
+        .prepare_cached("SELECT updated_at FROM items WHERE rating_key = ?1")?
+        .query_row([&rk], |r| r.get(0))
         .optional()?;
-    db.execute(
+    db.prepare_cached(
         "INSERT INTO items(rating_key, section_key, type, title, year, parent_key, grandparent_key,
                            season, episode, guid, updated_at, imdb, tmdb, tvdb, plex, preferred_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)
@@ -152,7 +152,8 @@ pub fn upsert_item(db: &Connection, section: &str, item: &Value) -> Result<bool>
             grandparent_key = excluded.grandparent_key, season = excluded.season, episode = excluded.episode,
             guid = excluded.guid, updated_at = excluded.updated_at, imdb = excluded.imdb, tmdb = excluded.tmdb,
             tvdb = excluded.tvdb, plex = excluded.plex, preferred_id = excluded.preferred_id",
-        params![
+    )?
+    .execute(params![
             rk, section, s(item, "type").unwrap_or_default(), s(item, "title").unwrap_or_default(), n(item, "year"),
             s(item, "parentRatingKey"), s(item, "grandparentRatingKey"), n(item, "parentIndex"), n(item, "index"),
             s(item, "guid"), updated, ids.imdb, ids.tmdb, ids.tvdb, ids.plex, ids.preferred()
@@ -165,7 +166,8 @@ pub fn upsert_item(db: &Connection, section: &str, item: &Value) -> Result<bool>
 }
 
 fn replace_versions(db: &Connection, rk: &str, versions: &[Version]) -> Result<()> {
-    db.execute("DELETE FROM media WHERE rating_key = ?1", [rk])?;
+    db.prepare_cached("DELETE FROM media WHERE rating_key = ?1")?
+        .execute([rk])?;
     let mut m = db.prepare_cached(
         "INSERT OR REPLACE INTO media(id, rating_key, width, height, bit_depth, dynamic_range, dv_profile,
                                       dv_bl_compatible, bitrate_kbps, container, video_codec, edition)
@@ -198,7 +200,8 @@ fn replace_versions(db: &Connection, rk: &str, versions: &[Version]) -> Result<(
             } else {
                 part_id.clone()
             };
-            db.execute("DELETE FROM streams WHERE part_id = ?1", [&pid])?;
+            db.prepare_cached("DELETE FROM streams WHERE part_id = ?1")?
+                .execute([&pid])?;
             p.execute(params![pid, mv.media_id, file])?;
             for x in streams {
                 st.execute(params![
@@ -269,177 +272,10 @@ fn kind_name(k: StreamKind) -> &'static str {
     }
 }
 
-/// What the shim is told about one file.
-#[derive(Clone, Debug)]
-pub struct Entry {
-    pub facts: SourceFacts,
-    pub versions: Arc<Vec<MediaVersion>>,
-    pub media_id: Arc<str>,
-}
-
-/// Media id → path of its first part.
-type MediaPaths = HashMap<Arc<str>, String>;
-
-/// The in-memory path → entry map the socket service answers from.
-#[derive(Clone, Default)]
-pub struct Lookup {
-    map: Arc<RwLock<Arc<HashMap<String, Entry>>>>,
-    /// Media (version) id → the path of its first part.
-    media: Arc<RwLock<Arc<MediaPaths>>>,
-}
-
-impl Lookup {
-    pub fn get(&self, path: &str) -> Option<Entry> {
-        let map = self.map.read().unwrap_or_else(|e| e.into_inner()).clone();
-        map.get(path).cloned()
-    }
-
-    /// The entry of a version by its media id (sessions name the media, not the file).
-    pub fn by_media(&self, media_id: &str) -> Option<Entry> {
-        let media = self.media.read().unwrap_or_else(|e| e.into_inner()).clone();
-        self.get(media.get(media_id)?)
-    }
-
-    pub fn len(&self) -> usize {
-        self.map.read().unwrap_or_else(|e| e.into_inner()).len()
-    }
-
-    /// Rebuilds the map from the database and swaps it in atomically.
-    pub fn rebuild(&self, db: &Connection) -> Result<()> {
-        let mut versions: HashMap<String, Vec<MediaVersion>> = HashMap::new();
-        let mut facts_by_file: Vec<(String, String, String, SourceFacts)> = Vec::new();
-        // Codecs, languages, containers and editions repeat across a library: one shared copy
-        // of each keeps the map small (README, "Speed").
-        let mut names: HashMap<String, Arc<str>> = HashMap::new();
-        let mut intern = |v: Option<String>| -> Option<Arc<str>> {
-            let v = v?;
-            Some(
-                names
-                    .entry(v)
-                    .or_insert_with_key(|k| Arc::from(k.as_str()))
-                    .clone(),
-            )
-        };
-        let mut streams: HashMap<String, Vec<StreamInfo>> = HashMap::new();
-        {
-            let mut q = db.prepare("SELECT part_id, idx, kind, codec, language, channels, is_default, forced FROM streams ORDER BY part_id, idx")?;
-            let mut rows = q.query([])?;
-            while let Some(r) = rows.next()? {
-                let kind = match r.get::<_, String>(2)?.as_str() {
-                    "audio" => StreamKind::Audio,
-                    "subtitle" => StreamKind::Subtitle,
-                    _ => StreamKind::Video,
-                };
-                let st = StreamInfo {
-                    index: r.get(1)?,
-                    kind,
-                    codec: intern(r.get(3)?),
-                    language: intern(r.get(4)?),
-                    channels: r.get(5)?,
-                    default: r.get(6)?,
-                    forced: r.get(7)?,
-                };
-                streams.entry(r.get(0)?).or_default().push(st);
-            }
-        }
-        let mut q = db.prepare(
-            "SELECT m.rating_key, m.id, m.width, m.height, m.bit_depth, m.dynamic_range, m.dv_profile,
-                    m.dv_bl_compatible, m.bitrate_kbps, m.container, m.edition, m.video_codec, p.id, p.file
-             FROM media m JOIN parts p ON p.media_id = m.id ORDER BY m.rating_key, m.id, p.id",
-        )?;
-        let rows = q.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, Option<u32>>(2)?,
-                r.get::<_, Option<u32>>(3)?,
-                r.get::<_, Option<u8>>(4)?,
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, Option<u8>>(6)?,
-                r.get::<_, Option<bool>>(7)?,
-                r.get::<_, Option<u32>>(8)?,
-                r.get::<_, Option<String>>(9)?,
-                r.get::<_, Option<String>>(10)?,
-                r.get::<_, Option<String>>(11)?,
-                r.get::<_, String>(12)?,
-                r.get::<_, String>(13)?,
-            ))
-        })?;
-        for row in rows {
-            let (rk, mid, w, h, depth, dr, dvp, dvbl, rate, container, edition, codec, pid, file) =
-                row?;
-            let dynamic_range: Option<DynamicRange> =
-                dr.and_then(|d| serde_json::from_value(Value::String(d)).ok());
-            let vs = versions.entry(rk.clone()).or_default();
-            if !vs.iter().any(|v| v.media_id == mid) {
-                vs.push(MediaVersion {
-                    media_id: mid.clone(),
-                    width: w,
-                    height: h,
-                    dynamic_range,
-                    dv_profile: dvp,
-                    bitrate_kbps: rate,
-                    container: intern(container),
-                    edition: intern(edition),
-                    file: file.clone(),
-                    streams: streams
-                        .remove(&pid)
-                        .map(|mut v| {
-                            v.shrink_to_fit();
-                            v
-                        })
-                        .unwrap_or_default(),
-                });
-            }
-            let facts = SourceFacts {
-                width: w,
-                height: h,
-                bit_depth: depth,
-                dynamic_range,
-                dv_profile: dvp,
-                dv_base_layer_compatible: dvbl,
-                codec,
-                from: Some(Origin::Daemon),
-            };
-            facts_by_file.push((file, rk, mid, facts));
-        }
-        let versions: HashMap<String, Arc<Vec<MediaVersion>>> = versions
-            .into_iter()
-            .map(|(k, v)| (k, Arc::new(v)))
-            .collect();
-        let mut map = HashMap::with_capacity(facts_by_file.len());
-        let mut media: HashMap<Arc<str>, String> = HashMap::with_capacity(facts_by_file.len());
-        for (file, rk, mid, facts) in facts_by_file {
-            let vs = versions.get(&rk).cloned().unwrap_or_default();
-            let media_id: Arc<str> = Arc::from(mid.as_str());
-            media
-                .entry(media_id.clone())
-                .or_insert_with(|| file.clone());
-            map.insert(
-                file,
-                Entry {
-                    facts,
-                    versions: vs,
-                    media_id,
-                },
-            );
-        }
-        *self.map.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(map);
-        *self.media.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(media);
-        // The rebuild's temporaries are freed now; hand the pages back to the system so the
-        // daemon's RSS is what it keeps, not what it once needed.
-        // SAFETY: malloc_trim only releases free heap memory.
-        #[cfg(target_env = "gnu")]
-        unsafe {
-            libc::malloc_trim(0)
-        };
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use downshiftarr_shim::facts::Origin;
     use serde_json::json;
 
     #[test]
