@@ -68,6 +68,18 @@ pub fn run(args: CheckConfigArgs) -> Result<ExitCode> {
     if let Some(f) = &args.env_file {
         ok &= crate::trigger::check_env_file(f);
     }
+    // A file other users can write may not choose what the shim executes (issue 9 §3).
+    if let Ok(meta) = std::fs::metadata(&path) {
+        use std::os::unix::fs::MetadataExt;
+        if let Some(why) = downshiftarr_shim::config::distrust(&path, meta.mode()) {
+            let keys = downshiftarr_shim::config::GUARDED_KEYS.join(", ");
+            eprintln!(
+                "config {}: the shim refuses {keys} from this file: {why}",
+                path.display()
+            );
+            ok &= !loaded.errors.iter().any(|e| e.contains(" ignored: "));
+        }
+    }
     if args.print {
         println!(
             "{}",

@@ -514,7 +514,8 @@ pub fn parse(text: &str) -> std::result::Result<Config, String> {
     ) -> std::result::Result<T, String> {
         match obj.get(name) {
             None => Ok(T::default()),
-            Some(v) => serde_json::from_value(v.clone()).map_err(|e| format!("{name}: {e}")),
+            // Names the key, not only the section (`shim.max_allowed_height: invalid type…`).
+            Some(v) => downshiftarr_shim::config::section_strict(name, v),
         }
     }
     Ok(Config {
@@ -554,4 +555,29 @@ pub fn load_strict(path: &Path) -> Result<Config> {
         .validate()
         .with_context(|| format!("config {}", path.display()))?;
     Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Issue 9 §4: a type error named only the section (`shim: invalid type: …`).
+    #[test]
+    fn type_errors_name_the_key() {
+        let e = parse(r#"{"shim": {"shadow_mode": true, "max_allowed_height": "tall"}}"#)
+            .err()
+            .unwrap_or_default();
+        assert_eq!(
+            e,
+            r#"shim.max_allowed_height: invalid type: string "tall", expected u32"#
+        );
+        let e = parse(r#"{"index": {"page_sise": 5}}"#)
+            .err()
+            .unwrap_or_default();
+        assert!(
+            e.starts_with("index.page_sise: unknown field `page_sise`"),
+            "{e}"
+        );
+        assert!(parse(r#"{"shim": {"shadow_mode": true}}"#).is_ok());
+    }
 }

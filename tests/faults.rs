@@ -7,6 +7,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
+use downshiftarr_shim::protocol::Request;
+
 use crate::util::{self, facts, media, Behaviour, TestDaemon};
 
 struct Run {
@@ -254,5 +256,203 @@ fn unreadable_input_is_refused_by_default_and_passed_when_allowed() {
         r.log.contains("\"from\":\"filename\"") && r.log.contains("\"decision\":\"rewrite\""),
         "{}",
         r.log
+    );
+}
+
+/// Makes a FIFO (named pipe) at `p`.
+fn mkfifo(p: &Path) {
+    let st = Command::new("mkfifo").arg(p).status().unwrap();
+    assert!(st.success(), "mkfifo {}", p.display());
+}
+
+/// Runs the shim with `env`, killing it after 5 s: a hang must fail the test, not stall it.
+fn run_bounded(dir: &Path, args: &[OsString], env: &[(&str, &Path)]) -> Run {
+    use std::process::Stdio;
+    let rec = dir.join("exec-args");
+    let _ = std::fs::remove_file(&rec);
+    let mut c = Command::new(util::shim());
+    c.args(args)
+        .env(
+            "DOWNSHIFTARR_REAL_TRANSCODER",
+            util::recording_transcoder(dir),
+        )
+        .env("DOWNSHIFTARR_CONFIG", dir.join("none.json"))
+        .env("DOWNSHIFTARR_SOCKET", dir.join("none.sock"))
+        .env("DOWNSHIFTARR_DECISION_LOG", dir.join("decisions.jsonl"))
+        .env("REC", &rec)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    let started = Instant::now();
+    let mut child = c.spawn().unwrap();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the shim hung: killed after 5 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let elapsed = started.elapsed();
+    Run {
+        out: Output {
+            status,
+            stdout: vec![],
+            stderr: vec![],
+        },
+        elapsed,
+        log: std::fs::read_to_string(dir.join("decisions.jsonl")).unwrap_or_default(),
+        exec: std::fs::read_to_string(&rec).ok(),
+    }
+}
+
+/// Issue 9 §2: the probe opened the input before checking its type, so a FIFO named like a
+/// 4K film hung a libx264 job for ever (nothing ever writes to it).
+#[test]
+fn a_fifo_as_the_input_never_hangs_a_video_job() {
+    let dir = util::tempdir();
+    let input = dir.path().join("F 2160p HDR.mkv");
+    mkfifo(&input);
+    let r = run_bounded(dir.path(), &job(&input), &[]);
+    assert!(r.elapsed < BOUND, "took {:?}", r.elapsed);
+    assert!(r.out.status.success(), "{:?}", r.out.status);
+    assert!(r.exec.is_some(), "the real transcoder was exec'd");
+    assert!(r.log.contains("probe: not a regular file"), "{}", r.log);
+    // The name still says 2160p HDR: the weak fact decides, the job is rewritten.
+    assert!(r.log.contains("\"decision\":\"rewrite\""), "{}", r.log);
+}
+
+/// Issue 9 §2: a FIFO as the decision log hung every guarded job (a blocking write-open
+/// with no reader), and a FIFO as the config file hung even thumbnails.
+#[test]
+fn a_fifo_as_decision_log_or_config_never_hangs_a_job() {
+    let dir = util::tempdir();
+    let fifo_log = dir.path().join("decisions.fifo");
+    mkfifo(&fifo_log);
+    let r = run_bounded(
+        dir.path(),
+        &job(&media().sdr_1080),
+        &[("DOWNSHIFTARR_DECISION_LOG", &fifo_log)],
+    );
+    assert!(r.elapsed < BOUND, "took {:?}", r.elapsed);
+    assert!(r.out.status.success() && r.exec.is_some(), "{:?}", r.out);
+
+    let fifo_cfg = dir.path().join("config.fifo");
+    mkfifo(&fifo_cfg);
+    let thumb: Vec<OsString> = [
+        "-i",
+        "/nonexistent.mkv",
+        "-vf",
+        "fps=1",
+        "-f",
+        "image2",
+        "t.jpeg",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    for args in [thumb, job(&media().sdr_1080)] {
+        let r = run_bounded(dir.path(), &args, &[("DOWNSHIFTARR_CONFIG", &fifo_cfg)]);
+        assert!(r.elapsed < BOUND, "took {:?}", r.elapsed);
+        assert!(r.out.status.success() && r.exec.is_some(), "{:?}", r.out);
+        // The config error is recorded, naming the file and what it is.
+        assert!(
+            r.log.contains("config.fifo: not a regular file (a fifo)"),
+            "{}",
+            r.log
+        );
+    }
+}
+
+/// Issue 9 §2: with live TV guarded, `lookup_source` sent the input URL with its
+/// `X-Plex-Token=…` over the socket. The token never leaves the shim.
+#[test]
+fn lookup_source_never_carries_the_plex_token() {
+    let dir = util::tempdir();
+    let daemon = TestDaemon::spawn(dir.path(), Behaviour::Answer(facts(1920, 1080, 8, "sdr")));
+    let url =
+        "http://127.0.0.1:32400/livetv/sessions/x/y/index.m3u8?offset=0&X-Plex-Token=SECRETSECRET";
+    let args: Vec<OsString> = [
+        "-i", url, "-map", "0:0", "-codec:0", "libx264", "-f", "ssegment", "m.ts",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    let r = run_bounded(
+        dir.path(),
+        &args,
+        &[
+            ("DOWNSHIFTARR_SOCKET", &daemon.socket),
+            ("GUARDED_JOBS", Path::new("streaming,live_tv")),
+        ],
+    );
+    assert!(r.out.status.success(), "{:?}", r.out);
+    daemon.wait_for_report();
+    let requests = daemon.requests.lock().unwrap().clone();
+    let lookup = requests
+        .iter()
+        .find_map(|q| match q {
+            Request::LookupSource { path } => Some(path.clone()),
+            _ => None,
+        })
+        .expect("the live TV input was looked up");
+    assert!(!lookup.contains("SECRETSECRET"), "{lookup}");
+    assert!(lookup.contains("X-Plex-Token=<redacted>"), "{lookup}");
+}
+
+/// Issue 9 §3: a group- or world-writable config must not choose what the shim executes;
+/// the shim ignores its `real_transcoder` and `check-config` says why.
+#[test]
+fn a_writable_config_cannot_choose_what_the_shim_executes() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = util::tempdir();
+    let cfg = dir.path().join("config.json");
+    let evil = dir.path().join("evil.sh");
+    std::fs::write(&evil, "#!/bin/sh\ntouch \"$0.ran\"\n").unwrap();
+    std::fs::set_permissions(&evil, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(
+        &cfg,
+        format!(r#"{{"shim": {{"real_transcoder": "{}"}}}}"#, evil.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let mut c = Command::new(util::shim());
+    let out = c
+        .args(["-hide_banner", "-version"])
+        .env_remove("DOWNSHIFTARR_REAL_TRANSCODER")
+        .env("DOWNSHIFTARR_CONFIG", &cfg)
+        .env("DOWNSHIFTARR_SOCKET", dir.path().join("none.sock"))
+        .env(
+            "DOWNSHIFTARR_DECISION_LOG",
+            dir.path().join("decisions.jsonl"),
+        )
+        .output()
+        .unwrap();
+    assert!(!dir.path().join("evil.sh.ran").exists(), "{out:?}");
+    let log = std::fs::read_to_string(dir.path().join("decisions.jsonl")).unwrap_or_default();
+    assert!(
+        log.contains(
+            "shim.real_transcoder ignored: the file is group- or world-writable (mode 0666)"
+        ),
+        "{log}"
+    );
+    let out = Command::new(util::cli())
+        .args(["check-config", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(
+            "the shim refuses real_transcoder from this file: the file is group- or world-writable"
+        ),
+        "{err}"
     );
 }

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::open;
+
 /// Default location of the config file (env `DOWNSHIFTARR_CONFIG` overrides).
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/downshiftarr/config.json";
 /// Default daemon socket (env `DOWNSHIFTARR_SOCKET` overrides).
@@ -232,7 +234,7 @@ pub fn config_path<F: Fn(&str) -> Option<String>>(env: &F) -> PathBuf {
 /// Loads the file (a missing file means defaults), then applies environment overrides.
 pub fn load<F: Fn(&str) -> Option<String>>(path: &Path, env: &F) -> Loaded {
     let mut errors = Vec::new();
-    let mut config = match read_file(path) {
+    let mut config = match read_file(path, &mut errors) {
         Ok(Some(c)) => c,
         Ok(None) => ShimConfig::default(),
         Err(e) => {
@@ -253,26 +255,110 @@ pub fn load<F: Fn(&str) -> Option<String>>(path: &Path, env: &F) -> Loaded {
     Loaded { config, errors }
 }
 
-/// Parses the `shim` section of a config file's text. Used by the daemon as well.
+/// Parses the `shim` section of a config file's text strictly: the first bad key is an
+/// error. Used by the daemon as well.
 pub fn parse_section(text: &str) -> Result<ShimConfig, String> {
-    let view: FileView = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
-    match view.shim {
-        None => Ok(ShimConfig::default()),
-        Some(v) => {
-            let c: ShimConfig = serde_json::from_value(v).map_err(|e| format!("shim: {e}"))?;
-            c.validate()?;
-            Ok(c)
-        }
+    let (c, errors) = parse_section_lenient(text)?;
+    match errors.into_iter().next() {
+        Some(e) => Err(e),
+        None => Ok(c),
     }
 }
 
-fn read_file(path: &Path) -> Result<Option<ShimConfig>, String> {
+/// Parses the `shim` section keeping every valid key: a bad key (unknown, mistyped, out of
+/// range) costs only that key, which stays at its default and is named in the errors.
+/// One typo must not throw away a configured `real_transcoder` and take every job down
+/// (issue 9 §2). `Err` only when the text is not JSON at all.
+pub fn parse_section_lenient(text: &str) -> Result<(ShimConfig, Vec<String>), String> {
+    let view: FileView = serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
+    let Some(section) = view.shim else {
+        return Ok((ShimConfig::default(), Vec::new()));
+    };
+    // The common case, a valid section, costs one pass.
+    if let Ok(c) = serde_json::from_value::<ShimConfig>(section.clone()) {
+        if c.validate().is_ok() {
+            return Ok((c, Vec::new()));
+        }
+    }
+    let serde_json::Value::Object(map) = section else {
+        let e = section_strict::<ShimConfig>("shim", &section).err();
+        return Ok((ShimConfig::default(), e.into_iter().collect()));
+    };
+    // Keys are independent of each other, so each is judged alone and the good ones kept.
+    let mut errors = Vec::new();
+    let mut keep = serde_json::Map::new();
+    for (key, value) in map {
+        let alone = serde_json::Value::Object([(key.clone(), value.clone())].into_iter().collect());
+        match serde_json::from_value::<ShimConfig>(alone) {
+            Ok(c) => match c.validate() {
+                Ok(()) => {
+                    keep.insert(key, value);
+                }
+                Err(e) => errors.push(e),
+            },
+            Err(e) => errors.push(format!("shim.{key}: {e}")),
+        }
+    }
+    let c = serde_json::from_value(serde_json::Value::Object(keep)).unwrap_or_default();
+    Ok((c, errors))
+}
+
+/// Deserializes one section of the config file, naming the key of an error
+/// (`shim.max_allowed_height: invalid type: string "tall", expected u32`): serde's own
+/// message names only the section. For sections whose type has `#[serde(default)]`.
+pub fn section_strict<T: serde::de::DeserializeOwned>(
+    name: &str,
+    value: &serde_json::Value,
+) -> Result<T, String> {
+    let e = match serde_json::from_value::<T>(value.clone()) {
+        Ok(t) => return Ok(t),
+        Err(e) => e,
+    };
+    if let serde_json::Value::Object(map) = value {
+        for (key, v) in map {
+            let alone = serde_json::Value::Object([(key.clone(), v.clone())].into_iter().collect());
+            if let Err(e) = serde_json::from_value::<T>(alone) {
+                return Err(format!("{name}.{key}: {e}"));
+            }
+        }
+    }
+    Err(format!("{name}: {e}"))
+}
+
+/// Why a config file may not choose what the shim executes, if it may not: a file any
+/// other local user can write (group- or world-writable, or a symlink to such a file), or
+/// one named by a relative path (whatever the working directory holds). Such a file could
+/// make the shim run any program as the Plex user (issue 9 §3).
+pub fn distrust(path: &Path, mode: u32) -> Option<String> {
+    if !path.is_absolute() {
+        return Some("the path is relative; give DOWNSHIFTARR_CONFIG as an absolute path".into());
+    }
+    (mode & 0o022 != 0).then(|| {
+        format!(
+            "the file is group- or world-writable (mode {:04o}); run chmod go-w {}",
+            mode & 0o7777,
+            path.display()
+        )
+    })
+}
+
+/// Keys a distrusted config file may not set: they choose what the shim executes.
+pub const GUARDED_KEYS: &[&str] = &["real_transcoder"];
+
+fn read_file(path: &Path, errors: &mut Vec<String>) -> Result<Option<ShimConfig>, String> {
     use std::io::Read;
-    let file = match std::fs::File::open(path) {
+    use std::os::unix::fs::MetadataExt;
+    // Non-blocking open, regular files only: a FIFO as the config hung even thumbnails.
+    let file = match open::read(path, open::Kind::Regular) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(open::OpenError::NotFound) => return Ok(None),
         Err(e) => return Err(format!("config {}: {e}", path.display())),
     };
+    // The mode of what was opened (a symlink's target), not of the name.
+    let mode = file
+        .metadata()
+        .map_err(|e| format!("config {}: {e}", path.display()))?
+        .mode();
     let mut text = String::new();
     file.take(MAX_CONFIG_BYTES + 1)
         .read_to_string(&mut text)
@@ -283,9 +369,22 @@ fn read_file(path: &Path) -> Result<Option<ShimConfig>, String> {
             path.display()
         ));
     }
-    parse_section(&text)
-        .map(Some)
-        .map_err(|e| format!("config {}: {e}", path.display()))
+    let (mut c, errs) =
+        parse_section_lenient(&text).map_err(|e| format!("config {}: {e}", path.display()))?;
+    errors.extend(
+        errs.into_iter()
+            .map(|e| format!("config {}: {e}", path.display())),
+    );
+    if let Some(why) = distrust(path, mode) {
+        if !c.real_transcoder.is_empty() {
+            c.real_transcoder.clear();
+            errors.push(format!(
+                "config {}: shim.real_transcoder ignored: {why}",
+                path.display()
+            ));
+        }
+    }
+    Ok(Some(c))
 }
 
 /// Environment overrides, with the original design's names.
@@ -424,6 +523,87 @@ mod tests {
         let l = load(&f.0, &no_env);
         assert_eq!(l.config, ShimConfig::default());
         assert!(l.errors[0].contains("max_allowed_heigth"), "{:?}", l.errors);
+    }
+
+    /// Issue 9 §2: one typo threw the whole section away, `real_transcoder` included, and
+    /// every job then exited 127.
+    #[test]
+    fn a_bad_key_costs_only_that_key() {
+        let mut f = tempfile_in();
+        write!(
+            f.1,
+            r#"{{"shim": {{"real_transcoder": "/bin/true", "max_alowed_height": 2000,
+                "shadow_mode": true, "waterfall_min_height": 9999,
+                "prefer_heights": "1080", "max_allowed_height": "tall"}}}}"#
+        )
+        .unwrap();
+        let l = load(&f.0, &no_env);
+        assert_eq!(l.config.real_transcoder, "/bin/true");
+        assert!(l.config.shadow_mode);
+        let d = ShimConfig::default();
+        assert_eq!(l.config.waterfall_min_height, d.waterfall_min_height);
+        assert_eq!(l.config.prefer_heights, d.prefer_heights);
+        assert_eq!(l.config.max_allowed_height, d.max_allowed_height);
+        let all = l.errors.join("\n");
+        assert_eq!(l.errors.len(), 4, "{all}");
+        for needle in [
+            "shim.max_alowed_height: unknown field",
+            "shim.waterfall_min_height: 9999 is outside",
+            "shim.prefer_heights: invalid type: string \"1080\"",
+            "shim.max_allowed_height: invalid type: string \"tall\", expected u32",
+        ] {
+            assert!(all.contains(needle), "{needle}: {all}");
+        }
+        assert!(l.errors.iter().all(|e| e.starts_with("config ")), "{all}");
+        // The strict parser (check-config) names the key too.
+        let e = parse_section(r#"{"shim": {"max_allowed_height": "tall"}}"#).unwrap_err();
+        assert_eq!(
+            e,
+            "shim.max_allowed_height: invalid type: string \"tall\", expected u32"
+        );
+    }
+
+    /// Issue 9 §3: a config file another user can write must not choose what the shim
+    /// executes.
+    #[test]
+    fn a_writable_or_relative_config_may_not_name_the_real_transcoder() {
+        use std::os::unix::fs::PermissionsExt;
+        let mut f = tempfile_in();
+        write!(
+            f.1,
+            r#"{{"shim": {{"real_transcoder": "/tmp/evil", "shadow_mode": true}}}}"#
+        )
+        .unwrap();
+        let set_mode = |m| std::fs::set_permissions(&f.0, std::fs::Permissions::from_mode(m));
+        set_mode(0o644).unwrap();
+        assert_eq!(load(&f.0, &no_env).config.real_transcoder, "/tmp/evil");
+        assert!(load(&f.0, &no_env).errors.is_empty());
+        let link = f.0.with_file_name("link.json");
+        std::os::unix::fs::symlink(&f.0, &link).unwrap();
+        for mode in [0o664, 0o646, 0o666] {
+            set_mode(mode).unwrap();
+            for p in [&f.0, &link] {
+                let l = load(p, &no_env);
+                assert_eq!(
+                    l.config.real_transcoder,
+                    "",
+                    "mode {mode:o} via {}",
+                    p.display()
+                );
+                assert!(l.config.shadow_mode, "the other keys are kept");
+                assert!(
+                    l.errors[0].contains(
+                        "shim.real_transcoder ignored: the file is group- or world-writable"
+                    ),
+                    "{:?}",
+                    l.errors
+                );
+            }
+        }
+        // A relative path means whatever the working directory holds.
+        let rel = Path::new("config.json");
+        assert!(distrust(rel, 0o644).unwrap().contains("relative"));
+        assert!(distrust(&f.0, 0o644).is_none());
     }
 
     #[test]

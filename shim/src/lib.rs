@@ -18,6 +18,7 @@ pub mod exec;
 pub mod facts;
 pub mod filtergraph;
 pub mod job;
+pub mod open;
 pub mod policy;
 pub mod probe;
 pub mod protocol;

@@ -135,11 +135,8 @@ pub fn append(path: &str, line: &[u8]) -> bool {
     if path.is_empty() {
         return false;
     }
-    let file = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(path);
-    match file {
+    // Non-blocking open, regular files only: a FIFO as the log hung every job (issue 9 §2).
+    match crate::open::append(std::path::Path::new(path)) {
         Ok(mut f) => {
             let mut buf = Vec::with_capacity(line.len() + 1);
             buf.extend_from_slice(line);

@@ -255,8 +255,10 @@ fn learn(
     if ask_daemon {
         match Client::connect(Path::new(&cfg.socket), deadline) {
             Ok(mut c) => {
+                // A network input (live TV) carries `X-Plex-Token=…`: it never leaves the
+                // shim, not even to the daemon (issue 9 §2).
                 let req = Request::LookupSource {
-                    path: String::from_utf8_lossy(path).into_owned(),
+                    path: record::redact(&String::from_utf8_lossy(path), None),
                 };
                 match c.call(&req) {
                     Ok(Response::Source {
@@ -336,7 +338,15 @@ fn hints(inv: &Invocation<'_>, job: &Job, path: &[u8]) -> Option<SourceFacts> {
 /// The shim's entry point: never returns when it execs.
 pub fn run(argv: Vec<OsString>) -> i32 {
     let started = Instant::now();
+    // First, before anything can change them: what Plex handed us is what the real
+    // transcoder gets.
+    let signals = exec::Signals::record();
     std::panic::set_hook(Box::new(|_| {})); // nothing of ours on stdout/stderr on a panic
+    let depth = exec::recursion_depth(std::env::var_os(exec::RECURSION_VAR).as_deref());
+    if depth >= exec::MAX_RECURSION {
+        exec::say(&exec::recursion_message(depth));
+        return exec::EXIT_NOT_EXECUTABLE;
+    }
     let mut all = argv.into_iter();
     let argv0 = all
         .next()
@@ -381,23 +391,23 @@ pub fn run(argv: Vec<OsString>) -> i32 {
     let real = match real {
         Ok(r) => r,
         Err(e) => {
-            eprintln!("downshiftarr: {e}");
+            exec::say(&e);
             return exec::EXIT_NOT_FOUND;
         }
     };
     match outcome.argv {
         Some(args) => {
-            let (code, msg) = exec::exec(&real, &argv0, &args);
-            eprintln!("downshiftarr: {msg}");
+            let (code, msg) = exec::exec(&real, &argv0, &args, signals.as_ref(), depth);
+            exec::say(&msg);
             code
         }
         None => {
             let reason = outcome.decision.reason;
             let msg = outcome.message.as_deref().unwrap_or_default();
-            eprintln!(
-                "downshiftarr: refused ({reason}): {}",
+            exec::say(&format!(
+                "refused ({reason}): {}",
                 record::redact(msg, secret.as_deref())
-            );
+            ));
             exec::EXIT_REFUSED
         }
     }

@@ -265,3 +265,193 @@ fn tokens_are_redacted_in_the_decision_log() {
     assert!(log.as_slice().windows(10).any(|w| w == b"<redacted>"));
     let _ = OsString::from("x").as_bytes();
 }
+
+/// Spawns `c`, killing it after 5 s: a hang or a loop must fail the test, not stall it.
+fn wait_bounded(c: &mut Command) -> std::process::Output {
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+    let mut child = c
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = stderr.read_to_end(&mut buf);
+        buf
+    });
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if started.elapsed() > Duration::from_secs(5) {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("still running after 5 s");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    std::process::Output {
+        status,
+        stdout: vec![],
+        stderr: reader.join().unwrap(),
+    }
+}
+
+/// A job the default policy refuses (a guarded transcode of a file that cannot be read).
+fn refused_job() -> Vec<OsString> {
+    [
+        "-i",
+        "/nonexistent/Movie.mkv",
+        "-map",
+        "0:0",
+        "-codec:0",
+        "libx264",
+        "-f",
+        "dash",
+        "dash",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect()
+}
+
+/// Issue 9 §2: a refusal whose stderr is a closed pipe aborted (`eprintln!` panics on
+/// EPIPE when SIGPIPE is ignored) or was killed by SIGPIPE, instead of exiting 69.
+#[test]
+fn refusal_into_a_closed_stderr_pipe_still_exits_69() {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let dir = tmp("closed-stderr");
+    for ignore_sigpipe in [true, false] {
+        let mut fds = [0; 2];
+        // SAFETY: pipe(2) fills two descriptors, owned below.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        // SAFETY: fresh descriptors owned by nobody else.
+        let (r, w) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+        drop(r); // nobody will ever read what the shim writes
+        let mut c = Command::new(SHIM);
+        c.args(refused_job())
+            .env("DOWNSHIFTARR_REAL_TRANSCODER", fake())
+            .env("DOWNSHIFTARR_CONFIG", dir.join("none.json"))
+            .env("DOWNSHIFTARR_SOCKET", dir.join("no.sock"))
+            .env("DOWNSHIFTARR_DECISION_LOG", dir.join("decisions.jsonl"))
+            .env("FAKE_TRANSCODER_RECORD", dir.join("record"))
+            .stderr(w);
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            c.pre_exec(move || {
+                let disposition = if ignore_sigpipe {
+                    libc::SIG_IGN
+                } else {
+                    libc::SIG_DFL
+                };
+                libc::signal(libc::SIGPIPE, disposition);
+                Ok(())
+            });
+        }
+        let status = c.status().unwrap();
+        assert_eq!(
+            status.code(),
+            Some(69),
+            "SIGPIPE ignored: {ignore_sigpipe}: {status:?}"
+        );
+        assert!(!dir.join("record").exists());
+    }
+}
+
+/// Issue 9 §2: a `real_transcoder` that is a script exec'ing the shim again looped for
+/// ever (~1,000 decision records a second); the same-file check only sees a direct
+/// self-exec.
+#[test]
+fn a_wrapper_script_that_execs_the_shim_again_is_stopped() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmp("recursion");
+    let script = dir.join("wrapper.sh");
+    std::fs::write(&script, "#!/bin/sh\nexec \"$SHIM_AGAIN\" \"$@\"\n").unwrap();
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = wait_bounded(
+        Command::new(SHIM)
+            .args(["-hide_banner", "-version"])
+            .env("SHIM_AGAIN", SHIM)
+            .env("DOWNSHIFTARR_REAL_TRANSCODER", &script)
+            .env("DOWNSHIFTARR_CONFIG", dir.join("none.json"))
+            .env("DOWNSHIFTARR_SOCKET", dir.join("no.sock"))
+            .env("DOWNSHIFTARR_DECISION_LOG", dir.join("decisions.jsonl"))
+            .env("DOWNSHIFTARR_LOG_NON_VIDEO", "1")
+            .env_remove("DOWNSHIFTARR_RECURSION_COUNT"),
+    );
+    assert_eq!(out.status.code(), Some(126), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("downshiftarr: refusing to run: the shim was started by itself 3 times")
+            && err.contains("point it at the real Plex Transcoder")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    let log = std::fs::read_to_string(dir.join("decisions.jsonl")).unwrap_or_default();
+    assert_eq!(
+        log.lines().count(),
+        3,
+        "one record per shim in the chain: {log}"
+    );
+}
+
+/// Issue 9 §2: std's exec reset SIGPIPE to default although Plex started the shim with it
+/// ignored. The real transcoder must see exactly the dispositions and mask Plex gave.
+#[test]
+fn the_transcoder_gets_the_signal_state_plex_gave_the_shim() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tmp("signals");
+    let standin = dir.join("report-signals.sh");
+    std::fs::write(
+        &standin,
+        "#!/bin/sh\nexec grep -E '^Sig(Ign|Blk):' /proc/self/status > \"$SIG_REPORT\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(&standin, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mask_of = |line: &str| {
+        let text = std::fs::read_to_string(dir.join("report")).unwrap();
+        let hex = text
+            .lines()
+            .find_map(|l| l.strip_prefix(line))
+            .unwrap_or_else(|| panic!("{line} missing in {text}"));
+        u64::from_str_radix(hex.trim(), 16).unwrap()
+    };
+    let bit = |sig: libc::c_int| 1u64 << (sig - 1);
+    for ignore_sigpipe in [true, false] {
+        let mut c = Command::new(SHIM);
+        c.args(["-hide_banner", "-version"])
+            .env("DOWNSHIFTARR_REAL_TRANSCODER", &standin)
+            .env("DOWNSHIFTARR_CONFIG", dir.join("none.json"))
+            .env("DOWNSHIFTARR_SOCKET", dir.join("no.sock"))
+            .env("DOWNSHIFTARR_DECISION_LOG", "")
+            .env("SIG_REPORT", dir.join("report"));
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            c.pre_exec(move || {
+                if ignore_sigpipe {
+                    libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+                }
+                let mut set: libc::sigset_t = std::mem::zeroed();
+                libc::sigemptyset(&mut set);
+                libc::sigaddset(&mut set, libc::SIGUSR2);
+                libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+                Ok(())
+            });
+        }
+        let out = c.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        assert_eq!(
+            mask_of("SigIgn:") & bit(libc::SIGPIPE) != 0,
+            ignore_sigpipe,
+            "SIGPIPE ignored as Plex had it: {ignore_sigpipe}"
+        );
+        assert_ne!(
+            mask_of("SigBlk:") & bit(libc::SIGUSR2),
+            0,
+            "the blocked mask is kept"
+        );
+    }
+}

@@ -12,10 +12,12 @@ pub mod sps;
 pub mod ts;
 
 use std::fs::File;
+use std::io::{Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use crate::facts::{DynamicRange, Origin, SourceFacts};
+use crate::open;
 
 /// Why a probe failed (static, for logs).
 pub type ProbeError = &'static str;
@@ -98,14 +100,16 @@ pub struct Reader {
 
 impl Reader {
     pub fn open(path: &Path, max_bytes: u64) -> Result<Reader, ProbeError> {
-        let file = File::open(path).map_err(|_| "file unreadable")?;
-        let meta = file.metadata().map_err(|_| "file unreadable")?;
-        if !meta.is_file() {
-            return Err("not a regular file");
-        }
+        // Never a blocking open: a FIFO named like a movie must not hang the job (issue 9 §2).
+        let mut file = open::read(path, open::Kind::RegularOrBlock).map_err(|e| match e {
+            open::OpenError::NotRegular(_) => "not a regular file",
+            _ => "file unreadable",
+        })?;
+        // The size of a block device is where its end is, not what `st_size` says (0).
+        let len = file.seek(SeekFrom::End(0)).map_err(|_| "file unreadable")?;
         Ok(Reader {
             backing: Backing::File(file),
-            len: meta.len(),
+            len,
             budget: max_bytes,
         })
     }

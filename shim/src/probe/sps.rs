@@ -71,13 +71,11 @@ impl<'a> Bits<'a> {
         let rest = self.bits(zeros)?;
         Some(((1u64 << zeros) - 1 + rest as u64).min(u32::MAX as u64) as u32)
     }
+    /// A signed exp-Golomb code; `None` when it does not fit an `i32`.
     pub fn se(&mut self) -> Option<i32> {
         let k = self.ue()? as i64;
-        Some(if k % 2 == 1 {
-            ((k + 1) / 2) as i32
-        } else {
-            (-(k / 2)) as i32
-        })
+        let v = if k % 2 == 1 { (k + 1) / 2 } else { -(k / 2) };
+        i32::try_from(v).ok()
     }
 }
 
@@ -106,18 +104,11 @@ pub fn hevc(nal: &[u8]) -> Option<SpsInfo> {
             _ => (1, 1),
         };
         let (l, r, t, bo) = (b.ue()?, b.ue()?, b.ue()?, b.ue()?);
-        width = width.checked_sub(sw * (l.checked_add(r)?))?;
-        height = height.checked_sub(sh * (t.checked_add(bo)?))?;
+        (width, height) = crop((width, height), (sw, sh), (l, r, t, bo));
     }
-    let bit_depth = 8 + b.ue()?;
-    if bit_depth > 16 {
-        return None;
-    }
+    let bit_depth = b.ue()?.checked_add(8).filter(|d| *d <= 16)?;
     b.ue()?; // bit_depth_chroma_minus8
-    let log2_max_poc_lsb = b.ue()? + 4;
-    if log2_max_poc_lsb > 16 {
-        return None;
-    }
+    let log2_max_poc_lsb = b.ue()?.checked_add(4).filter(|n| *n <= 16)?;
     let ordering_all = b.bit()?;
     let first = if ordering_all == 1 {
         0
@@ -268,6 +259,30 @@ fn vui_colour(b: &mut Bits<'_>, info: &mut SpsInfo) {
     })();
 }
 
+/// Applies a cropping window (`sps_conf_win_*` / `frame_crop_*` offsets, in `unit`s of
+/// luma samples) to the coded size. A window that is not smaller than the picture, or whose
+/// size overflows, is invalid: it is ignored and the coded size kept, as ffmpeg's decoders
+/// do ("ignoring cropping information"), so a hostile crop can never make a 2160-line
+/// picture measure smaller than it decodes (issue 9 §2).
+fn crop(
+    (width, height): (u32, u32),
+    (unit_w, unit_h): (u32, u32),
+    (left, right, top, bottom): (u32, u32, u32, u32),
+) -> (u32, u32) {
+    let cut = |dim: u32, unit: u32, a: u32, b: u32| {
+        a.checked_add(b)
+            .and_then(|s| s.checked_mul(unit))
+            .filter(|c| *c < dim)
+    };
+    match (
+        cut(width, unit_w, left, right),
+        cut(height, unit_h, top, bottom),
+    ) {
+        (Some(cw), Some(ch)) => (width - cw, height - ch),
+        _ => (width, height),
+    }
+}
+
 /// Parses an H.264 SPS NAL unit (with its 1-byte header, still escaped).
 pub fn h264(nal: &[u8]) -> Option<SpsInfo> {
     let rbsp = unescape(nal);
@@ -288,10 +303,7 @@ pub fn h264(nal: &[u8]) -> Option<SpsInfo> {
         if chroma == 3 {
             b.bit()?;
         }
-        bit_depth = 8 + b.ue()?;
-        if bit_depth > 14 {
-            return None;
-        }
+        bit_depth = b.ue()?.checked_add(8).filter(|d| *d <= 14)?;
         b.ue()?;
         b.bit()?;
         if b.bit()? == 1 {
@@ -301,7 +313,9 @@ pub fn h264(nal: &[u8]) -> Option<SpsInfo> {
                     let (mut last, mut next) = (8i32, 8i32);
                     for _ in 0..size {
                         if next != 0 {
-                            next = (last + b.se()? + 256) % 256;
+                            // delta_scale is -128..=127; anything else is a broken SPS.
+                            let delta = b.se().filter(|d| (-128..=127).contains(d))?;
+                            next = (last + delta + 256) % 256;
                         }
                         last = if next == 0 { last } else { next };
                     }
@@ -347,8 +361,7 @@ pub fn h264(nal: &[u8]) -> Option<SpsInfo> {
         };
         let sh = sh * (2 - frame_mbs_only);
         let (l, r, t, bo) = (b.ue()?, b.ue()?, b.ue()?, b.ue()?);
-        width = width.checked_sub(sw * l.checked_add(r)?)?;
-        height = height.checked_sub(sh * t.checked_add(bo)?)?;
+        (width, height) = crop((width, height), (sw, sh), (l, r, t, bo));
     }
     let mut info = SpsInfo {
         width,
@@ -410,6 +423,141 @@ mod tests {
     #[test]
     fn unescapes() {
         assert_eq!(unescape(&[0, 0, 3, 1, 0, 0, 3]), vec![0, 0, 1, 0, 0]);
+    }
+
+    /// Writes bits and exp-Golomb codes, to build SPS units the way an encoder would.
+    #[derive(Default)]
+    struct BitWriter {
+        bits: Vec<bool>,
+    }
+
+    impl BitWriter {
+        fn put(&mut self, n: u32, v: u64) -> &mut Self {
+            for i in (0..n).rev() {
+                self.bits.push((v >> i) & 1 == 1);
+            }
+            self
+        }
+        fn ue(&mut self, v: u32) -> &mut Self {
+            let v = v as u64 + 1;
+            let len = 64 - v.leading_zeros();
+            self.put(len - 1, 0).put(len, v)
+        }
+        /// The NAL unit with `header`, escaped (`00 00 0x` → `00 00 03 0x`).
+        fn nal(&mut self, header: &[u8]) -> Vec<u8> {
+            self.put(1, 1); // rbsp_stop_one_bit
+            while !self.bits.len().is_multiple_of(8) {
+                self.bits.push(false);
+            }
+            let mut out = header.to_vec();
+            let mut zeros = 0;
+            for chunk in self.bits.chunks(8) {
+                let byte = chunk.iter().fold(0u8, |a, b| (a << 1) | *b as u8);
+                if zeros >= 2 && byte <= 3 {
+                    out.push(3);
+                    zeros = 0;
+                }
+                zeros = if byte == 0 { zeros + 1 } else { 0 };
+                out.push(byte);
+            }
+            out
+        }
+    }
+
+    /// A baseline-profile H.264 SPS of 3840×2160 (in 16×16 macroblocks) with the given
+    /// cropping window (left, right, top, bottom, in units of 2 luma samples).
+    fn h264_uhd_sps(crop: Option<(u32, u32, u32, u32)>) -> Vec<u8> {
+        let mut w = BitWriter::default();
+        w.put(8, 66).put(16, 51); // profile_idc, constraint flags + level_idc
+        w.ue(0).ue(0).ue(2).ue(1).put(1, 0); // sps id, frame_num, poc type 2, refs, gaps
+        w.ue(3840 / 16 - 1).ue(2160 / 16 - 1); // 240 × 135 macroblocks
+        w.put(1, 1).put(1, 1); // frame_mbs_only, direct_8x8_inference
+        match crop {
+            Some((l, r, t, b)) => w.put(1, 1).ue(l).ue(r).ue(t).ue(b),
+            None => w.put(1, 0),
+        };
+        w.put(1, 0); // no VUI
+        w.nal(&[0x67])
+    }
+
+    #[test]
+    fn h264_measures_a_plain_and_a_cropped_picture() {
+        let info = h264(&h264_uhd_sps(None)).unwrap();
+        assert_eq!((info.width, info.height, info.bit_depth), (3840, 2160, 8));
+        // 1920×1088 coded, 8 lines cropped: the usual 1080p stream.
+        let mut w = BitWriter::default();
+        w.put(8, 66).put(16, 40).ue(0).ue(0).ue(2).ue(1).put(1, 0);
+        w.ue(119).ue(67).put(1, 1).put(1, 1);
+        w.put(1, 1).ue(0).ue(0).ue(0).ue(4).put(1, 0);
+        let info = h264(&w.nal(&[0x67])).unwrap();
+        assert_eq!((info.width, info.height), (1920, 1080));
+    }
+
+    /// Issue 9 §2: `2 * (t + b)` wrapped to 1080 in a release build, so a 3840×2160 stream
+    /// was measured 3840×1080 and passed as "not protected".
+    #[test]
+    fn a_huge_h264_crop_never_shrinks_the_picture() {
+        let wrapping = [
+            (0, 0, 1 << 31, 540),       // 2 × (2^31 + 540) ≡ 1080 (mod 2^32)
+            (0, 0, u32::MAX - 1, 0),    // the largest ue(v)
+            ((1 << 31) + 960, 0, 0, 0), // width: 2 × … ≡ 1920
+            (0, 0, 1080, 0),            // exactly the picture: nothing left
+            (0, 0, 600, 600),           // more than the picture
+        ];
+        for crop in wrapping {
+            let info = h264(&h264_uhd_sps(Some(crop)));
+            let size = info.map(|i| (i.width, i.height));
+            assert!(
+                matches!(size, None | Some((3840, 2160))),
+                "crop {crop:?} measured {size:?}"
+            );
+        }
+        // And through an MP4/Matroska `avcC` record, the path a real file takes.
+        let sps = h264_uhd_sps(Some((0, 0, 1 << 31, 540)));
+        let mut avcc = vec![1, 66, 0, 51, 0xff, 0xe1];
+        avcc.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+        avcc.extend_from_slice(&sps);
+        let info = from_avcc(&avcc).map(|i| (i.width, i.height));
+        assert!(matches!(info, None | Some((3840, 2160))), "{info:?}");
+    }
+
+    /// An HEVC SPS (Main 10, 4:2:0) of 3840×2160 with the given conformance window.
+    fn hevc_uhd_sps(window: Option<(u32, u32, u32, u32)>, bit_depth_minus8: u32) -> Vec<u8> {
+        let mut w = BitWriter::default();
+        w.put(4, 0).put(3, 0).put(1, 1); // vps id, max_sub_layers_minus1 = 0, nesting
+        w.put(8, 2).put(32, 0x2000_0000).put(48, 0).put(8, 153); // profile_tier_level
+        w.ue(0).ue(1).ue(3840).ue(2160); // sps id, 4:2:0, size
+        match window {
+            Some((l, r, t, b)) => w.put(1, 1).ue(l).ue(r).ue(t).ue(b),
+            None => w.put(1, 0),
+        };
+        w.ue(bit_depth_minus8).ue(bit_depth_minus8).ue(4); // depths, log2_max_poc_lsb - 4
+        w.put(1, 1).ue(4).ue(0).ue(0); // sub_layer_ordering_info
+        w.ue(0).ue(3).ue(0).ue(3).ue(2).ue(2); // block sizes
+        w.put(1, 0).put(1, 0).put(1, 1).put(1, 0); // scaling, amp, sao, pcm
+        w.ue(0).put(1, 0).put(1, 1).put(1, 1).put(1, 0); // rps, long-term, tmvp, smoothing, vui
+        w.nal(&[0x42, 0x01])
+    }
+
+    #[test]
+    fn a_huge_hevc_conformance_window_never_shrinks_the_picture() {
+        let info = hevc(&hevc_uhd_sps(None, 2)).unwrap();
+        assert_eq!((info.width, info.height, info.bit_depth), (3840, 2160, 10));
+        let info = hevc(&hevc_uhd_sps(Some((0, 0, 0, 4)), 2)).unwrap();
+        assert_eq!((info.width, info.height), (3840, 2152));
+        for window in [
+            (0, 0, 1 << 31, 540),
+            ((1 << 31) + 960, 0, 0, 0),
+            (0, 0, 0, 1080),
+        ] {
+            let size = hevc(&hevc_uhd_sps(Some(window), 2)).map(|i| (i.width, i.height));
+            assert!(
+                matches!(size, None | Some((3840, 2160))),
+                "window {window:?} measured {size:?}"
+            );
+        }
+        // `8 + ue` with the largest ue(v) overflowed; it is simply an invalid depth.
+        assert_eq!(hevc(&hevc_uhd_sps(None, u32::MAX - 1)), None);
     }
 
     #[test]
