@@ -98,7 +98,10 @@ pub struct Reader {
 
 impl Reader {
     pub fn open(path: &Path, max_bytes: u64) -> Result<Reader, ProbeError> {
-        let file = File::open(path).map_err(|_| "file unreadable")?;
+        let file = File::open(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => "file not found",
+            _ => "file unreadable",
+        })?;
         let meta = file.metadata().map_err(|_| "file unreadable")?;
         if !meta.is_file() {
             return Err("not a regular file");
@@ -217,7 +220,7 @@ mod tests {
     fn missing_and_odd_files() {
         assert_eq!(
             probe(Path::new("/nonexistent/x.mkv"), 1 << 20),
-            Err("file unreadable")
+            Err("file not found")
         );
         assert_eq!(probe(Path::new("/"), 1 << 20), Err("not a regular file"));
     }
