@@ -371,8 +371,21 @@ fn status_daemon(socket: &Path, status: serde_json::Value) -> std::thread::JoinH
     use downshiftarr_shim::protocol::{self, Request, Response};
     use std::io::Write;
     let l = std::os::unix::net::UnixListener::bind(socket).unwrap();
+    l.set_nonblocking(true).unwrap();
     std::thread::spawn(move || {
-        if let Ok((mut c, _)) = l.accept() {
+        // Gives up after 5 s, so a status that never connects fails instead of hanging.
+        let t = std::time::Instant::now();
+        let conn = loop {
+            match l.accept() {
+                Ok((c, _)) => break Some(c),
+                Err(_) if t.elapsed() < std::time::Duration::from_secs(5) => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                Err(_) => break None,
+            }
+        };
+        if let Some(mut c) = conn {
+            let _ = c.set_nonblocking(false);
             if let Ok(Request::Status) =
                 protocol::read_frame(&mut c).and_then(|b| protocol::decode::<Request>(&b))
             {
