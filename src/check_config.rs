@@ -1,33 +1,73 @@
 //! `downshiftarr check-config`: validate the file strictly, then the environment overrides
 //! exactly as the shim applies them.
+//!
+//! A file named with `--config` must exist; the default (or `$DOWNSHIFTARR_CONFIG`) may be
+//! absent, which is said. With `--print` the effective configuration is the only thing on
+//! stdout (so `| jq` works) and every message goes to stderr.
 
+use std::io::Write;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 
 use crate::cli::CheckConfigArgs;
 use crate::config;
 
+/// The config file to read: a path given with `--config` must exist, the default may be
+/// absent. Returns the path and, when it is absent, the note to show.
+pub fn config_file(flag: Option<&Path>) -> Result<(PathBuf, Option<String>)> {
+    let path = config::path(flag);
+    match path.try_exists() {
+        Ok(true) => Ok((path, None)),
+        Ok(false) if flag.is_some() => bail!(
+            "config file {} does not exist: check the --config path",
+            path.display()
+        ),
+        Ok(false) => {
+            let note = format!("no config file at {}: using defaults", path.display());
+            Ok((path, Some(note)))
+        }
+        Err(e) => bail!("unable to read config {}: {e}", path.display()),
+    }
+}
+
 pub fn run(args: CheckConfigArgs) -> Result<ExitCode> {
-    let path = config::path(args.config.as_deref());
+    let (path, absent) = config_file(args.config.as_deref())?;
+    // Messages go where they cannot spoil the JSON.
+    let mut out: Box<dyn Write> = if args.print {
+        Box::new(std::io::stderr())
+    } else {
+        Box::new(std::io::stdout())
+    };
     let mut ok = true;
     match config::load_strict(&path) {
         Ok(c) => {
-            println!("config {}: ok", path.display());
+            match &absent {
+                Some(note) => writeln!(out, "{note}")?,
+                None => writeln!(out, "config {}: ok", path.display())?,
+            }
             if c.shim.allow_hdr_fallback && c.shim.fallback_sdr_only {
-                println!(
+                writeln!(
+                    out,
                     "note: shim.allow_hdr_fallback has no effect while shim.fallback_sdr_only is on"
-                );
+                )?;
             }
             match c.tautulli.resolved() {
-                Ok(Some((url, _))) => println!("tautulli {url}: configured (terminate fallback)"),
+                Ok(Some((url, _))) => {
+                    writeln!(out, "tautulli {url}: configured (terminate fallback)")?
+                }
                 Ok(None) => {}
                 Err(e) => {
-                    println!("{e:#}");
+                    writeln!(out, "{e:#}")?;
                     ok = false;
                 }
             }
-            println!("plex directory: {}", crate::daemon::describe_plex_dir(&c));
+            writeln!(
+                out,
+                "plex directory: {}",
+                crate::daemon::describe_plex_dir(&c)
+            )?;
             match c.plex.resolved() {
                 Ok((url, token)) => {
                     let t = |ms| std::time::Duration::from_millis(ms);
@@ -38,31 +78,32 @@ pub fn run(args: CheckConfigArgs) -> Result<ExitCode> {
                         t(c.plex.read_timeout_ms),
                     );
                     match plex.and_then(|p| p.identity()) {
-                        Ok(id) => println!(
+                        Ok(id) => writeln!(
+                            out,
                             "plex {url}: ok (server {}, version {})",
                             id.get("machineIdentifier")
                                 .and_then(|v| v.as_str())
                                 .unwrap_or("?"),
                             id.get("version").and_then(|v| v.as_str()).unwrap_or("?")
-                        ),
+                        )?,
                         Err(e) => {
-                            println!("plex {url}: {e}");
+                            writeln!(out, "plex: {e}")?;
                             ok = false;
                         }
                     }
                 }
-                Err(e) => println!("plex: {e:#} (the daemon will not sync the library)"),
+                Err(e) => writeln!(out, "plex: {e:#} (the daemon will not sync the library)")?,
             }
         }
         Err(e) => {
-            println!("{e:#}");
+            writeln!(out, "{e:#}")?;
             ok = false;
         }
     }
     let env = |k: &str| std::env::var(k).ok();
     let loaded = downshiftarr_shim::config::load(&path, &env);
     for e in loaded.errors.iter().filter(|e| !e.starts_with("config ")) {
-        println!("environment: {e}");
+        writeln!(out, "environment: {e}")?;
         ok = false;
     }
     if let Some(f) = &args.env_file {
@@ -80,6 +121,7 @@ pub fn run(args: CheckConfigArgs) -> Result<ExitCode> {
             ok &= !loaded.errors.iter().any(|e| e.contains(" ignored: "));
         }
     }
+    out.flush()?;
     if args.print {
         println!(
             "{}",

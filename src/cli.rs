@@ -24,7 +24,8 @@ pub enum Command {
     Sync(SyncArgs),
     /// List indexed movies or shows with a title, with their versions and external ids.
     Discover(DiscoverArgs),
-    /// The running daemon's uptime, index counts, last sync and job health.
+    /// The running daemon's uptime, index counts, last sync and job health (exit 0 healthy,
+    /// 1 unhealthy, 2 not running).
     Status(StatusArgs),
     /// Drop-in for the original Tautulli script: same arguments, same Downshiftarr.env.
     Tautulli(TautulliArgs),
@@ -77,11 +78,15 @@ pub struct DecisionsArgs {
     pub limit: usize,
 }
 
+// Exit status: 0 healthy, 1 unhealthy, 2 not running (or not reachable).
 #[derive(Debug, Args)]
 pub struct StatusArgs {
+    /// Config file (default: $DOWNSHIFTARR_CONFIG or /etc/downshiftarr/config.json); the
+    /// socket is `shim.socket`, or $DOWNSHIFTARR_SOCKET when set.
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Print the daemon's JSON answer.
+    /// Print one JSON object: the daemon's answer with "running": true, or
+    /// {"running": false, "socket": …, "error": …}.
     #[arg(long)]
     pub json: bool,
 }
@@ -139,8 +144,10 @@ pub struct ExplainArgs {
     /// Config file (default: $DOWNSHIFTARR_CONFIG or /etc/downshiftarr/config.json).
     #[arg(long)]
     pub config: Option<PathBuf>,
-    /// Source facts as JSON: {"width","height","bit_depth","dynamic_range","dv_profile"}.
-    /// Without it, facts are learned as the shim learns them (daemon, probe, hints).
+    /// Source facts as JSON instead of learning them as the shim does (daemon, probe,
+    /// hints), e.g. {"width":3840,"height":2160,"bit_depth":10,"dynamic_range":"hdr10"};
+    /// dynamic_range is one of sdr, hdr10, hdr10plus, hlg, dolby_vision (then also
+    /// "dv_profile": 5, 7 or 8).
     #[arg(long, value_name = "FILE")]
     pub source_json: Option<PathBuf>,
     /// Print one JSON object instead of a readable summary.

@@ -35,10 +35,10 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode> {
         None => None,
     };
     let env = |k: &str| std::env::var(k).ok();
-    let path = args
-        .config
-        .clone()
-        .unwrap_or_else(|| config::config_path(&env));
+    let (path, absent) = crate::check_config::config_file(args.config.as_deref())?;
+    if let Some(note) = absent {
+        eprintln!("downshiftarr: {note}");
+    }
     let loaded = config::load(&path, &env);
     for e in &loaded.errors {
         eprintln!("downshiftarr: warning: {e} (using defaults)");
@@ -61,12 +61,51 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode> {
     );
     let mut stdout = std::io::stdout().lock();
     if args.json {
-        serde_json::to_writer(&mut stdout, &to_json(&out, &tokens))?;
+        let mut v = to_json(&out, &tokens);
+        // The same list the shim's decision record carries (`[]` when the config is fine).
+        v["config_errors"] = json!(loaded.errors);
+        serde_json::to_writer(&mut stdout, &v)?;
         writeln!(stdout)?;
     } else {
         write_summary(&mut stdout, &out, &tokens)?;
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What a rewritten job will produce: SDR, at the size its (rewritten) scaler asks for.
+struct Output {
+    size: Option<(u32, u32)>,
+}
+
+impl Output {
+    fn describe(&self) -> String {
+        match self.size {
+            Some((w, h)) => format!("{w}x{h} sdr"),
+            None => format!(
+                "sdr at the job's own size (at most {}x{})",
+                downshiftarr_shim::rewrite::MAX_W,
+                downshiftarr_shim::rewrite::MAX_H
+            ),
+        }
+    }
+}
+
+/// The output of a rewrite (a switch's output is the chosen version's, shown with it), read
+/// back from the command line that would be exec'd: the reason is a static counter label
+/// ("rewritten to 1080p sdr") while a 720p job stays 720p.
+fn output(out: &Outcome) -> Option<Output> {
+    if !matches!(out.decision.action, Action::Rewrite(_)) {
+        return None;
+    }
+    let argv = out.argv.as_ref()?;
+    let size = match downshiftarr_shim::argv::parse(argv) {
+        downshiftarr_shim::argv::Parsed::Job(inv) => {
+            let job = downshiftarr_shim::job::classify(&inv);
+            downshiftarr_shim::rewrite::output_target(&inv, &job)
+        }
+        _ => None,
+    };
+    Some(Output { size })
 }
 
 fn read_argv(p: &Path) -> Result<Vec<OsString>> {
@@ -119,6 +158,9 @@ pub fn to_json(out: &Outcome, tokens: &[OsString]) -> serde_json::Value {
     if let Action::Switch(sw) = &out.decision.action {
         v["switch"] = json!(record::SwitchedTo::of(sw, secret.as_deref()));
         v["output_rewritten"] = json!(sw.output_rewritten);
+    }
+    if let Some(o) = output(out) {
+        v["output"] = json!({"width": o.size.map(|s| s.0), "height": o.size.map(|s| s.1), "dynamic_range": "sdr"});
     }
     if let Some(n) = out.decision.no_switch {
         v["no_switch"] = json!(n);
@@ -177,12 +219,12 @@ fn write_summary(w: &mut impl Write, out: &Outcome, tokens: &[OsString]) -> Resu
     for n in &out.notes {
         writeln!(w, "note:      {n}")?;
     }
-    writeln!(
-        w,
-        "decision:  {} — {}",
-        out.decision.action.name(),
-        out.decision.reason
-    )?;
+    // A rewrite says what the output will be, not the counter label.
+    let reason = match output(out) {
+        Some(o) => format!("protected source rewritten to {}", o.describe()),
+        None => out.decision.reason.to_string(),
+    };
+    writeln!(w, "decision:  {} — {reason}", out.decision.action.name())?;
     if let Some(s) = out.decision.shadowed {
         writeln!(w, "shadowed:  would have been: {s}")?;
     }

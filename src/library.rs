@@ -194,23 +194,78 @@ pub fn discover(args: DiscoverArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `downshiftarr status`: the daemon's health over its socket.
+/// How to start the daemon, for a `status` that found none.
+const START_HINT: &str =
+    "start it with `systemctl start downshiftarr` (or run `downshiftarr daemon` in a terminal)";
+
+/// `downshiftarr status`: the daemon's health over its socket. Exit status 0 healthy,
+/// 1 unhealthy, 2 not running or not reachable; `--json` always prints one object.
 pub fn status(args: crate::cli::StatusArgs) -> Result<ExitCode> {
-    use downshiftarr_shim::protocol::{Client, Request, Response};
-    let cfg = config::load_strict(&config::path(args.config.as_deref()))?;
-    let deadline = std::time::Instant::now() + Duration::from_secs(2);
-    let mut c = Client::connect(std::path::Path::new(&cfg.shim.socket), deadline)
-        .map_err(|e| anyhow::anyhow!("the daemon at {}: {e}", cfg.shim.socket))?;
-    let Response::Status { status } = c
-        .call(&Request::Status)
-        .map_err(|e| anyhow::anyhow!("the daemon at {}: {e}", cfg.shim.socket))?
-    else {
-        anyhow::bail!("the daemon at {} answered something else", cfg.shim.socket);
+    let (socket, status) = match daemon_status(args.config.as_deref()) {
+        Ok(answer) => answer,
+        Err((socket, e)) => {
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({"running": false, "socket": socket, "error": e})
+                );
+            } else {
+                println!("downshiftarr daemon: not running ({e})");
+                println!("{START_HINT}");
+            }
+            return Ok(ExitCode::from(2));
+        }
     };
+    let healthy = status.get("healthy") == Some(&serde_json::Value::Bool(true));
+    let code = ExitCode::from(if healthy { 0 } else { 1 });
     if args.json {
-        println!("{status}");
-        return Ok(ExitCode::SUCCESS);
+        let mut v = status;
+        if let Some(o) = v.as_object_mut() {
+            o.insert("running".into(), true.into());
+            o.insert("socket".into(), socket.into());
+        }
+        println!("{v}");
+        return Ok(code);
     }
+    print_status(&status)?;
+    Ok(code)
+}
+
+/// Asks the daemon for its status. The socket is the shim's: `shim.socket`, or
+/// `DOWNSHIFTARR_SOCKET` when set (as the shim reads it). Errors carry the socket tried.
+fn daemon_status(
+    flag: Option<&std::path::Path>,
+) -> std::result::Result<(String, serde_json::Value), (Option<String>, String)> {
+    use downshiftarr_shim::protocol::{Client, ClientError, Request, Response};
+    let (path, _) = crate::check_config::config_file(flag).map_err(|e| (None, format!("{e:#}")))?;
+    let env = |k: &str| std::env::var(k).ok();
+    let socket = downshiftarr_shim::config::load(&path, &env).config.socket;
+    if socket.is_empty() {
+        return Err((
+            Some(socket),
+            "no socket configured: shim.socket (or DOWNSHIFTARR_SOCKET) is empty".into(),
+        ));
+    }
+    let fail = |e: String| (Some(socket.clone()), e);
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let mut c = Client::connect(std::path::Path::new(&socket), deadline).map_err(|e| {
+        fail(match e {
+            ClientError::NotRunning => format!("nothing listens at {socket}"),
+            e => format!("unable to connect to {socket}: {e}"),
+        })
+    })?;
+    match c.call(&Request::Status) {
+        Ok(Response::Status { status }) => Ok((socket.clone(), status)),
+        Ok(_) => Err(fail(format!("the daemon at {socket} answered something else"))),
+        Err(ClientError::Eof) => Err(fail(format!(
+            "the daemon at {socket} closed the connection: this user may not use the socket (run as root, the daemon's user or a member of daemon.socket_group)"
+        ))),
+        Err(e) => Err(fail(format!("the daemon at {socket}: {e}"))),
+    }
+}
+
+/// The readable status.
+fn print_status(status: &serde_json::Value) -> Result<()> {
     let g = |p: &str| status.pointer(p).cloned().unwrap_or_default();
     println!(
         "downshiftarr daemon {} — up {} s, {}",
@@ -293,5 +348,5 @@ pub fn status(args: crate::cli::StatusArgs) -> Result<ExitCode> {
     if let Some(e) = g("/enforcement/last_error").as_str() {
         println!("last enforcement error: {e}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

@@ -4,7 +4,9 @@
 //! `MediaContainer` is an error, and a sync pass that sees one stops without deleting anything.
 //!
 //! The token travels only in the `X-Plex-Token` header, so no URL we log or put in an error
-//! contains it.
+//! contains it. Every error names the server (`host:port`) and says what failed, classified
+//! from the HTTP client's error chain: `cannot connect to Plex at 127.0.0.1:1: connection
+//! refused`, a timeout, a DNS or TLS failure, or the HTTP status Plex answered.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -13,7 +15,8 @@ use reqwest::blocking::Client;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-/// Why a Plex request failed.
+/// Why a Plex request failed. Each variant carries the whole message (server, request and
+/// cause), so logs, `status` and `check-config` all say the same thing.
 #[derive(Debug)]
 pub enum PlexError {
     /// No answer in time (after retries).
@@ -22,7 +25,7 @@ pub enum PlexError {
     Unauthorized(String),
     /// Any other non-2xx status (after retries for 5xx).
     Status(u16, String),
-    /// Connection refused, DNS, TLS…
+    /// Connection refused, DNS, TLS, an invalid URL…
     Connect(String),
     /// A 2xx whose body is not a Plex `MediaContainer`.
     Malformed(String),
@@ -31,13 +34,11 @@ pub enum PlexError {
 impl std::fmt::Display for PlexError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PlexError::Timeout(p) => write!(f, "plex did not answer in time: {p}"),
-            PlexError::Unauthorized(p) => write!(f, "plex refused the token (401): {p}"),
-            PlexError::Status(s, p) => write!(f, "plex answered {s}: {p}"),
-            PlexError::Connect(e) => write!(f, "unable to reach plex: {e}"),
-            PlexError::Malformed(p) => {
-                write!(f, "plex sent something that is not a MediaContainer: {p}")
-            }
+            PlexError::Timeout(m)
+            | PlexError::Unauthorized(m)
+            | PlexError::Status(_, m)
+            | PlexError::Connect(m)
+            | PlexError::Malformed(m) => f.write_str(m),
         }
     }
 }
@@ -55,7 +56,12 @@ pub struct Page {
 pub struct Plex {
     http: Client,
     base: String,
+    /// `host:port`, for messages.
+    addr: String,
+    /// Why `base` cannot be used: every request fails with this at once.
+    invalid: Option<String>,
     token: String,
+    timeouts: (Duration, Duration),
     retries: u32,
     calls: AtomicU64,
 }
@@ -79,11 +85,27 @@ impl Plex {
             .connect_timeout(connect_timeout)
             .timeout(read_timeout)
             .build()
-            .map_err(|e| PlexError::Connect(e.to_string()))?;
+            .map_err(|e| PlexError::Connect(format!("unable to start an HTTP client: {e}")))?;
+        let base = base.trim_end_matches('/').to_string();
+        // An unusable URL is reported by every request (as an unreachable server is), so the
+        // callers' fallbacks (KILL_ON_PLEX_CONNECT_FAIL…) apply to it unchanged.
+        let (addr, invalid) = match address(&base) {
+            Ok(a) => (a, None),
+            Err(why) => (
+                String::new(),
+                Some(format!(
+                    "plex.url (or PLEX_URL) {:?} is not a usable URL: {why}; expected e.g. http://127.0.0.1:32400",
+                    downshiftarr_shim::record::redact(&base, Some(token))
+                )),
+            ),
+        };
         Ok(Plex {
             http,
-            base: base.trim_end_matches('/').to_string(),
+            base,
+            addr,
+            invalid,
             token: token.to_string(),
+            timeouts: (connect_timeout, read_timeout),
             retries: 2,
             calls: AtomicU64::new(0),
         })
@@ -164,7 +186,11 @@ impl Plex {
         container: bool,
         retries: u32,
     ) -> Result<Option<Value>, PlexError> {
+        if let Some(why) = &self.invalid {
+            return Err(PlexError::Connect(why.clone()));
+        }
         let url = format!("{}{path}", self.base);
+        let addr = &self.addr;
         let mut delay = Duration::from_millis(250);
         let mut attempt = 0;
         loop {
@@ -193,25 +219,36 @@ impl Plex {
                         return Ok(None);
                     }
                     if status.is_success() {
-                        let body: Value = resp
-                            .json()
-                            .map_err(|e| PlexError::Malformed(format!("{path}: {e}")))?;
+                        let body: Value = resp.json().map_err(|e| {
+                            PlexError::Malformed(format!(
+                                "Plex at {addr} sent something that is not JSON for {path}: {}",
+                                cause(&e)
+                            ))
+                        })?;
                         return match body.get("MediaContainer") {
                             Some(mc) if mc.is_object() => Ok(Some(mc.clone())),
-                            _ => Err(PlexError::Malformed(path.to_string())),
+                            _ => Err(PlexError::Malformed(format!(
+                                "Plex at {addr} sent something that is not a MediaContainer for {path}"
+                            ))),
                         };
                     }
+                    let answered = format!("Plex at {addr} answered {status} for {path}");
                     if status == StatusCode::UNAUTHORIZED {
-                        return Err(PlexError::Unauthorized(path.to_string()));
+                        return Err(PlexError::Unauthorized(format!(
+                            "{answered}: the token is wrong (plex.token_file, plex.token or PLEX_TOKEN), or the feature needs Plex Pass"
+                        )));
                     }
                     if !status.is_server_error() {
-                        return Err(PlexError::Status(status.as_u16(), path.to_string()));
+                        return Err(PlexError::Status(status.as_u16(), answered));
                     }
-                    PlexError::Status(status.as_u16(), path.to_string())
+                    PlexError::Status(status.as_u16(), answered)
                 }
-                Err(e) if e.is_timeout() => PlexError::Timeout(path.to_string()),
-                Err(e) if e.is_connect() => return Err(PlexError::Connect(without_url(&e))),
-                Err(e) => return Err(PlexError::Connect(without_url(&e))),
+                Err(e) if e.is_timeout() => PlexError::Timeout(format!(
+                    "Plex at {addr} did not answer {path} in time (plex.connect_timeout_ms {}, plex.read_timeout_ms {})",
+                    self.timeouts.0.as_millis(),
+                    timeout.unwrap_or(self.timeouts.1).as_millis()
+                )),
+                Err(e) => return Err(PlexError::Connect(self.unreachable(&e))),
             };
             if attempt > retries {
                 return Err(retryable);
@@ -305,11 +342,113 @@ fn enc(s: &str) -> String {
     out
 }
 
-/// reqwest's message without the URL (which is token-free anyway, but long).
-fn without_url(e: &reqwest::Error) -> String {
-    let mut msg = e.to_string();
-    if let Some(u) = e.url() {
-        msg = msg.replace(u.as_str(), "");
+/// `host:port` of a base URL, or why it cannot be used.
+fn address(base: &str) -> Result<String, String> {
+    let url = reqwest::Url::parse(base).map_err(|e| e.to_string())?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "the scheme is {:?}, not http or https",
+            url.scheme()
+        ));
     }
-    msg.trim().to_string()
+    let host = url.host_str().ok_or("no host")?;
+    let port = url.port_or_known_default().ok_or("no port")?;
+    Ok(format!("{host}:{port}"))
+}
+
+/// The innermost cause of an error: the part that says what really happened
+/// (`Connection refused (os error 111)`), without reqwest's wrapping or the URL.
+fn cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut last = e;
+    while let Some(next) = last.source() {
+        last = next;
+    }
+    last.to_string()
+}
+
+impl Plex {
+    /// Why a request never got an answer, classified from the error chain.
+    fn unreachable(&self, e: &reqwest::Error) -> String {
+        let addr = &self.addr;
+        let mut chain: Vec<&(dyn std::error::Error + 'static)> = vec![e];
+        while let Some(next) = chain.last().and_then(|c| c.source()) {
+            chain.push(next);
+        }
+        let io_kind = chain
+            .iter()
+            .find_map(|c| c.downcast_ref::<std::io::Error>())
+            .map(|io| io.kind());
+        let text: Vec<String> = chain.iter().map(|c| c.to_string().to_lowercase()).collect();
+        let mentions = |w: &str| text.iter().any(|t| t.contains(w));
+        let inner = cause(e);
+        let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
+        use std::io::ErrorKind as K;
+        if mentions("dns error") || mentions("failed to lookup address") {
+            format!("cannot connect to Plex at {addr}: cannot resolve {host}: {inner}")
+        } else if io_kind == Some(K::ConnectionRefused) {
+            format!("cannot connect to Plex at {addr}: connection refused")
+        } else if matches!(io_kind, Some(K::ConnectionReset | K::ConnectionAborted)) {
+            format!("cannot connect to Plex at {addr}: connection reset")
+        } else if mentions("certificate") || mentions("tls") || mentions("handshake") {
+            format!("cannot connect to Plex at {addr}: TLS failed: {inner}")
+        } else if e.is_connect() {
+            format!("cannot connect to Plex at {addr}: {inner}")
+        } else {
+            format!("request to Plex at {addr} failed: {inner}")
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plex(url: &str) -> Plex {
+        let t = Duration::from_millis(500);
+        match Plex::new(url, "SECRET-TOKEN", t, t) {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    #[test]
+    fn a_closed_port_names_the_server_and_the_cause() {
+        let e = plex("http://127.0.0.1:1")
+            .identity()
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "cannot connect to Plex at 127.0.0.1:1: connection refused"
+        );
+    }
+
+    #[test]
+    fn an_unknown_host_says_it_cannot_be_resolved() {
+        let e = plex("http://no-such-host.invalid:32400")
+            .identity()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(
+                "cannot connect to Plex at no-such-host.invalid:32400: cannot resolve no-such-host.invalid"
+            ),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn an_invalid_url_names_the_key_and_value_but_never_the_token() {
+        let e = plex("ht tp://x").identity().unwrap_err().to_string();
+        assert!(
+            e.starts_with("plex.url (or PLEX_URL) \"ht tp://x\" is not a usable URL"),
+            "{e}"
+        );
+        let e = plex("ftp://plex:32400/?X-Plex-Token=SECRET-TOKEN")
+            .sections()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not http or https"), "{e}");
+        assert!(!e.contains("SECRET-TOKEN"), "{e}");
+    }
 }

@@ -1,5 +1,6 @@
 //! `downshiftarr explain` and `check-config` as a user runs them.
 
+use std::path::Path;
 use std::process::Command;
 
 use crate::util::{self, facts, Behaviour, TestDaemon};
@@ -170,4 +171,324 @@ fn explain_with_a_viewer_shows_exemptions() {
     let (_, out, _) = explain(&job, &[]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["decision"], "rewrite", "nobody is exempt: {v}");
+}
+
+/// The CLI with a clean environment: no Plex settings, this config and socket.
+fn cli(args: &[&str], config: &Path, socket: &Path) -> std::process::Output {
+    Command::new(util::cli())
+        .args(args)
+        .env("DOWNSHIFTARR_CONFIG", config)
+        .env("DOWNSHIFTARR_SOCKET", socket)
+        .env_remove("PLEX_TOKEN")
+        .env_remove("PLEX_URL")
+        .output()
+        .unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn a_config_file_named_with_dash_dash_config_must_exist() {
+    let dir = util::tempdir();
+    let missing = dir.path().join("mistyped.json");
+    let default = dir.path().join("default.json");
+    let sock = dir.path().join("none.sock");
+    let m = missing.to_str().unwrap();
+    let out = cli(&["check-config", "--config", m], &default, &sock);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let err = text(&out.stderr);
+    assert!(
+        err.contains(&format!("config file {m} does not exist")),
+        "{err}"
+    );
+    assert!(!text(&out.stdout).contains(": ok"), "{out:?}");
+    let job = [
+        "--", "-i", "/m/a.mkv", "-map", "0:0", "-codec:0", "libx264", "-f", "mp4", "o.mp4",
+    ];
+    let out = cli(
+        &[&["explain", "--config", m][..], &job].concat(),
+        &default,
+        &sock,
+    );
+    assert!(!out.status.success(), "{out:?}");
+    assert!(out.stdout.is_empty(), "{out:?}");
+    assert!(text(&out.stderr).contains(m), "{out:?}");
+    // The default may be absent, and says so.
+    let out = cli(&["check-config"], &default, &sock);
+    let said = text(&out.stdout);
+    assert!(
+        said.contains(&format!(
+            "no config file at {}: using defaults",
+            default.display()
+        )),
+        "{said}"
+    );
+    assert!(!said.contains(": ok"), "{said}");
+}
+
+#[test]
+fn check_config_print_puts_only_json_on_stdout() {
+    let dir = util::tempdir();
+    let cfg = dir.path().join("config.json");
+    std::fs::write(&cfg, r#"{"shim": {"shadow_mode": true}}"#).unwrap();
+    let sock = dir.path().join("none.sock");
+    let out = cli(&["check-config", "--print"], &cfg, &sock);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON alone ({e}): {out:?}"));
+    assert_eq!(v["shim"]["shadow_mode"], true);
+    assert!(
+        text(&out.stderr).contains(&format!("config {}: ok", cfg.display())),
+        "{out:?}"
+    );
+}
+
+/// A config whose Plex is `url`, with state and socket in `dir`.
+fn plex_config(dir: &Path, url: &str) -> std::path::PathBuf {
+    let cfg = dir.join("config.json");
+    std::fs::write(
+        &cfg,
+        serde_json::json!({
+            "plex": {"url": url, "token": "SECRET-TOKEN-42", "connect_timeout_ms": 500, "read_timeout_ms": 1000},
+            "shim": {"socket": dir.join("run/shim.sock")},
+            "index": {"sync_interval_s": 0},
+            "daemon": {"state_dir": dir.join("state"), "runtime_dir": dir.join("run"),
+                       "heal_transcoder": false, "socket_group": "", "http_listen": ""}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    cfg
+}
+
+#[test]
+fn plex_errors_name_the_server_and_the_cause() {
+    let dir = util::tempdir();
+    let cfg = plex_config(dir.path(), "http://127.0.0.1:1");
+    let sock = dir.path().join("none.sock");
+    let refused = "cannot connect to Plex at 127.0.0.1:1: connection refused";
+    let out = cli(&["check-config"], &cfg, &sock);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let said = text(&out.stdout);
+    assert!(said.contains(&format!("plex: {refused}")), "{said}");
+    let out = cli(&["sync"], &cfg, &sock);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains(refused), "{err}");
+    for o in [&said, &err] {
+        assert!(!o.contains("SECRET-TOKEN-42"), "{o}");
+    }
+    let bad = plex_config(dir.path(), "ht tp://plex:32400");
+    let out = cli(&["check-config"], &bad, &sock);
+    let said = text(&out.stdout);
+    assert!(
+        said.contains("plex: plex.url (or PLEX_URL) \"ht tp://plex:32400\" is not a usable URL"),
+        "{said}"
+    );
+}
+
+#[test]
+fn status_of_a_daemon_that_cannot_reach_plex() {
+    let dir = util::tempdir();
+    let cfg = plex_config(dir.path(), "http://127.0.0.1:1");
+    let socket = dir.path().join("run/shim.sock");
+    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
+    let mut daemon = Command::new(util::cli())
+        .args(["daemon", "--config"])
+        .arg(&cfg)
+        .env_remove("PLEX_TOKEN")
+        .env_remove("PLEX_URL")
+        .env_remove("JOURNAL_STREAM")
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    // No config file at the default path: the socket comes from DOWNSHIFTARR_SOCKET.
+    let none = dir.path().join("none.json");
+    let refused = "cannot connect to Plex at 127.0.0.1:1: connection refused";
+    let t = std::time::Instant::now();
+    let (code, said) = loop {
+        let out = cli(&["status"], &none, &socket);
+        let said = text(&out.stdout);
+        if said.contains("FAILED") {
+            break (out.status.code(), said);
+        }
+        if t.elapsed() > std::time::Duration::from_secs(10) {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(daemon.id() as i32, libc::SIGKILL) };
+            panic!("status never showed the failed sync: {out:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    let json = cli(&["status", "--json"], &none, &socket);
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(daemon.id() as i32, libc::SIGTERM) };
+    let _ = daemon.wait();
+    assert_eq!(
+        code,
+        Some(1),
+        "a daemon whose sync fails is unhealthy: {said}"
+    );
+    assert!(said.contains("UNHEALTHY"), "{said}");
+    assert!(
+        said.contains("FAILED: ") && said.contains(refused),
+        "{said}"
+    );
+    assert_eq!(json.status.code(), Some(1), "{json:?}");
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["running"], true, "{v}");
+    assert_eq!(v["healthy"], false, "{v}");
+    let logged = util::read(&dir.path().join("daemon.log"));
+    assert!(logged.contains(refused), "{logged}");
+    assert!(!logged.contains("SECRET-TOKEN-42") && !said.contains("SECRET-TOKEN-42"));
+}
+
+#[test]
+fn status_when_the_daemon_is_not_running() {
+    let dir = util::tempdir();
+    let none = dir.path().join("none.json");
+    let socket = dir.path().join("none.sock");
+    let out = cli(&["status"], &none, &socket);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let said = text(&out.stdout);
+    assert!(said.contains("not running"), "{said}");
+    assert!(said.contains(&socket.display().to_string()), "{said}");
+    assert!(
+        said.contains("systemctl start downshiftarr") && said.contains("downshiftarr daemon"),
+        "{said}"
+    );
+    let out = cli(&["status", "--json"], &none, &socket);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("--json must print an object ({e}): {out:?}"));
+    assert_eq!(v["running"], false, "{v}");
+    assert_eq!(v["socket"], socket.to_str().unwrap(), "{v}");
+    assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
+}
+
+/// A daemon stand-in that answers `status` with this object.
+fn status_daemon(socket: &Path, status: serde_json::Value) -> std::thread::JoinHandle<()> {
+    use downshiftarr_shim::protocol::{self, Request, Response};
+    use std::io::Write;
+    let l = std::os::unix::net::UnixListener::bind(socket).unwrap();
+    l.set_nonblocking(true).unwrap();
+    std::thread::spawn(move || {
+        // Gives up after 5 s, so a status that never connects fails instead of hanging.
+        let t = std::time::Instant::now();
+        let conn = loop {
+            match l.accept() {
+                Ok((c, _)) => break Some(c),
+                Err(_) if t.elapsed() < std::time::Duration::from_secs(5) => {
+                    std::thread::sleep(std::time::Duration::from_millis(5))
+                }
+                Err(_) => break None,
+            }
+        };
+        if let Some(mut c) = conn {
+            let _ = c.set_nonblocking(false);
+            if let Ok(Request::Status) =
+                protocol::read_frame(&mut c).and_then(|b| protocol::decode::<Request>(&b))
+            {
+                let _ = c.write_all(&protocol::encode(&Response::Status { status }));
+            }
+        }
+    })
+}
+
+#[test]
+fn status_exit_code_says_healthy() {
+    let dir = util::tempdir();
+    let none = dir.path().join("none.json");
+    let socket = dir.path().join("d.sock");
+    let t = status_daemon(
+        &socket,
+        serde_json::json!({"healthy": true, "version": "x"}),
+    );
+    let out = cli(&["status"], &none, &socket);
+    t.join().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(text(&out.stdout).contains("healthy"), "{out:?}");
+}
+
+#[test]
+fn explain_tells_what_the_output_and_the_refusal_really_are() {
+    // A 2160p HDR10 → 720p job is tone-mapped and stays 720p.
+    let dir = util::tempdir();
+    let src = dir.path().join("src.json");
+    std::fs::write(
+        &src,
+        r#"{"width":3840,"height":2160,"bit_depth":10,"dynamic_range":"hdr10"}"#,
+    )
+    .unwrap();
+    let fixture = "fixtures/plex-argv/nvenc-hevc-2160p-hdr10-to-720p-dash.json";
+    let (ok, out, err) = explain(
+        &[
+            "--source-json",
+            src.to_str().unwrap(),
+            "--argv-json",
+            fixture,
+        ],
+        &[],
+    );
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("decision:  rewrite — protected source rewritten to 1280x720 sdr"),
+        "{out}"
+    );
+    assert!(!out.contains("1080p"), "{out}");
+    let (_, out, _) = explain(
+        &[
+            "--json",
+            "--source-json",
+            src.to_str().unwrap(),
+            "--argv-json",
+            fixture,
+        ],
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["output"]["height"], 720, "{v}");
+    assert_eq!(v["config_errors"], serde_json::json!([]), "{v}");
+    // A file that does not exist: said so, and the viewer is not told about 4K/HDR.
+    let job = [
+        "--",
+        "-i",
+        "/nonexistent/Film.mkv",
+        "-map",
+        "0:0",
+        "-codec:0",
+        "libx264",
+        "-f",
+        "mp4",
+        "o.mp4",
+    ];
+    let (_, out, _) = explain(&job, &[]);
+    assert!(out.contains("probe: file not found"), "{out}");
+    assert!(out.contains("decision:  refuse"), "{out}");
+    assert!(!out.contains("4K/HDR"), "{out}");
+    // The config errors the shim's record lists.
+    let cfg = dir.path().join("config.json");
+    std::fs::write(&cfg, r#"{"shim": {"max_allowed_height": "tall"}}"#).unwrap();
+    let (_, out, _) = explain(
+        &[&["--json", "--config", cfg.to_str().unwrap()][..], &job].concat(),
+        &[],
+    );
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let errors = v["config_errors"].as_array().cloned().unwrap_or_default();
+    assert!(
+        errors.len() == 1 && errors[0].as_str().unwrap_or("").contains("\"tall\""),
+        "{v}"
+    );
+}
+
+#[test]
+fn explain_help_lists_the_dynamic_ranges() {
+    let out = Command::new(util::cli())
+        .args(["explain", "--help"])
+        .output()
+        .unwrap();
+    let help = text(&out.stdout);
+    for dr in ["sdr", "hdr10", "hdr10plus", "hlg", "dolby_vision"] {
+        assert!(help.contains(dr), "{dr} missing from:\n{help}");
+    }
 }

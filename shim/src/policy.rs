@@ -34,6 +34,30 @@ pub const SCENARIOS: &[&str] = &[
     "switch_fail",
 ];
 
+/// The message a refused viewer sees. A `KILL_MESSAGE_<SCENARIO>` wins, then a changed
+/// `KILL_MESSAGE_DEFAULT`; otherwise scenarios that are not about a 4K/HDR source get a
+/// message of their own (a file that could not be read is not "this 4K/HDR version").
+pub fn refusal_message<'a>(cfg: &'a ShimConfig, scenario: &str) -> &'a str {
+    if let Some(m) = cfg.kill_messages.get(scenario) {
+        return m;
+    }
+    let own = match scenario {
+        "unknown_source" => Some(
+            "This video could not be checked before converting it for this device. \
+             Please try again, or ask the server owner to check the file.",
+        ),
+        "unexpected_error" => Some(
+            "Something went wrong while preparing this video for this device. \
+             Please try again, or ask the server owner to check the downshiftarr log.",
+        ),
+        _ => None,
+    };
+    match own {
+        Some(m) if cfg.kill_message_default == ShimConfig::default().kill_message_default => m,
+        _ => &cfg.kill_message_default,
+    }
+}
+
 /// What the shim does with the job.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Action {
@@ -484,5 +508,18 @@ mod tests {
         let mut unknown_h = SourceFacts::empty(Origin::Filename);
         unknown_h.dynamic_range = Some(DynamicRange::Sdr);
         assert_eq!(protected(&unknown_h, &c), None);
+    }
+
+    #[test]
+    fn an_unreadable_file_is_not_called_4k_hdr_to_the_viewer() {
+        let mut cfg = ShimConfig::default();
+        assert!(!refusal_message(&cfg, "unknown_source").contains("4K/HDR"));
+        assert!(refusal_message(&cfg, "rewrite_unsupported").contains("4K/HDR"));
+        cfg.kill_messages
+            .insert("unknown_source".into(), "mine".into());
+        assert_eq!(refusal_message(&cfg, "unknown_source"), "mine");
+        cfg.kill_messages.clear();
+        cfg.kill_message_default = "all".into();
+        assert_eq!(refusal_message(&cfg, "unknown_source"), "all");
     }
 }

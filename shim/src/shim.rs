@@ -173,7 +173,7 @@ pub fn evaluate(
         }
         Action::Refuse { scenario } => {
             out.argv = None;
-            out.message = Some(cfg.kill_message(scenario).to_string());
+            out.message = Some(policy::refusal_message(cfg, scenario).to_string());
         }
     }
     out

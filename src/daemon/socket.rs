@@ -3,8 +3,10 @@
 //! Speaks `downshiftarr_shim::protocol` (length-prefixed JSON, version field, 1 MiB frames).
 //! The socket is created with an explicit mode (0660, via the umask around `bind`) and group
 //! (the Plex group), a stale socket is removed only by the holder of the instance lock (the
-//! caller), and every connection's peer credentials (`SO_PEERCRED`) are checked against root,
-//! our own uid, the socket's group and the configured uids/gids. Each connection has its own
+//! caller), and every connection's peer is checked against root, our own uid, the socket's
+//! group and the configured uids/gids: its uid and primary gid from `SO_PEERCRED`, its
+//! supplementary groups from `SO_PEERGROUPS` (or `/proc/<pid>/status`), never from the names
+//! `/etc/group` lists. Each connection has its own
 //! thread and a timeout on every read and write: a malformed, oversized or slow client is
 //! dropped without affecting the others. `lookup_source` is answered from memory.
 
@@ -22,7 +24,7 @@ use anyhow::{Context, Result};
 use downshiftarr_shim::protocol::{self, ClientError, Request, Response, PROTOCOL_VERSION};
 use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::sys::stat::{umask, Mode};
-use nix::unistd::{Gid, Group, Uid};
+use nix::unistd::{Group, Uid};
 
 use super::health::Health;
 use super::lifecycle::Shutdown;
@@ -229,36 +231,84 @@ fn worker(
 }
 
 fn allowed(conn: &UnixStream, access: &Access) -> bool {
-    match getsockopt(conn, PeerCredentials) {
-        Ok(c) => {
-            let ok = access.uids.contains(&c.uid())
-                || access.gids.contains(&c.gid())
-                || member_of(c.uid(), &access.gids);
-            if !ok {
-                tracing::debug!(
-                    uid = c.uid(),
-                    gid = c.gid(),
-                    pid = c.pid(),
-                    "refused a socket client"
-                );
-            }
-            ok
-        }
-        Err(_) => false,
-    }
-}
-
-/// Supplementary groups: a Plex user whose primary group is not `plex` but is a member.
-fn member_of(uid: u32, gids: &[u32]) -> bool {
-    let Ok(Some(user)) = nix::unistd::User::from_uid(Uid::from_raw(uid)) else {
+    let Ok(c) = getsockopt(conn, PeerCredentials) else {
         return false;
     };
-    gids.iter().any(|g| {
-        Group::from_gid(Gid::from_raw(*g))
-            .ok()
-            .flatten()
-            .is_some_and(|grp| grp.mem.contains(&user.name))
-    })
+    if access.uids.contains(&c.uid()) || access.gids.contains(&c.gid()) {
+        return true;
+    }
+    // The groups the peer process holds, not what /etc/group lists for its user's name:
+    // a member added with `usermod -aG plex` holds `plex` as a supplementary group only,
+    // and a name listed in /etc/group does not hold the group until it logs in again.
+    let groups = if access.gids.is_empty() {
+        Vec::new()
+    } else {
+        peer_groups(conn, c.pid())
+    };
+    let ok = groups.iter().any(|g| access.gids.contains(g));
+    if !ok {
+        tracing::debug!(
+            uid = c.uid(),
+            gid = c.gid(),
+            pid = c.pid(),
+            groups = ?groups,
+            "refused a socket client"
+        );
+    }
+    ok
+}
+
+/// The peer's supplementary groups as the kernel saw them at `connect`: `SO_PEERGROUPS`
+/// (Linux 4.13 and later), else the `Groups:` line of `/proc/<pid>/status`. Empty when
+/// neither answers (the peer is then judged by its uid and primary gid alone).
+fn peer_groups(conn: &UnixStream, pid: i32) -> Vec<u32> {
+    so_peergroups(conn)
+        .or_else(|| proc_groups(pid))
+        .unwrap_or_default()
+}
+
+/// `getsockopt(SO_PEERGROUPS)`, growing the buffer once when the kernel says how much it needs.
+fn so_peergroups(conn: &UnixStream) -> Option<Vec<u32>> {
+    use std::os::fd::AsRawFd;
+    const GID: usize = std::mem::size_of::<libc::gid_t>();
+    // NGROUPS_MAX on Linux.
+    const MAX_GROUPS: usize = 65_536;
+    let mut buf: Vec<libc::gid_t> = vec![0; 64];
+    for _ in 0..2 {
+        let mut len = (buf.len() * GID) as libc::socklen_t;
+        // SAFETY: `buf` is valid for `len` bytes; the kernel writes at most `len` bytes and
+        // stores the length it wrote (or, with ERANGE, the length it needs) in `len`.
+        let r = unsafe {
+            libc::getsockopt(
+                conn.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERGROUPS,
+                buf.as_mut_ptr().cast(),
+                &mut len,
+            )
+        };
+        let need = len as usize / GID;
+        if r == 0 {
+            buf.truncate(need.min(buf.len()));
+            return Some(buf);
+        }
+        let erange = std::io::Error::last_os_error().raw_os_error() == Some(libc::ERANGE);
+        if !erange || need <= buf.len() || need > MAX_GROUPS {
+            return None; // ENOPROTOOPT before Linux 4.13
+        }
+        buf.resize(need, 0);
+    }
+    None
+}
+
+/// The `Groups:` line of `/proc/<pid>/status`.
+fn proc_groups(pid: i32) -> Option<Vec<u32>> {
+    if pid <= 0 {
+        return None;
+    }
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find_map(|l| l.strip_prefix("Groups:"))?;
+    line.split_whitespace().map(|g| g.parse().ok()).collect()
 }
 
 fn handle(
@@ -358,4 +408,149 @@ fn answer(
             outcome: enforcement.tautulli(&event),
         },
     })
+}
+
+#[cfg(test)]
+mod tests {
+    //! Real peers: a forked child takes a uid, a primary gid and supplementary groups (the
+    //! tests run as root), then connects; `allowed` judges the accepted connection.
+
+    use super::*;
+    use std::os::unix::ffi::OsStrExt;
+
+    /// A socket anyone may connect to, in a directory anyone may enter.
+    fn open_socket() -> (tempfile::TempDir, PathBuf, UnixListener) {
+        let dir = tempfile::Builder::new()
+            .prefix("dsa-peer-")
+            .tempdir()
+            .unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let path = dir.path().join("s.sock");
+        let l = UnixListener::bind(&path).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777)).unwrap();
+        l.set_nonblocking(true).unwrap();
+        (dir, path, l)
+    }
+
+    /// Forks a peer with these credentials that connects to `path` and waits for the
+    /// connection to close; returns the accepted connection and the peer's pid.
+    fn peer(
+        path: &Path,
+        l: &UnixListener,
+        uid: u32,
+        gid: u32,
+        groups: &[u32],
+    ) -> (UnixStream, i32) {
+        // Everything the child touches is prepared before the fork: after it, the child
+        // makes only async-signal-safe system calls.
+        // SAFETY: an all-zero sockaddr_un is valid.
+        let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+        addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (d, s) in addr.sun_path.iter_mut().zip(path.as_os_str().as_bytes()) {
+            *d = *s as libc::c_char;
+        }
+        let groups: Vec<libc::gid_t> = groups.to_vec();
+        // SAFETY: the child calls only setgroups, setgid, setuid, socket, connect, read and
+        // _exit, on memory prepared above.
+        let pid = unsafe { libc::fork() };
+        if pid == 0 {
+            unsafe {
+                if libc::setgroups(groups.len(), groups.as_ptr()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    libc::_exit(3);
+                }
+                let fd = libc::socket(libc::AF_UNIX, libc::SOCK_STREAM, 0);
+                let len = std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t;
+                if libc::connect(fd, (&raw const addr).cast(), len) != 0 {
+                    libc::_exit(4);
+                }
+                let mut b = 0u8;
+                libc::read(fd, (&raw mut b).cast(), 1);
+                libc::_exit(0);
+            }
+        }
+        assert!(pid > 0, "fork failed");
+        let t = std::time::Instant::now();
+        loop {
+            match l.accept() {
+                Ok((c, _)) => return (c, pid),
+                Err(_) if t.elapsed() < Duration::from_secs(5) => {
+                    let mut status = 0;
+                    // SAFETY: waitpid on our own child.
+                    if unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } == pid {
+                        panic!(
+                            "the peer exited with {} before connecting (the tests run as root)",
+                            libc::WEXITSTATUS(status)
+                        );
+                    }
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(e) => panic!("the peer never connected: {e}"),
+            }
+        }
+    }
+
+    fn reap(conn: UnixStream, pid: i32) {
+        drop(conn);
+        let mut status = 0;
+        // SAFETY: waitpid on our own child.
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+    }
+
+    const NOBODY: u32 = 65534;
+
+    #[test]
+    fn a_peer_holding_the_socket_group_only_as_a_supplementary_group_is_admitted() {
+        let (_dir, path, l) = open_socket();
+        let access = Access {
+            uids: vec![0],
+            gids: vec![4242],
+        };
+        let (conn, pid) = peer(&path, &l, NOBODY, NOBODY, &[4001, 4242]);
+        assert!(
+            allowed(&conn, &access),
+            "nobody holding group 4242 as a supplementary group must be admitted"
+        );
+        // The fallback for kernels without SO_PEERGROUPS reads the same groups.
+        assert_eq!(proc_groups(pid), Some(vec![4001, 4242]));
+        assert_eq!(so_peergroups(&conn), Some(vec![4001, 4242]));
+        reap(conn, pid);
+
+        let (conn, pid) = peer(&path, &l, NOBODY, NOBODY, &[4001]);
+        assert!(!allowed(&conn, &access), "a peer without group 4242");
+        reap(conn, pid);
+    }
+
+    #[test]
+    fn a_user_listed_in_etc_group_who_does_not_hold_the_group_is_refused() {
+        // A group whose /etc/group line names a member whose primary group it is not.
+        let text = std::fs::read_to_string("/etc/group").unwrap_or_default();
+        let listed = text.lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            let gid: u32 = f.get(2)?.parse().ok()?;
+            f.get(3)?.split(',').find_map(|name| {
+                let u = nix::unistd::User::from_name(name.trim()).ok()??;
+                (u.uid.as_raw() != 0 && u.gid.as_raw() != gid)
+                    .then(|| (gid, u.uid.as_raw(), u.gid.as_raw()))
+            })
+        });
+        let Some((group, uid, primary)) = listed else {
+            eprintln!("no /etc/group line lists a non-root member outside its primary group");
+            return;
+        };
+        let (_dir, path, l) = open_socket();
+        let access = Access {
+            uids: vec![0],
+            gids: vec![group],
+        };
+        // The process holds only its primary group, as after `usermod -aG` before a new login.
+        let (conn, pid) = peer(&path, &l, uid, primary, &[]);
+        assert!(
+            !allowed(&conn, &access),
+            "uid {uid} is listed in group {group} but does not hold it"
+        );
+        reap(conn, pid);
+    }
 }

@@ -102,6 +102,7 @@ impl Reader {
     pub fn open(path: &Path, max_bytes: u64) -> Result<Reader, ProbeError> {
         // Never a blocking open: a FIFO named like a movie must not hang the job (issue 9 §2).
         let mut file = open::read(path, open::Kind::RegularOrBlock).map_err(|e| match e {
+            open::OpenError::NotFound => "file not found",
             open::OpenError::NotRegular(_) => "not a regular file",
             _ => "file unreadable",
         })?;
@@ -221,7 +222,7 @@ mod tests {
     fn missing_and_odd_files() {
         assert_eq!(
             probe(Path::new("/nonexistent/x.mkv"), 1 << 20),
-            Err("file unreadable")
+            Err("file not found")
         );
         assert_eq!(probe(Path::new("/"), 1 << 20), Err("not a regular file"));
     }
