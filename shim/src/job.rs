@@ -221,6 +221,17 @@ pub fn classify(inv: &Invocation<'_>) -> Job {
     job.primary_location = job
         .primary_input
         .map(|i| location(inv.token(inv.inputs[i].url.unwrap_or(0))));
+    if job.implicit_video {
+        // Until the inputs' sizes are known, stand on the first local file ffmpeg may take
+        // the video from, so `-i pipe:0 -i movie.webm` is guarded like the webm it encodes.
+        if let Some((i, _)) = job
+            .implicit_candidates(inv)
+            .into_iter()
+            .find(|c| c.1 == Location::File)
+        {
+            job.select_input(inv, i);
+        }
+    }
     let formats: Vec<&[u8]> = inv.outputs.iter().map(|o| output_format(inv, o)).collect();
     job.kind = if formats
         .iter()
