@@ -546,3 +546,92 @@ fn switch_invariants_over_all_fixtures() {
     }
     assert!(switched >= 8, "only {switched} fixtures switched");
 }
+
+/// Issue 9 §3: with no `-map`, ffmpeg encodes the video with the most pixels of *all*
+/// inputs; that input is the one judged. Real files, probed by the shim (no daemon).
+#[test]
+fn with_no_map_the_largest_video_of_all_inputs_is_judged() {
+    let m = util::media();
+    let cfg = ShimConfig {
+        socket: String::new(),
+        ..ShimConfig::default()
+    };
+    let run = |inputs: &[&str]| {
+        let mut t: Vec<OsString> = Vec::new();
+        for i in inputs {
+            t.push("-i".into());
+            t.push(i.into());
+        }
+        for a in ["-codec:v", "libx264", "-f", "dash", "dash"] {
+            t.push(a.into());
+        }
+        let viewer = Viewer::default();
+        evaluate(
+            &t,
+            &cfg,
+            Sources {
+                given: None,
+                daemon: false,
+                viewer: &viewer,
+            },
+            Instant::now(),
+        )
+    };
+    let bumper = m.sdr_1080.to_str().unwrap();
+    let main = m.hdr10_2160.to_str().unwrap();
+    // `-i "Bumper 1080p" -i "Main 2160p"`: the 4K main is encoded, so it is judged.
+    let out = run(&[bumper, main]);
+    assert_eq!(out.input.as_deref(), Some(main.as_bytes()));
+    assert_eq!(out.decision.action.name(), "rewrite", "{:?}", out.decision);
+    // Order does not matter; the smaller input alone still passes.
+    assert_eq!(run(&[main, bumper]).input.as_deref(), Some(main.as_bytes()));
+    assert_eq!(run(&[bumper]).decision.reason, "source not protected");
+    // `-i pipe:0 -i movie`: the file is the one we can judge.
+    let out = run(&["pipe:0", main]);
+    assert_eq!(out.input.as_deref(), Some(main.as_bytes()));
+    assert_eq!(out.decision.action.name(), "rewrite", "{:?}", out.decision);
+    // A subtitle side file never stands in for the video.
+    let out = run(&[main, "/m/subs.eng.srt"]);
+    assert_eq!(out.input.as_deref(), Some(main.as_bytes()));
+}
+
+/// Issue 9 §3: a tone-map filter in `-vf` is as much an HDR hint as one in
+/// `-filter_complex` (no daemon, no readable file: the hints are all there is).
+#[test]
+fn tone_map_hints_are_read_from_vf_too() {
+    let cfg = ShimConfig {
+        socket: String::new(),
+        ..ShimConfig::default()
+    };
+    for opt in ["-vf", "-filter:v", "-filter_complex"] {
+        let graph = if opt == "-filter_complex" {
+            "[0:0]scale=w=1920:h=1080,format=p010,tonemap=hable,format=yuv420p[v]"
+        } else {
+            "scale=w=1920:h=1080,format=p010,tonemap=hable,format=yuv420p"
+        };
+        let mut t: Vec<&str> = vec!["-i", "/nonexistent/film.mkv", opt, graph];
+        if opt == "-filter_complex" {
+            t.extend(["-map", "[v]"]);
+        }
+        t.extend(["-codec:0", "libx264", "-f", "dash", "dash"]);
+        let t: Vec<OsString> = t.into_iter().map(OsString::from).collect();
+        let viewer = Viewer::default();
+        let out = evaluate(
+            &t,
+            &cfg,
+            Sources {
+                given: None,
+                daemon: false,
+                viewer: &viewer,
+            },
+            Instant::now(),
+        );
+        let dr = out.facts.as_ref().and_then(|f| f.dynamic_range);
+        assert_eq!(
+            dr,
+            Some(downshiftarr_shim::facts::DynamicRange::Hdr10),
+            "{opt}: {:?}",
+            out.decision
+        );
+    }
+}

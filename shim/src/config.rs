@@ -81,6 +81,9 @@ pub struct ShimConfig {
     pub waterfall: bool,
     /// The waterfall never goes below this height (`WATERFALL_MIN_HEIGHT`).
     pub waterfall_min_height: u32,
+    /// A 1080p-class source at or above this overall bitrate (kbit/s, from the library
+    /// index) is protected too: heavy remuxes (`REMUX_1080_MIN_BITRATE_KBPS`). 0: off.
+    pub remux_1080_min_bitrate_kbps: u32,
     /// When the daemon cannot say in time who is watching, treat the viewer as exempt
     /// (`EXEMPT_WHEN_VIEWER_UNKNOWN`). Default off: an unknown viewer is not exempt.
     pub exempt_when_viewer_unknown: bool,
@@ -133,6 +136,7 @@ impl Default for ShimConfig {
             allow_hdr_fallback: false,
             waterfall: false,
             waterfall_min_height: 360,
+            remux_1080_min_bitrate_kbps: 0,
             exempt_when_viewer_unknown: false,
             kill_message_default: "This 4K/HDR version cannot be converted for this device. \
                                    Please pick a 1080p version or play it on a 4K-capable player."
@@ -187,6 +191,12 @@ impl ShimConfig {
             return Err(format!(
                 "shim.waterfall_min_height: {} is outside 144..=1080",
                 self.waterfall_min_height
+            ));
+        }
+        if self.remux_1080_min_bitrate_kbps > 500_000 {
+            return Err(format!(
+                "shim.remux_1080_min_bitrate_kbps: {} is above 500000 (0 turns it off)",
+                self.remux_1080_min_bitrate_kbps
             ));
         }
         if !(500..=200_000).contains(&self.bitrate_ceiling_kbps) {
@@ -430,6 +440,11 @@ fn apply_env<F: Fn(&str) -> Option<String>>(c: &mut ShimConfig, env: &F, errors:
     set!("ALLOW_HDR_FALLBACK", flag, c.allow_hdr_fallback);
     set!("AUTO_WATERFALL_ON_CONTINUED_TRANSCODE", flag, c.waterfall);
     set!("WATERFALL_MIN_HEIGHT", num, c.waterfall_min_height);
+    set!(
+        "REMUX_1080_MIN_BITRATE_KBPS",
+        num,
+        c.remux_1080_min_bitrate_kbps
+    );
     set!(
         "EXEMPT_WHEN_VIEWER_UNKNOWN",
         flag,

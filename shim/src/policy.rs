@@ -191,21 +191,56 @@ pub fn guarded(job: &Job, config: &ShimConfig) -> Result<(), &'static str> {
     Ok(())
 }
 
-/// Whether a source is protected: `Some(true)` when it is at least `max_allowed_height`
-/// tall or not SDR, `Some(false)` when it is known to be neither, `None` when unknown.
+/// Whether a source is protected: `Some(true)` when its resolution class reaches
+/// `max_allowed_height` or it is not SDR, `Some(false)` when it is known to be neither,
+/// `None` when unknown.
+///
+/// The class is the one the switch uses ([`switch::nominal_height`]): a 3840×1600 scope film
+/// is 4K to decode although it is only 1600 lines tall, so it is protected at the default
+/// 2000 whatever its aspect ratio (issue 9 §3), while a 1920×800 film is 1080p. A 1440p SDR
+/// source (2560×1440, class 1440) is *not* protected at the default: the original design's
+/// documented policy, kept.
 pub fn protected(facts: &SourceFacts, config: &ShimConfig) -> Option<bool> {
-    let tall = facts.height.map(|h| h >= config.max_allowed_height);
+    protected_source(facts, None, config)
+}
+
+/// [`protected`], also knowing the source's overall bitrate (from the library index): with
+/// `remux_1080_min_bitrate_kbps` set, a 1080p-class source at or above it is protected too
+/// (the peer's `REMUX_1080_MIN_BITRATE_KBPS`, heavy remuxes).
+pub fn protected_source(
+    facts: &SourceFacts,
+    bitrate_kbps: Option<u32>,
+    config: &ShimConfig,
+) -> Option<bool> {
+    let class = facts
+        .height
+        .and_then(|h| switch::nominal_height(facts.width, Some(h)).map(|n| n.max(h)));
+    let tall = class.map(|c| c >= config.max_allowed_height);
+    let heavy = config.remux_1080_min_bitrate_kbps > 0
+        && class == Some(1080)
+        && bitrate_kbps.is_some_and(|b| b >= config.remux_1080_min_bitrate_kbps);
     let hdr = facts.dynamic_range.map(|d| !d.is_sdr());
     let legacy = facts
         .codec
         .as_deref()
         .is_some_and(|c| crate::facts::is_legacy_sdr_codec(c.as_bytes()));
     match (tall, hdr) {
+        _ if heavy => Some(true),
         (Some(true), _) | (_, Some(true)) => Some(true),
         (Some(false), Some(false)) => Some(false),
         (None, Some(false)) if legacy => Some(false),
         _ => None,
     }
+}
+
+/// The overall bitrate of the playing version, when the daemon's index knows it.
+fn input_bitrate(ctx: &Context<'_, '_>) -> Option<u32> {
+    let url = ctx.inv.inputs.get(ctx.job.primary_input?)?.url?;
+    let path = crate::job::file_path(ctx.inv.token(url));
+    ctx.versions
+        .iter()
+        .find(|v| v.file.as_bytes() == path)
+        .and_then(|v| v.bitrate_kbps)
 }
 
 /// Decides. Pure: no I/O.
@@ -239,7 +274,7 @@ fn enforce(ctx: &Context<'_, '_>) -> Decision {
             Decision::pass("source facts unknown; KILL_ON_UNKNOWN_SOURCE=0")
         };
     };
-    match protected(facts, cfg) {
+    match protected_source(facts, input_bitrate(ctx), cfg) {
         Some(false) => {
             if cfg.waterfall && !ctx.versions.is_empty() {
                 if let Ok(sw) =
@@ -500,7 +535,9 @@ mod tests {
         let c = ShimConfig::default();
         assert_eq!(protected(&facts(2160, DynamicRange::Sdr), &c), Some(true));
         assert_eq!(protected(&facts(1080, DynamicRange::Hlg), &c), Some(true));
-        assert_eq!(protected(&facts(1999, DynamicRange::Sdr), &c), Some(false));
+        // 3553×1999 is a 4K-class picture (by class, not by lines: issue 9 §3).
+        assert_eq!(protected(&facts(1999, DynamicRange::Sdr), &c), Some(true));
+        assert_eq!(protected(&facts(1440, DynamicRange::Sdr), &c), Some(false));
         let mut legacy = SourceFacts::empty(Origin::Argv);
         legacy.dynamic_range = Some(DynamicRange::Sdr);
         legacy.codec = Some("mpeg2video".into());
@@ -521,5 +558,178 @@ mod tests {
         cfg.kill_messages.clear();
         cfg.kill_message_default = "all".into();
         assert_eq!(refusal_message(&cfg, "unknown_source"), "all");
+    }
+
+    fn sized(w: u32, h: u32) -> SourceFacts {
+        let mut f = facts(h, DynamicRange::Sdr);
+        f.width = Some(w);
+        f
+    }
+
+    #[test]
+    fn protection_is_by_resolution_class_not_by_lines() {
+        let c = ShimConfig::default();
+        // A 2.40:1 4K film in SDR is 4K to decode: protected whatever its aspect ratio.
+        assert_eq!(protected(&sized(3840, 1600), &c), Some(true));
+        assert_eq!(protected(&sized(4096, 1716), &c), Some(true));
+        // A 1920×800 film is 1080p; 1440p SDR passes at the default (documented policy).
+        assert_eq!(protected(&sized(1920, 800), &c), Some(false));
+        assert_eq!(protected(&sized(2560, 1440), &c), Some(false));
+        assert_eq!(protected(&sized(2560, 1072), &c), Some(false));
+        // With the peer's threshold (1081) every class above 1080p is protected.
+        let strict = ShimConfig {
+            max_allowed_height: 1081,
+            ..ShimConfig::default()
+        };
+        assert_eq!(protected(&sized(2560, 1072), &strict), Some(true));
+        assert_eq!(protected(&sized(1920, 1080), &strict), Some(false));
+        // And the decision a viewer sees: the scope film is rewritten, not passed.
+        let d = run(SW_4K, Some(sized(3840, 1600)), &c);
+        assert_eq!(d.reason, "protected source rewritten to 1080p sdr");
+    }
+
+    #[test]
+    fn the_bitrate_threshold_is_off_by_default_and_protects_heavy_1080p() {
+        let hd = sized(1920, 1080);
+        let c = ShimConfig::default();
+        assert_eq!(protected_source(&hd, Some(40_000), &c), Some(false));
+        let on = ShimConfig {
+            remux_1080_min_bitrate_kbps: 25_000,
+            ..ShimConfig::default()
+        };
+        assert_eq!(protected_source(&hd, Some(25_000), &on), Some(true));
+        assert_eq!(protected_source(&hd, Some(12_000), &on), Some(false));
+        assert_eq!(protected_source(&hd, None, &on), Some(false));
+        // Only the 1080p class: a heavy 720p file is not a "1080p remux".
+        assert_eq!(
+            protected_source(&sized(1280, 720), Some(40_000), &on),
+            Some(false)
+        );
+    }
+}
+
+#[cfg(test)]
+mod scaling {
+    //! Deciding must stay linear in the number of tokens (issue 9 §2: 50,000 `-map`s took
+    //! 8 s). Counted, not timed: every look at an option or a filter is counted
+    //! (`argv::visit`), and 10× the tokens may cost at most 12× the looks (the per-stream
+    //! scans this replaces cost ~100×). Wall-clock times are printed for the README.
+    use super::*;
+    use crate::argv::{parse, visits, Parsed};
+    use crate::facts::{DynamicRange, Origin};
+    use crate::job::classify;
+    use std::ffi::OsString;
+    use std::time::{Duration, Instant};
+
+    /// Parse, classify and decide `tokens` as a 4K HDR10 source: looks and time taken.
+    fn decide_cost(tokens: &[OsString]) -> (u64, Duration) {
+        let mut f = SourceFacts::empty(Origin::Given);
+        f.width = Some(3840);
+        f.height = Some(2160);
+        f.dynamic_range = Some(DynamicRange::Hdr10);
+        f.bit_depth = Some(10);
+        let cfg = ShimConfig::default();
+        let before = visits();
+        let t = Instant::now();
+        let Parsed::Job(inv) = parse(tokens) else {
+            panic!("not a job")
+        };
+        let job = classify(&inv);
+        let d = decide(&Context {
+            inv: &inv,
+            job: &job,
+            facts: Some(&f),
+            versions: &[],
+            viewer: &Viewer::default(),
+            config: &cfg,
+        });
+        std::hint::black_box(d);
+        (visits() - before, t.elapsed())
+    }
+
+    /// A 4K software transcode with `n` repetitions of `unit` before the output.
+    fn shape(n: usize, head: &[String], unit: &dyn Fn(usize) -> Vec<String>) -> Vec<OsString> {
+        let mut v: Vec<String> = ["-codec:0", "hevc", "-i", "/m/a 2160p.mkv"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        v.extend(head.iter().cloned());
+        for i in 0..n {
+            v.extend(unit(i));
+        }
+        v.extend(
+            ["-codec:0", "libx264", "-f", "dash", "dash"]
+                .iter()
+                .map(|s| s.to_string()),
+        );
+        v.into_iter().map(OsString::from).collect()
+    }
+
+    fn assert_linear(name: &str, make: &dyn Fn(usize) -> Vec<OsString>) {
+        let (small, ts) = decide_cost(&make(10_000));
+        let large_tokens = make(100_000);
+        let (large, tl) = decide_cost(&large_tokens);
+        eprintln!(
+            "{name}: 10k units {small} looks {ts:?}; 100k units ({} tokens) {large} looks {tl:?}",
+            large_tokens.len()
+        );
+        assert!(
+            large <= small * 12,
+            "{name}: 10× the tokens took {small} → {large} looks"
+        );
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn many_maps_codecs_filters_and_labels_stay_linear() {
+        let graph = "[0:0]scale=w=3840:h=2160[0];[0]format=pix_fmts=yuv420p|nv12[1]".to_string();
+        assert_linear("-map 0:N", &|n| {
+            shape(n, &[], &|i| s(&["-map", &format!("0:{}", i % 7)]))
+        });
+        assert_linear("-map [label] and -codec:N", &|n| {
+            shape(n, &s(&["-filter_complex", &graph]), &|i| {
+                s(&["-map", "[1]", &format!("-codec:{i}"), "libx264"])
+            })
+        });
+        assert_linear("-map 0:N with -filter:N", &|n| {
+            shape(n, &[], &|i| {
+                s(&[
+                    "-map",
+                    "0:0",
+                    &format!("-filter:{i}"),
+                    "scale=w=1920:h=1080",
+                ])
+            })
+        });
+        assert_linear("one long filter chain", &|n| {
+            let mut g = String::from("[0:0]");
+            for _ in 0..n {
+                g.push_str("null,");
+            }
+            g.push_str("scale=w=3840:h=2160[v]");
+            shape(1, &s(&["-filter_complex", &g]), &|_| s(&["-map", "[v]"]))
+        });
+        assert_linear("a split feeding many maps", &|n| {
+            let mut g = String::from("[0:0]null,null,null,null,split=outputs=2");
+            for i in 0..n {
+                g.push_str(&format!("[s{i}]"));
+            }
+            shape(n, &s(&["-filter_complex", &g]), &|i| {
+                s(&["-map", &format!("[s{i}]")])
+            })
+        });
+        assert_linear("many graphs", &|n| {
+            shape(n, &[], &|i| {
+                s(&[
+                    "-filter_complex",
+                    &format!("[0:0]null[l{i}]"),
+                    "-map",
+                    &format!("[l{i}]"),
+                ])
+            })
+        });
     }
 }

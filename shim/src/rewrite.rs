@@ -747,8 +747,13 @@ fn insert_point(inv: &Invocation<'_>, out: &Group, codec_opt: Option<Opt>) -> us
     if let Some(o) = out.opts.last() {
         return o.value.unwrap_or(o.at);
     }
-    let _ = inv;
-    out.url.map(|u| u.saturating_sub(1)).unwrap_or(0)
+    // `-- URL`: the URL must stay right after `--`, so insert before the `--` (found by the
+    // argv fuzzer: `-i in -- -name` rewritten to `-i in -- -filter:v … -name`).
+    match out.url {
+        Some(u) if u > 0 && inv.token(u - 1) == b"--" => u.saturating_sub(2),
+        Some(u) => u.saturating_sub(1),
+        None => 0,
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -917,5 +922,29 @@ mod tests {
             ),
             b"w=1280:h=720:format=p010"
         );
+    }
+
+    #[test]
+    fn options_are_inserted_before_a_dashdash_output() {
+        use crate::argv::{parse, Parsed};
+        use crate::facts::{DynamicRange, Origin};
+        let t: Vec<OsString> = ["-i", "/m/a.mkv", "--", "-out.mkv"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        let Parsed::Job(inv) = parse(&t) else {
+            panic!()
+        };
+        let job = crate::job::classify(&inv);
+        let mut f = SourceFacts::empty(Origin::Given);
+        f.height = Some(2160);
+        f.width = Some(3840);
+        f.dynamic_range = Some(DynamicRange::Hdr10);
+        let edits = plan(&inv, &job, &f, &ShimConfig::default())
+            .unwrap()
+            .unwrap();
+        let new = crate::edit::apply(&t, &edits);
+        assert_eq!(new[new.len() - 2], "--");
+        assert!(matches!(parse(&new), Parsed::Job(_)));
     }
 }

@@ -14,7 +14,7 @@ use crate::config::{self, ShimConfig};
 use crate::edit;
 use crate::exec;
 use crate::facts::{self, DynamicRange, Origin, SourceFacts};
-use crate::job::{self, Job, JobKind, Location, VideoFeed};
+use crate::job::{self, Job, JobKind, Location};
 use crate::policy::{self, Action, Context, Decision, Viewer};
 use crate::probe;
 use crate::protocol::{Client, MediaVersion, Request, Response};
@@ -90,35 +90,65 @@ pub fn evaluate(
     // A bug in our own code must never stop a job the policy did not mean to stop: the
     // decision runs under catch_unwind, and on a panic only a guarded video transcode is
     // refused (KILL_ON_UNEXPECTED_ERROR), everything else passes untouched.
-    let job = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job::classify(&inv))) {
-        Ok(j) => j,
-        Err(_) => {
-            out.decision.reason = "internal error while classifying";
-            return out;
-        }
-    };
+    let mut job =
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job::classify(&inv))) {
+            Ok(j) => j,
+            Err(_) => {
+                out.decision.reason = "internal error while classifying";
+                return out;
+            }
+        };
     out.job = job.kind;
     out.session = job.session.clone();
-    out.input = job
-        .primary_input
-        .and_then(|i| inv.inputs[i].url)
-        .map(|u| inv.token(u).to_vec());
     if policy::guarded(&job, cfg).is_ok() {
         let deadline = started + Duration::from_millis(cfg.daemon_budget_ms as u64);
         let ask = sources.daemon && sources.given.is_none() && !cfg.socket.is_empty();
         out.daemon_asked = ask;
-        out.facts = learn(
-            &inv,
-            &job,
-            cfg,
-            sources.given,
-            ask,
-            deadline,
-            &mut out.notes,
-            &mut out.daemon,
-            &mut out.versions,
-        );
+        let mut learn_for = |job: &Job, versions: &mut Vec<MediaVersion>| {
+            learn(
+                &inv,
+                job,
+                cfg,
+                sources.given.clone(),
+                ask,
+                deadline,
+                &mut out.notes,
+                &mut out.daemon,
+                versions,
+            )
+        };
+        // No `-map` and several inputs: ffmpeg encodes the largest video of them all, so
+        // learn each input's facts and judge that one (issue 9 §3).
+        let candidates = job.implicit_candidates(&inv);
+        if candidates.len() > 1 && sources.given.is_none() {
+            let mut learned = Vec::new();
+            for &(i, loc) in &candidates {
+                let mut j = job.clone();
+                j.select_input(&inv, i);
+                let mut versions = Vec::new();
+                let f = learn_for(&j, &mut versions);
+                let size = f.as_ref().and_then(|f| Some((f.width?, f.height?)));
+                let size = size.or(f
+                    .as_ref()
+                    .and_then(|f| f.height.map(|h| (h.saturating_mul(16) / 9, h))));
+                learned.push(((i, loc, size), f, versions));
+            }
+            let sizes: Vec<_> = learned.iter().map(|l| l.0).collect();
+            if let Some(pick) = job::implicit_video_input(&sizes) {
+                job.select_input(&inv, pick);
+                if let Some((_, f, v)) = learned.into_iter().find(|l| l.0 .0 == pick) {
+                    out.facts = f;
+                    out.versions = v;
+                }
+            }
+        } else {
+            out.facts = learn_for(&job, &mut out.versions);
+        }
     }
+    out.input = job
+        .primary_input
+        .and_then(|i| inv.inputs[i].url)
+        .map(|u| inv.token(u).to_vec());
     let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         policy::decide(&Context {
             inv: &inv,
@@ -299,8 +329,9 @@ fn learn(
 fn hints(inv: &Invocation<'_>, job: &Job, path: &[u8]) -> Option<SourceFacts> {
     let mut f = facts::from_filename(path);
     let mut argv_f = SourceFacts::empty(Origin::Argv);
-    if let Some(VideoFeed::Graph { opt, .. }) = job.video.as_ref().map(|v| &v.feed) {
-        if let Some(g) = inv.value(opt) {
+    // `-filter_complex` or `-vf`/`-filter:v`: the filter on the video's way.
+    if let Some(opt) = job.video.as_ref().and_then(|v| v.feed.filter_opt()) {
+        if let Some(g) = inv.value(&opt) {
             if g.windows(7).any(|w| w == b"tonemap") {
                 argv_f.dynamic_range = Some(DynamicRange::Hdr10);
             }

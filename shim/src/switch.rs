@@ -134,7 +134,7 @@ pub fn plan(
             .and_then(|map| build(inv, job, p, url_at, &refs, &map, current, v, cfg));
         match attempt {
             Ok(sw) => {
-                let r = rank(v, &sw.streams, &v.streams, cfg, purpose);
+                let r = rank(v, &sw.streams, &v.streams, cfg, purpose, target);
                 if best.as_ref().is_none_or(|(b, _)| r < *b) {
                     best = Some((r, sw));
                 }
@@ -161,7 +161,7 @@ pub fn ranked_versions<'v>(
     let mut v: Vec<(Rank, &MediaVersion)> = versions
         .iter()
         .filter(|v| eligible(v, current, cfg, Purpose::Protect, None))
-        .map(|v| (rank(v, &[], &v.streams, cfg, Purpose::Protect), v))
+        .map(|v| (rank(v, &[], &v.streams, cfg, Purpose::Protect, None), v))
         .collect();
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v.into_iter().map(|(_, v)| v).collect()
@@ -214,9 +214,15 @@ fn eligible(
         Purpose::Protect => {
             let hdr_ok = cfg.allow_hdr_fallback && !cfg.fallback_sdr_only;
             let cur_sdr = current.dynamic_range.is_some_and(DynamicRange::is_sdr);
-            h < cfg.max_allowed_height
+            // A lighter version of the same class stands in for a heavy 1080p remux.
+            let limit = cfg.remux_1080_min_bitrate_kbps;
+            let heavy = |m: &MediaVersion| m.bitrate_kbps.is_some_and(|b| limit > 0 && b >= limit);
+            let lighter = nominal == 1080 && heavy(current) && !heavy(v);
+            // By class, like `policy::protected`: a 3840×1600 version is no fallback.
+            nominal.max(h) < cfg.max_allowed_height
                 && (sdr || hdr_ok)
-                && (nominal < cur_nominal || (nominal == cur_nominal && sdr && !cur_sdr))
+                && (nominal < cur_nominal
+                    || (nominal == cur_nominal && sdr && (!cur_sdr || lighter)))
         }
         Purpose::Waterfall => {
             let fills = target.is_none_or(|(_, th)| h + 8 >= th);
@@ -234,6 +240,7 @@ fn rank(
     streams: &[StreamInfo],
     cfg: &ShimConfig,
     purpose: Purpose,
+    target: Option<(u32, u32)>,
 ) -> Rank {
     let sdr = v.dynamic_range.is_some_and(DynamicRange::is_sdr);
     let nominal = nominal_height(v.width, v.height).unwrap_or(0);
@@ -243,8 +250,11 @@ fn rank(
             .iter()
             .position(|&p| p == nominal)
             .unwrap_or(cfg.prefer_heights.len() + nominal.abs_diff(1080) as usize),
-        // The waterfall takes the smallest version that still fills the output.
-        Purpose::Waterfall => nominal as usize,
+        // The waterfall takes the smallest version that still fills the output; with no
+        // output size to fill, the best (largest) smaller version, never the smallest
+        // (issue 9 §3: a 1080p job with no size went to 360p).
+        Purpose::Waterfall if target.is_some() => nominal as usize,
+        Purpose::Waterfall => usize::MAX - nominal as usize,
     };
     let work: u32 = map
         .iter()
@@ -1188,5 +1198,86 @@ mod tests {
         args.splice(n - 1..n - 1, ["-map", "0:m:language:eng"]);
         let d = run(&args, &[uhd(), hd(1920, 1080)], &ShimConfig::default());
         assert_eq!(d.no_switch, Some("a stream specifier cannot be remapped"));
+    }
+
+    /// SW_TONEMAP with no size anywhere: `-map 0:0 -codec:0 libx264`, no graph.
+    fn no_size_args() -> Vec<&'static str> {
+        vec![
+            "-codec:0",
+            "hevc",
+            "-i",
+            "/m/Film (2020)/Film - 2160p.mkv",
+            "-map",
+            "0:0",
+            "-codec:0",
+            "libx264",
+            "-map",
+            "0:1",
+            "-codec:1",
+            "aac",
+            "-f",
+            "dash",
+            "dash",
+        ]
+    }
+
+    #[test]
+    fn waterfall_with_no_output_size_takes_the_best_smaller_version() {
+        let mut full = hd(1920, 1080);
+        full.file = "/m/Film (2020)/Film - 2160p.mkv".into(); // the playing file
+        let version = |w, h, id: &str| {
+            let mut v = hd(w, h);
+            v.file = format!("/m/Film (2020)/Film - {h}p.mkv");
+            v.media_id = id.into();
+            v
+        };
+        let on = ShimConfig {
+            waterfall: true,
+            ..ShimConfig::default()
+        };
+        let versions = [
+            full,
+            version(640, 360, "36"),
+            version(1280, 720, "39"),
+            version(854, 480, "38"),
+        ];
+        let d = run(&no_size_args(), &versions, &on);
+        let Action::Switch(sw) = &d.action else {
+            panic!("expected a switch, got {d:?}")
+        };
+        assert_eq!(sw.version.height, Some(720), "not the 360p one");
+    }
+
+    #[test]
+    fn a_4k_scope_version_is_no_fallback_and_a_heavy_remux_takes_a_lighter_one() {
+        // A 3840×1600 SDR version is 4K to decode: not a compliant stand-in for 4K HDR.
+        let mut scope = hd(3840, 1600);
+        scope.file = "/m/Film (2020)/Film - 2160p scope SDR.mkv".into();
+        let d = run(SW_TONEMAP, &[uhd(), scope], &ShimConfig::default());
+        assert_eq!(d.action.name(), "rewrite", "{d:?}");
+        // REMUX_1080_MIN_BITRATE_KBPS: a heavy 1080p SDR remux is protected and switches
+        // to a lighter 1080p version.
+        let mut remux = hd(1920, 1080);
+        remux.file = "/m/Film (2020)/Film - 2160p.mkv".into(); // the playing file
+        remux.bitrate_kbps = Some(35_000);
+        let mut light = hd(1920, 1080);
+        light.file = "/m/Film (2020)/Film - 1080p web.mkv".into();
+        light.media_id = "42".into();
+        light.bitrate_kbps = Some(8_000);
+        let args = no_size_args();
+        let off = ShimConfig::default();
+        assert_eq!(
+            run(&args, &[remux.clone(), light.clone()], &off).reason,
+            "source not protected"
+        );
+        let on = ShimConfig {
+            remux_1080_min_bitrate_kbps: 25_000,
+            ..ShimConfig::default()
+        };
+        let d = run(&args, &[remux, light], &on);
+        let Action::Switch(sw) = &d.action else {
+            panic!("expected a switch, got {d:?}")
+        };
+        assert_eq!(sw.version.media_id, "42");
     }
 }

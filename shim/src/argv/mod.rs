@@ -140,6 +140,7 @@ impl<'a> Invocation<'a> {
 
     /// The option's name without `-` and without its stream specifier.
     pub fn name(&self, o: &Opt) -> &'a [u8] {
+        visit();
         split_name(&self.token(o.at)[1..]).0
     }
 
@@ -186,6 +187,25 @@ impl<'a> Invocation<'a> {
         v.sort_by_key(|o| o.at);
         v
     }
+}
+
+#[cfg(test)]
+thread_local! {
+    static VISITS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Counts one look at an option or a filter (tests only), so that a test can prove that
+/// deciding stays linear without timing anything.
+#[inline]
+pub(crate) fn visit() {
+    #[cfg(test)]
+    VISITS.with(|v| v.set(v.get() + 1));
+}
+
+/// Looks counted by [`visit`] on this thread so far.
+#[cfg(test)]
+pub(crate) fn visits() -> u64 {
+    VISITS.with(|v| v.get())
 }
 
 #[cfg(test)]
