@@ -87,6 +87,11 @@ pub fn plan_with(
         return Err("more than one video stream is encoded");
     }
     let out = &inv.outputs[video.output];
+    if out.opts.is_empty() && out.url == Some(1) && inv.token(0) == b"--" {
+        // `-- URL` as the very first tokens: nothing can be inserted before the `--`, and
+        // anything after it would become the URL (found by the argv fuzzer).
+        return Err("no place for options before the output");
+    }
     let encoder = video.codec_opt.and_then(|o| inv.value(&o));
     let hdr = facts.dynamic_range.is_some_and(|d| !d.is_sdr());
 
