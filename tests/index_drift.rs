@@ -194,8 +194,11 @@ fn status_and_metrics_count_the_loaded_index_before_the_first_sync() {
     let status = loop {
         let out = env.cli(&["status", "--json"]);
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        // `status --json` answers `{"running":false,…}` until the daemon listens.
         if let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) {
-            break v;
+            if v["running"] != false {
+                break v;
+            }
         }
         assert!(t.elapsed() < Duration::from_secs(10), "no status: {text}");
         std::thread::sleep(Duration::from_millis(50));
