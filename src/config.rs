@@ -530,12 +530,18 @@ pub fn parse(text: &str) -> std::result::Result<Config, String> {
 
 /// Loads and validates the file strictly. A missing file is the defaults.
 pub fn load_strict(path: &Path) -> Result<Config> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "{}".to_string(),
-        Err(e) => {
-            return Err(e).with_context(|| format!("unable to read config {}", path.display()))
+    // Non-blocking open, regular files only (as the shim does): a FIFO must not hang the CLI.
+    use downshiftarr_shim::open::{self, OpenError};
+    use std::io::Read;
+    let text = match open::read(path, open::Kind::Regular) {
+        Ok(mut f) => {
+            let mut t = String::new();
+            f.read_to_string(&mut t)
+                .with_context(|| format!("unable to read config {}", path.display()))?;
+            t
         }
+        Err(OpenError::NotFound) => "{}".to_string(),
+        Err(e) => bail!("unable to read config {}: {e}", path.display()),
     };
     let c = parse(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
     if let Err(e) = c.shim.validate() {

@@ -492,3 +492,34 @@ fn explain_help_lists_the_dynamic_ranges() {
         assert!(help.contains(dr), "{dr} missing from:\n{help}");
     }
 }
+
+/// A FIFO as the config file is an error that names it, never a hang (issue 9 §2).
+#[test]
+fn check_config_on_a_fifo_says_so_and_never_hangs() {
+    let dir = util::tempdir();
+    let fifo = dir.path().join("config.json");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    let mut child = Command::new(util::cli())
+        .args(["check-config", "--config", fifo.to_str().unwrap()])
+        .env("DOWNSHIFTARR_SOCKET", dir.path().join("none.sock"))
+        .env_remove("PLEX_TOKEN")
+        .env_remove("PLEX_URL")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > std::time::Duration::from_secs(10) {
+            let _ = child.kill();
+            panic!("check-config hangs on a FIFO config");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "{out:?}");
+    let said = text(&out.stdout) + &text(&out.stderr);
+    assert!(said.contains(fifo.to_str().unwrap()), "{said}");
+    assert!(said.contains("fifo"), "{said}");
+}

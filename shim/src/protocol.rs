@@ -288,6 +288,8 @@ impl Read for Deadlined {
 impl Write for Deadlined {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.sock.set_write_timeout(Some(self.left()?))?;
+        // std's `UnixStream` sends with `MSG_NOSIGNAL`: a daemon that hung up costs an EPIPE
+        // (and a fallback), never a SIGPIPE (test `writing_to_a_daemon_that_hung_up…`).
         self.sock.write(buf)
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -376,6 +378,36 @@ fn connect_nonblocking(path: &Path) -> Result<UnixStream, ClientError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A daemon that hung up is an error to fall back from, never a SIGPIPE: checked in a
+    /// forked child with SIGPIPE at its default, as Plex may start the shim.
+    #[test]
+    fn writing_to_a_daemon_that_hung_up_is_an_error_not_a_signal() {
+        let (a, b) = UnixStream::pair().expect("socket pair");
+        drop(b);
+        // SAFETY: the child only calls async-signal-safe functions and `_exit`s.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork failed");
+        if pid == 0 {
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            let mut io = Deadlined {
+                sock: a,
+                deadline: Instant::now() + Duration::from_secs(1),
+            };
+            let code = match io.write(b"frame") {
+                Err(e) if e.raw_os_error() == Some(libc::EPIPE) => 0,
+                _ => 1,
+            };
+            unsafe { libc::_exit(code) };
+        }
+        let mut status = 0;
+        unsafe { libc::waitpid(pid, &mut status, 0) };
+        assert!(
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+            "child status {status:#x} (killed by signal {})",
+            libc::WTERMSIG(status)
+        );
+    }
 
     #[test]
     fn round_trip() {

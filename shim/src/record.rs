@@ -109,16 +109,21 @@ pub fn changes(tokens: &[OsString], edits: &[Edit], secret: Option<&str>) -> Vec
 /// Replaces `X-Plex-Token=…` query values and any occurrence of the env token.
 pub fn redact(s: &str, secret: Option<&str>) -> String {
     let mut out = String::with_capacity(s.len());
-    let mut rest = s;
     const KEY: &str = "x-plex-token=";
-    while let Some(p) = rest.to_ascii_lowercase().find(KEY) {
-        out.push_str(&rest[..p + KEY.len()]);
+    // Lowercased once: ASCII case mapping keeps every byte offset, so positions found in
+    // `lower` index `s` (re-lowercasing the rest per match was quadratic in the matches).
+    let lower = s.to_ascii_lowercase();
+    let mut at = 0;
+    while let Some(p) = lower[at..].find(KEY) {
+        let value = at + p + KEY.len();
+        out.push_str(&s[at..value]);
         out.push_str("<redacted>");
-        let after = &rest[p + KEY.len()..];
-        let end = after.find(['&', ' ', '\'', '"']).unwrap_or(after.len());
-        rest = &after[end..];
+        let end = s[value..]
+            .find(['&', ' ', '\'', '"'])
+            .map_or(s.len(), |e| value + e);
+        at = end;
     }
-    out.push_str(rest);
+    out.push_str(&s[at..]);
     match secret {
         Some(t) if t.len() >= 8 => out.replace(t, "<redacted>"),
         _ => out,
@@ -199,6 +204,12 @@ mod tests {
             "a <redacted> b"
         );
         assert_eq!(redact("x-plex-token=zz", None), "x-plex-token=<redacted>");
+        // Every one of many tokens, whatever the case, and the text between them kept.
+        let many = "?X-Plex-Token=a&y=1 x-plex-TOKEN=b\"".repeat(3);
+        assert_eq!(
+            redact(&many, None),
+            "?X-Plex-Token=<redacted>&y=1 x-plex-TOKEN=<redacted>\"".repeat(3)
+        );
     }
 
     #[test]
