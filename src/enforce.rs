@@ -204,7 +204,9 @@ impl Enforcer<'_> {
             // A failed request is retried like a session not listed yet; only the last
             // attempt's error is the answer.
             // One bounded request per attempt: the attempts are the retries.
-            match plex.sessions(Some(Duration::from_secs(3))) {
+            // Each attempt at most 3 s, less when the owner's HTTP timeout (`plex.read_timeout_ms`,
+            // the drop-in's `HTTP_TIMEOUT_S`) is shorter.
+            match plex.sessions(Some(plex.read_timeout().min(Duration::from_secs(3)))) {
                 Ok(raw) => {
                     last_error = None;
                     let list = sessions::parse_sessions(&raw);

@@ -129,6 +129,11 @@ impl Plex {
 
     /// `GET /status/sessions`: what is playing now (admin token). `timeout` bounds the whole
     /// request (no retries) when the caller is on a deadline.
+    /// The read timeout every request is bounded by.
+    pub fn read_timeout(&self) -> Duration {
+        self.timeouts.1
+    }
+
     pub fn sessions(&self, timeout: Option<Duration>) -> Result<Vec<Value>, PlexError> {
         let retries = if timeout.is_some() { 0 } else { self.retries };
         let mc = self
