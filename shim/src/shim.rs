@@ -122,7 +122,13 @@ pub fn evaluate(
         let candidates = job.implicit_candidates(&inv);
         if candidates.len() > 1 && sources.given.is_none() {
             let mut learned = Vec::new();
-            for &(i, loc) in &candidates {
+            for (n, &(i, loc)) in candidates.iter().enumerate() {
+                if n >= MAX_IMPLICIT_CANDIDATES {
+                    // A hostile argv of thousands of inputs: the rest stay unmeasured, and an
+                    // unmeasured local file is the one judged (fail closed), in bounded time.
+                    learned.push(((i, loc, None), None, Vec::new()));
+                    continue;
+                }
                 let mut j = job.clone();
                 j.select_input(&inv, i);
                 let mut versions = Vec::new();
@@ -366,6 +372,10 @@ fn hints(inv: &Invocation<'_>, job: &Job, path: &[u8]) -> Option<SourceFacts> {
     f
 }
 
+/// Inputs measured to mirror ffmpeg's implicit video pick; Plex never passes more than a few,
+/// and each costs a probe and a daemon question.
+const MAX_IMPLICIT_CANDIDATES: usize = 8;
+
 /// The shim's entry point: never returns when it execs.
 pub fn run(argv: Vec<OsString>) -> i32 {
     let started = Instant::now();
@@ -501,5 +511,42 @@ fn report(
     }
     if let Ok(line) = serde_json::to_vec(&value) {
         record::append(&cfg.decision_log, &line);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Thousands of `-i` without `-map` (hostile argv): only a few inputs are measured — each
+    /// learned input leaves a note — and an unmeasured local file is judged (fail closed).
+    #[test]
+    fn an_implicit_pick_among_thousands_of_inputs_measures_only_a_few() {
+        let mut t: Vec<OsString> = Vec::new();
+        for i in 0..2_000 {
+            t.push("-i".into());
+            t.push(format!("/nonexistent/m{i}.mkv").into());
+        }
+        for s in ["-c:v", "libx264", "-f", "mp4", "o.mp4"] {
+            t.push(s.into());
+        }
+        let cfg = ShimConfig {
+            socket: String::new(),
+            ..ShimConfig::default()
+        };
+        let viewer = Viewer::default();
+        let sources = Sources {
+            given: None,
+            daemon: false,
+            viewer: &viewer,
+        };
+        let out = evaluate(&t, &cfg, sources, Instant::now());
+        assert_eq!(out.job, JobKind::VideoTranscode);
+        assert!(
+            out.notes.len() <= 40,
+            "{} notes: every input was measured",
+            out.notes.len()
+        );
+        assert_eq!(out.input.as_deref(), Some(&b"/nonexistent/m0.mkv"[..]));
     }
 }
