@@ -3,15 +3,14 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use serde_json::{json, Value};
 
-use super::socket::Stats;
-use crate::index::sync::Summary;
-use crate::index::Counts;
+use crate::jobs::index::sync::Summary;
+use crate::jobs::index::Counts;
 
 /// One job's state.
 #[derive(Clone, Debug, Default, serde::Serialize)]
@@ -118,7 +117,7 @@ impl Health {
     }
 
     /// Counts what enforcement did; remembers the last failure and a missing Plex Pass.
-    pub fn enforced(&self, o: &crate::enforce::Outcome) {
+    pub fn enforced(&self, o: &crate::jobs::guard::enforce::Outcome) {
         let mut e = self.enforcement.lock().unwrap_or_else(|e| e.into_inner());
         *e.counts
             .entry((o.action.to_string(), o.reason.to_string()))
@@ -337,4 +336,15 @@ fn esc(s: &str) -> String {
     s.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")
+}
+
+/// Counters for `status` and `/metrics`.
+#[derive(Default)]
+pub struct Stats {
+    pub connections: AtomicU64,
+    pub rejected: AtomicU64,
+    pub lookups: AtomicU64,
+    pub lookup_hits: AtomicU64,
+    pub decisions: AtomicU64,
+    pub bad_frames: AtomicU64,
 }

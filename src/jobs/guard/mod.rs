@@ -15,6 +15,9 @@
 //! enforced (the guard, the trigger), so no session is enforced twice: a session the trigger
 //! terminated is left alone by the guard while Plex still lists it, and the other way round.
 
+pub mod enforce;
+pub mod trigger;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
@@ -26,17 +29,17 @@ use downshiftarr_shim::policy::{self, Viewer};
 use downshiftarr_shim::protocol::MediaVersion;
 use serde_json::{json, Value};
 
-use super::health::Health;
-use super::lifecycle::Shutdown;
-use super::socket::Enforcement;
+use crate::clients::tautulli::Tautulli;
 use crate::config::Config;
-use crate::enforce::{self, Enforcer, Outcome, Want};
-use crate::events::Event;
-use crate::index::Lookup;
+use crate::daemon::health::Health;
+use crate::daemon::lifecycle::Shutdown;
+use crate::jobs::index::Lookup;
+use crate::jobs::socket::Enforcement;
+use crate::plex::events::Event;
+use crate::plex::sessions::{self, Session, Tracker};
 use crate::plex::Plex;
-use crate::sessions::{self, Session, Tracker};
-use crate::tautulli::Tautulli;
-use crate::trigger::{self, Knowledge, Trigger};
+use enforce::{Enforcer, Outcome, Want};
+use trigger::{Knowledge, Trigger};
 
 /// How long the shim's decision about a transcode session is remembered.
 const HANDLED_TTL: Duration = Duration::from_secs(24 * 3600);

@@ -4,7 +4,7 @@
 //! (`--rating-key={rating_key} --machine-id={machine_id} --username="{username}" …`) and the
 //! original `Downshiftarr.env` keys. The event is handed to the daemon, which knows the
 //! library, the sessions and what the shim already handled; when the daemon is down the
-//! command evaluates the event itself with the same engine ([`crate::enforce`]), asking Plex
+//! command evaluates the event itself with the same engine ([`crate::jobs::guard::enforce`]), asking Plex
 //! for the item. Existing users change one path in Tautulli.
 
 use std::collections::HashMap;
@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::cli::TautulliArgs;
 use crate::daemon::logging::{self, ScriptLog};
-use crate::enforce::{self, Enforcer, Outcome, Want};
-use crate::sessions::Session;
+use crate::jobs::guard::enforce::{self, Enforcer, Outcome, Want};
+use crate::plex::sessions::Session;
 
 /// One Tautulli trigger: the original script's arguments. Tautulli passes an empty string
 /// for a value it does not have.
@@ -248,7 +248,7 @@ impl Knowledge for FromPlex<'_> {
             .ok()?
             .into_iter()
             .next()?;
-        let mut all = crate::index::plexjson::versions(&item);
+        let mut all = crate::plex::json::versions(&item);
         // The index keeps a version's first part as its file and streams; so does this.
         for v in &mut all {
             if let Some((_, file, streams)) = v.parts.first() {
@@ -596,7 +596,7 @@ fn standalone(
         None => Duration::from_millis(cfg.tautulli.timeout_ms),
     };
     let tautulli = match cfg.tautulli.resolved() {
-        Ok(Some((u, k))) => crate::tautulli::Tautulli::new(&u, &k, taut_timeout).ok(),
+        Ok(Some((u, k))) => crate::clients::tautulli::Tautulli::new(&u, &k, taut_timeout).ok(),
         Ok(None) => None,
         Err(e) => {
             tracing::warn!("{e:#}");

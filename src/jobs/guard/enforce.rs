@@ -21,11 +21,11 @@ use downshiftarr_shim::protocol::MediaVersion;
 use downshiftarr_shim::switch;
 use serde::Serialize;
 
+use crate::clients::tautulli::Tautulli;
 use crate::config::EnforceConfig;
 use crate::daemon::lifecycle::Shutdown;
+use crate::plex::sessions::{self, Session, Tracker};
 use crate::plex::{Plex, PlexError};
-use crate::sessions::{self, Session, Tracker};
-use crate::tautulli::Tautulli;
 
 /// What enforcement did.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -385,14 +385,14 @@ impl Enforcer<'_> {
             .and_then(|m| m.as_array())
             .and_then(|m| {
                 m.iter().position(|x| {
-                    crate::index::plexjson::s(x, "id").as_deref() == Some(to.media_id.as_str())
+                    crate::plex::json::s(x, "id").as_deref() == Some(to.media_id.as_str())
                 })
             })
             .ok_or((false, "the version is no longer in Plex".to_string()))?;
         let server = plex
             .identity()
             .ok()
-            .and_then(|i| crate::index::plexjson::s(&i, "machineIdentifier"))
+            .and_then(|i| crate::plex::json::s(&i, "machineIdentifier"))
             .unwrap_or_default();
         let offset = session.view_offset_ms.unwrap_or(0).max(0);
         let r = plex.client_command(

@@ -515,7 +515,7 @@ fn dynamic_range_of(code: u8) -> Option<DynamicRange> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::{open, upsert_item, upsert_section};
+    use crate::jobs::index::{open, upsert_item, upsert_section};
     use serde_json::{json, Value};
 
     /// The map as the daemon built it before issue 9 (a `String` → `Entry` hash map with a

@@ -15,7 +15,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,9 +26,9 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::sys::stat::{umask, Mode};
 use nix::unistd::{Group, Uid};
 
-use super::health::Health;
-use super::lifecycle::Shutdown;
-use crate::index::Lookup;
+use crate::daemon::health::Health;
+use crate::daemon::lifecycle::Shutdown;
+use crate::jobs::index::Lookup;
 
 /// What the daemon answers beyond the index: who is watching a transcode session, and the
 /// Tautulli trigger (`downshiftarr tautulli`).
@@ -49,17 +49,6 @@ const IO_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct Access {
     pub uids: Vec<u32>,
     pub gids: Vec<u32>,
-}
-
-/// Counters for `status` and `/metrics`.
-#[derive(Default)]
-pub struct Stats {
-    pub connections: AtomicU64,
-    pub rejected: AtomicU64,
-    pub lookups: AtomicU64,
-    pub lookup_hits: AtomicU64,
-    pub decisions: AtomicU64,
-    pub bad_frames: AtomicU64,
 }
 
 /// A bound socket that removes its file when dropped (greetd's habit).

@@ -24,7 +24,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use sha2::{Digest, Sha256};
 
-use super::lifecycle::Shutdown;
+use crate::daemon::lifecycle::Shutdown;
 use downshiftarr_shim::exec::REAL_SUFFIX;
 
 /// The transcoder's file name.

@@ -18,7 +18,7 @@ use tungstenite::stream::MaybeTlsStream;
 use tungstenite::Message;
 
 use crate::daemon::lifecycle::Shutdown;
-use crate::index::plexjson::{n, s};
+use crate::plex::json::{n, s};
 
 /// A notification, typed.
 #[derive(Clone, Debug, PartialEq)]

@@ -66,7 +66,7 @@ pub fn run(args: CheckConfigArgs) -> Result<ExitCode> {
             writeln!(
                 out,
                 "plex directory: {}",
-                crate::daemon::describe_plex_dir(&c)
+                crate::cli::daemon::describe_plex_dir(&c)
             )?;
             match c.plex.resolved() {
                 Ok((url, token)) => {
@@ -107,7 +107,7 @@ pub fn run(args: CheckConfigArgs) -> Result<ExitCode> {
         ok = false;
     }
     if let Some(f) = &args.env_file {
-        ok &= crate::trigger::check_env_file(f);
+        ok &= crate::jobs::guard::trigger::check_env_file(f);
     }
     // A file other users can write may not choose what the shim executes (issue 9 §3).
     if let Ok(meta) = std::fs::metadata(&path) {

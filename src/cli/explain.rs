@@ -35,7 +35,7 @@ pub fn run(args: ExplainArgs) -> Result<ExitCode> {
         None => None,
     };
     let env = |k: &str| std::env::var(k).ok();
-    let (path, absent) = crate::check_config::config_file(args.config.as_deref())?;
+    let (path, absent) = crate::cli::check_config::config_file(args.config.as_deref())?;
     if let Some(note) = absent {
         eprintln!("downshiftarr: {note}");
     }

@@ -14,8 +14,8 @@ use downshiftarr_shim::policy::Viewer;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::events::Event;
-use crate::index::plexjson::{n, s};
+use crate::plex::events::Event;
+use crate::plex::json::{n, s};
 
 /// One playing session, as `/status/sessions` shows it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]

@@ -15,7 +15,7 @@
 //!   holds the candidate back for the next pass.
 //!
 //! Timeline notifications with state 9 (`metadataState: deleted`) are Plex's own deletion
-//! signal and are applied by the daemon directly ([`crate::events::Event::deleted_item`]).
+//! signal and are applied by the daemon directly ([`crate::plex::events::Event::deleted_item`]).
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,7 +23,7 @@ use anyhow::Result;
 use rusqlite::Connection;
 use serde_json::Value;
 
-use super::plexjson::s;
+use crate::plex::json::s;
 use crate::plex::{Plex, PlexError};
 
 /// A deletion is "mass" when it removes more than `1 / MASS_DIVISOR` of a section's indexed

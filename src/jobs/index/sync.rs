@@ -26,7 +26,7 @@ use rusqlite::Connection;
 use serde_json::Value;
 
 use super::deletions;
-use super::plexjson::{n, s};
+use crate::plex::json::{n, s};
 use crate::plex::Plex;
 
 /// Plex listing types.

@@ -8,7 +8,6 @@
 
 pub mod deletions;
 mod lookup;
-pub mod plexjson;
 pub mod sync;
 
 pub use lookup::Lookup;
@@ -21,7 +20,7 @@ use downshiftarr_shim::protocol::StreamKind;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 
-use plexjson::{n, s, ExternalIds, Version};
+use crate::plex::json::{n, s, ExternalIds, Version};
 
 /// Schema migrations, in order; `PRAGMA user_version` is the number applied.
 const MIGRATIONS: &[&str] = &[
@@ -110,7 +109,7 @@ pub fn meta_set(db: &Connection, key: &str, value: &str) -> Result<()> {
 
 /// Upserts a section from a `/library/sections` directory entry.
 pub fn upsert_section(db: &Connection, d: &Value) -> Result<()> {
-    let locations: Vec<String> = plexjson::arr(d, "Location")
+    let locations: Vec<String> = crate::plex::json::arr(d, "Location")
         .iter()
         .filter_map(|l| s(l, "path"))
         .collect();
@@ -135,7 +134,7 @@ pub fn upsert_item(db: &Connection, section: &str, item: &Value) -> Result<bool>
     let Some(rk) = s(item, "ratingKey") else {
         return Ok(false);
     };
-    let ids: ExternalIds = plexjson::external_ids(item);
+    let ids: ExternalIds = crate::plex::json::external_ids(item);
     let updated = n(item, "updatedAt");
     // Cached statements: a full sync runs these for each of 200,000 items, and preparing them
     // anew every time cost seconds of its CPU (issue 9, "Memory at scale").
@@ -160,7 +159,7 @@ pub fn upsert_item(db: &Connection, section: &str, item: &Value) -> Result<bool>
         ],
     )?;
     if item.get("Media").is_some() {
-        replace_versions(db, &rk, &plexjson::versions(item))?;
+        replace_versions(db, &rk, &crate::plex::json::versions(item))?;
     }
     Ok(before != Some(updated))
 }

@@ -8,6 +8,10 @@
 //! from the HTTP client's error chain: `cannot connect to Plex at 127.0.0.1:1: connection
 //! refused`, a timeout, a DNS or TLS failure, or the HTTP status Plex answered.
 
+pub mod events;
+pub mod json;
+pub mod sessions;
+
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 

@@ -10,7 +10,7 @@ use rusqlite::params;
 
 use crate::cli::{DiscoverArgs, SyncArgs};
 use crate::config;
-use crate::index::{self, sync};
+use crate::jobs::index::{self, sync};
 use crate::plex::Plex;
 
 pub fn sync(args: SyncArgs) -> Result<ExitCode> {
@@ -237,7 +237,8 @@ fn daemon_status(
     flag: Option<&std::path::Path>,
 ) -> std::result::Result<(String, serde_json::Value), (Option<String>, String)> {
     use downshiftarr_shim::protocol::{Client, ClientError, Request, Response};
-    let (path, _) = crate::check_config::config_file(flag).map_err(|e| (None, format!("{e:#}")))?;
+    let (path, _) =
+        crate::cli::check_config::config_file(flag).map_err(|e| (None, format!("{e:#}")))?;
     let env = |k: &str| std::env::var(k).ok();
     let socket = downshiftarr_shim::config::load(&path, &env).config.socket;
     if socket.is_empty() {

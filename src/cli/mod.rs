@@ -1,5 +1,10 @@
 //! What was typed: the command-line surface, with no I/O (ripgrep's "low args" stage).
 
+pub mod check_config;
+pub mod daemon;
+pub mod explain;
+pub mod library;
+
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};

@@ -1,0 +1,3 @@
+//! Clients of the outside services other than Plex (`crate::plex`).
+
+pub mod tautulli;
