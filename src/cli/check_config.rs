@@ -66,7 +66,7 @@ pub fn run(args: CheckConfigArgs) -> Result<ExitCode> {
             writeln!(
                 out,
                 "plex directory: {}",
-                crate::cli::daemon::describe_plex_dir(&c)
+                crate::jobs::heal::describe_plex_dir(&c)
             )?;
             match c.plex.resolved() {
                 Ok((url, token)) => {

@@ -3,8 +3,10 @@
 //! endpoint and logging. The jobs themselves live in `crate::jobs`; `downshiftarr daemon`
 //! (`crate::cli::daemon`) puts them together.
 
+pub mod ctx;
 pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;
+pub mod memory;
 pub mod supervisor;

@@ -24,11 +24,52 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::inotify::{AddWatchFlags, InitFlags, Inotify};
 use sha2::{Digest, Sha256};
 
+use crate::config::{Config, PLEX_DIRS};
+use crate::daemon::ctx::Ctx;
 use crate::daemon::lifecycle::Shutdown;
 use downshiftarr_shim::exec::REAL_SUFFIX;
 
 /// The transcoder's file name.
 pub const TRANSCODER: &str = "Plex Transcoder";
+
+/// The job: off unless `daemon.heal_transcoder`, and when no Plex install is found.
+pub fn job(ctx: &Ctx) -> Result<Option<super::Job>> {
+    let cfg = ctx.config();
+    if !cfg.daemon.heal_transcoder {
+        return Ok(None);
+    }
+    let Some(dir) = plex_dir(&cfg) else {
+        tracing::warn!(
+            "no Plex install found ({}): the transcoder healer is off",
+            PLEX_DIRS.join(", ")
+        );
+        return Ok(None);
+    };
+    let paths = Paths::new(
+        &dir,
+        Path::new(&cfg.daemon.shim_binary),
+        Path::new(&cfg.daemon.state_dir),
+    );
+    let interval = Duration::from_secs(cfg.daemon.heal_interval_s as u64);
+    Ok(Some(Box::new(move |sd: &Shutdown| {
+        run(&paths, interval, sd)
+    })))
+}
+
+/// The Plex directory: configured, else the first usual place that exists.
+pub fn plex_dir(cfg: &Config) -> Option<PathBuf> {
+    if !cfg.daemon.plex_dir.is_empty() {
+        return Some(PathBuf::from(&cfg.daemon.plex_dir));
+    }
+    PLEX_DIRS.iter().map(PathBuf::from).find(|p| p.is_dir())
+}
+
+/// Used by `check-config` to show where the daemon would look.
+pub fn describe_plex_dir(cfg: &Config) -> String {
+    plex_dir(cfg)
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "not found".into())
+}
 
 /// Paths the healer works on.
 #[derive(Clone, Debug)]

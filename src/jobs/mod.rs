@@ -1,8 +1,84 @@
-//! The daemon's jobs, one module each: the transcoder healer, the shim's socket service, the
-//! decision audit, the library index and the transcode guard.
+//! The daemon's jobs, one module each, and the table that starts them.
+//!
+//! A job is a module with a builder `fn(&Ctx) -> Result<Option<Job>>`: `Ok(None)` when it is
+//! not configured (it logs why), `Err` when the daemon cannot run as configured (a socket that
+//! cannot be bound), else the job's loop, run on its own thread under the supervisor
+//! (restarted with back-off when it fails, stopped by the shared shutdown). A new job is a
+//! module plus one line in [`TABLE`].
 
 pub mod audit;
 pub mod guard;
 pub mod heal;
 pub mod index;
+pub mod sessions;
 pub mod socket;
+
+use std::thread::JoinHandle;
+
+use anyhow::Result;
+
+use crate::daemon::ctx::Ctx;
+use crate::daemon::lifecycle::Shutdown;
+use crate::daemon::supervisor;
+
+/// A job's loop: returns `Ok` when shutdown was requested, `Err` when it failed.
+pub type Job = supervisor::JobFn;
+
+/// Builds a job from the context; `Ok(None)`: not configured.
+pub type Builder = fn(&Ctx) -> Result<Option<Job>>;
+
+/// Every job, in start order: the healer first (the shim must be in place), the socket before
+/// anything that takes time, the session tracker before its consumers.
+pub const TABLE: &[(&str, Builder)] = &[
+    ("heal", heal::job),
+    ("socket", socket::job),
+    ("audit", audit::writer::job),
+    ("refusals", guard::refusals_job),
+    ("sessions", sessions::job),
+    ("guard", guard::job),
+    ("sync", index::job::job),
+    ("events", events),
+    ("http", http),
+];
+
+/// Builds and starts every configured job of [`TABLE`].
+pub fn start(ctx: &Ctx) -> Result<Vec<JoinHandle<()>>> {
+    let mut handles = Vec::new();
+    for (name, build) in TABLE {
+        if let Some(job) = build(ctx)? {
+            handles.push(supervisor::spawn(
+                name,
+                ctx.shutdown.clone(),
+                ctx.health.clone(),
+                job,
+            ));
+        }
+    }
+    Ok(handles)
+}
+
+/// Plex's notifications, published on the context's event bus (reconnected by the
+/// supervisor). Off when Plex is not configured.
+fn events(ctx: &Ctx) -> Result<Option<Job>> {
+    let Ok((url, token)) = ctx.config().plex_access.clone() else {
+        return Ok(None); // the sync job says why
+    };
+    let ctx = ctx.clone();
+    Ok(Some(Box::new(move |sd: &Shutdown| {
+        crate::plex::events::listen(&url, &token, &ctx.events, sd)
+    })))
+}
+
+/// `/health` and `/metrics`, when `daemon.http_listen` is set.
+fn http(ctx: &Ctx) -> Result<Option<Job>> {
+    let listen = ctx.config().daemon.http_listen.clone();
+    if listen.is_empty() {
+        return Ok(None);
+    }
+    let server = crate::daemon::http::bind(&listen)?;
+    tracing::info!(listen = %listen, "serving /health and /metrics");
+    let health = ctx.health.clone();
+    Ok(Some(Box::new(move |sd: &Shutdown| {
+        crate::daemon::http::serve(&server, &health, sd)
+    })))
+}

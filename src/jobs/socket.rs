@@ -16,7 +16,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::SyncSender;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,13 +25,14 @@ use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
 use nix::sys::stat::{umask, Mode};
 use nix::unistd::{Group, Uid};
 
-use crate::daemon::health::Health;
+use super::guard::Guard;
+use super::Job;
+use crate::daemon::ctx::{AuditMsg, Ctx};
 use crate::daemon::lifecycle::Shutdown;
-use crate::jobs::index::Lookup;
 
 /// What the daemon answers beyond the index: who is watching a transcode session, and the
-/// Tautulli trigger (`downshiftarr tautulli`).
-pub trait Enforcement: Send + Sync {
+/// Tautulli trigger (`downshiftarr tautulli`). The guard answers them (`guard::Guard`).
+pub trait Answers: Send + Sync {
     /// The viewer of a transcode session; may ask Plex for at most `wait`.
     fn viewer(&self, transcode: &str, wait: Duration) -> downshiftarr_shim::policy::Viewer;
     /// Handles one Tautulli trigger and says what was done.
@@ -112,17 +112,29 @@ pub fn bind(path: &Path, group: &str) -> Result<(Listener, Access)> {
     ))
 }
 
+/// The job: binds the socket at start-up (a socket that cannot be bound stops the daemon,
+/// as the shim would otherwise probe every file on its own), then serves until shutdown.
+pub fn job(ctx: &Ctx) -> Result<Option<Job>> {
+    let cfg = ctx.config();
+    let (listener, mut access) = bind(Path::new(&cfg.shim.socket), &cfg.daemon.socket_group)?;
+    access.uids.extend(&cfg.daemon.allowed_uids);
+    access.gids.extend(&cfg.daemon.allowed_gids);
+    let ctx = ctx.clone();
+    let answers: Arc<dyn Answers> = Arc::new(Guard::new(&ctx));
+    Ok(Some(Box::new(move |sd: &Shutdown| {
+        serve(&listener, &access, &ctx, &answers, sd)
+    })))
+}
+
 /// Serves until shutdown.
 pub fn serve(
     l: &Listener,
     access: &Access,
-    lookup: &Lookup,
-    decisions: &SyncSender<serde_json::Value>,
-    enforcement: &Arc<dyn Enforcement>,
-    health: &Arc<Health>,
+    ctx: &Ctx,
+    answers: &Arc<dyn Answers>,
     shutdown: &Shutdown,
 ) -> Result<()> {
-    let stats = &health.socket;
+    let stats = &ctx.health.socket;
     // A cached thread pool: connections go to an idle worker when there is one, and a new
     // worker starts only when none is idle (spawning a thread per lookup dominated the p99);
     // a slow client still occupies one worker only. Extra workers exit after 30 s idle.
@@ -131,11 +143,9 @@ pub fn serve(
     let (work_tx, work_rx) = std::sync::mpsc::channel::<UnixStream>();
     let work_rx = Arc::new(std::sync::Mutex::new(work_rx));
     let start_worker = |permanent: bool| {
-        let (lookup, decisions, enf, stats, active, idle, rx) = (
-            lookup.clone(),
-            decisions.clone(),
-            enforcement.clone(),
-            health.clone(),
+        let (ctx, answers, active, idle, rx) = (
+            ctx.clone(),
+            answers.clone(),
             active.clone(),
             idle.clone(),
             work_rx.clone(),
@@ -144,9 +154,7 @@ pub fn serve(
             .name("shim-conn".into())
             .stack_size(256 << 10)
             .spawn(move || {
-                worker(
-                    &rx, permanent, &idle, &active, &lookup, &decisions, &*enf, &stats,
-                );
+                worker(&rx, permanent, &idle, &active, &ctx, &*answers);
             });
         if spawned.is_err() {
             tracing::warn!("unable to start a connection thread");
@@ -191,16 +199,13 @@ pub fn serve(
 
 /// Takes connections from the queue. Permanent workers wait forever, so a queued connection
 /// is always served; extra workers exit after 30 s without work.
-#[allow(clippy::too_many_arguments)]
 fn worker(
     rx: &std::sync::Mutex<std::sync::mpsc::Receiver<UnixStream>>,
     permanent: bool,
     idle: &AtomicUsize,
     active: &AtomicUsize,
-    lookup: &Lookup,
-    decisions: &SyncSender<serde_json::Value>,
-    enforcement: &dyn Enforcement,
-    health: &Health,
+    ctx: &Ctx,
+    answers: &dyn Answers,
 ) {
     loop {
         idle.fetch_add(1, Ordering::SeqCst);
@@ -214,7 +219,7 @@ fn worker(
         };
         idle.fetch_sub(1, Ordering::SeqCst);
         let Ok(conn) = next else { return };
-        handle(conn, lookup, decisions, enforcement, health);
+        handle(conn, ctx, answers);
         active.fetch_sub(1, Ordering::Relaxed);
     }
 }
@@ -300,14 +305,8 @@ fn proc_groups(pid: i32) -> Option<Vec<u32>> {
     line.split_whitespace().map(|g| g.parse().ok()).collect()
 }
 
-fn handle(
-    mut conn: UnixStream,
-    lookup: &Lookup,
-    decisions: &SyncSender<serde_json::Value>,
-    enforcement: &dyn Enforcement,
-    health: &Health,
-) {
-    let stats = &health.socket;
+fn handle(mut conn: UnixStream, ctx: &Ctx, answers: &dyn Answers) {
+    let stats = &ctx.health.socket;
     let _ = conn.set_nonblocking(false);
     let _ = conn.set_read_timeout(Some(IO_TIMEOUT));
     let _ = conn.set_write_timeout(Some(IO_TIMEOUT));
@@ -324,7 +323,7 @@ fn handle(
             }
         };
         let response = match protocol::decode::<Request>(&body) {
-            Ok(req) => answer(req, lookup, decisions, enforcement, health),
+            Ok(req) => answer(req, ctx, answers),
             Err(e) => {
                 stats.bad_frames.fetch_add(1, Ordering::Relaxed);
                 let _ = conn.write_all(&protocol::encode(&Response::Error {
@@ -342,14 +341,8 @@ fn handle(
 }
 
 /// The answer to one request; `None` for fire-and-forget reports.
-fn answer(
-    req: Request,
-    lookup: &Lookup,
-    decisions: &SyncSender<serde_json::Value>,
-    enforcement: &dyn Enforcement,
-    health: &Health,
-) -> Option<Response> {
-    let stats = &health.socket;
+fn answer(req: Request, ctx: &Ctx, answers: &dyn Answers) -> Option<Response> {
+    let (health, stats) = (&ctx.health, &ctx.health.socket);
     Some(match req {
         Request::Status => Response::Status {
             status: health.status(),
@@ -361,7 +354,7 @@ fn answer(
         },
         Request::LookupSource { path } => {
             stats.lookups.fetch_add(1, Ordering::Relaxed);
-            match lookup.get(&path) {
+            match ctx.lookup.get(&path) {
                 Some(e) => {
                     stats.lookup_hits.fetch_add(1, Ordering::Relaxed);
                     Response::Source {
@@ -379,22 +372,20 @@ fn answer(
         }
         Request::ReportDecision { record } => {
             stats.decisions.fetch_add(1, Ordering::Relaxed);
-            if decisions.try_send(record).is_err() {
-                tracing::warn!("decision audit queue full: a record was dropped");
-            }
+            ctx.audit.send(AuditMsg::Shim(record));
             return None;
         }
         Request::SessionContext {
             transcode_session,
             wait_ms,
         } => Response::Session {
-            viewer: enforcement.viewer(
+            viewer: answers.viewer(
                 &transcode_session,
                 Duration::from_millis(wait_ms.min(5000) as u64),
             ),
         },
         Request::TautulliEvent { event } => Response::Enforced {
-            outcome: enforcement.tautulli(&event),
+            outcome: answers.tautulli(&event),
         },
     })
 }

@@ -7,7 +7,7 @@
 //! `playing` notification from a known client names its viewer before Plex lists the session.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use downshiftarr_shim::policy::Viewer;
@@ -39,6 +39,19 @@ pub struct Session {
     pub state: String,
     /// Live TV sessions carry a non-library rating key.
     pub live: bool,
+    /// `Player.address`: the client's address as Plex sees it (a proxy's or a VPN's address
+    /// when there is one in between).
+    pub address: Option<String>,
+    /// `Session.location`: `lan` or `wan`.
+    pub location: Option<String>,
+    /// `Session.bandwidth` (kbit/s): what Plex reserves for the stream.
+    pub bandwidth_kbps: Option<i64>,
+    /// The played version's `Media.bitrate` (kbit/s).
+    pub bitrate_kbps: Option<i64>,
+    pub duration_ms: Option<i64>,
+    /// `TranscodeSession.videoDecision` (`transcode`, `copy`, …); `None` when Plex plays the
+    /// file directly.
+    pub video_decision: Option<String>,
 }
 
 fn obj<'a>(v: &'a Value, k: &str) -> Option<&'a Value> {
@@ -69,6 +82,12 @@ fn parse_one(m: &Value) -> Option<Session> {
     let session = obj(m, "Session");
     let ts = obj(m, "TranscodeSession");
     let rating_key = s(m, "ratingKey");
+    let media = m.get("Media").and_then(Value::as_array).and_then(|a| {
+        a.iter()
+            .find(|x| flag(x, "selected") == Some(true))
+            .or(a.first())
+    });
+    let video_decision = ts.and_then(|t| s(t, "videoDecision"));
     let local = player
         .and_then(|p| flag(p, "local"))
         .or_else(|| session.and_then(|s2| s(s2, "location")).map(|l| l == "lan"));
@@ -83,15 +102,7 @@ fn parse_one(m: &Value) -> Option<Session> {
             .is_some_and(|k| k.contains("://") || k.starts_with('/'))
             || s(m, "key").is_some_and(|k| k.starts_with("/livetv/")),
         rating_key,
-        media_id: m
-            .get("Media")
-            .and_then(Value::as_array)
-            .and_then(|a| {
-                a.iter()
-                    .find(|x| flag(x, "selected") == Some(true))
-                    .or(a.first())
-            })
-            .and_then(|x| s(x, "id")),
+        media_id: media.and_then(|x| s(x, "id")),
         title: s(m, "title").unwrap_or_default(),
         kind: s(m, "type").unwrap_or_default(),
         viewer: Viewer {
@@ -102,8 +113,14 @@ fn parse_one(m: &Value) -> Option<Session> {
             client_id: player.and_then(|p| s(p, "machineIdentifier")),
             local,
         },
-        video_transcode: ts.and_then(|t| s(t, "videoDecision")).as_deref() == Some("transcode"),
+        video_transcode: video_decision.as_deref() == Some("transcode"),
+        video_decision,
         view_offset_ms: n(m, "viewOffset"),
+        address: player.and_then(|p| s(p, "address")),
+        location: session.and_then(|x| s(x, "location")),
+        bandwidth_kbps: session.and_then(|x| n(x, "bandwidth")),
+        bitrate_kbps: media.and_then(|x| n(x, "bitrate")),
+        duration_ms: n(m, "duration").or_else(|| media.and_then(|x| n(x, "duration"))),
         state: player
             .and_then(|p| s(p, "state"))
             .unwrap_or_else(|| "unknown".into()),
@@ -191,6 +208,14 @@ impl Tracker {
         }
     }
 
+    /// The state (`playing`, `paused`, …) the tracker holds for a session.
+    pub fn state_of(&self, session_key: &str) -> Option<String> {
+        self.lock()
+            .sessions
+            .get(session_key)
+            .map(|s| s.state.clone())
+    }
+
     /// Who is watching transcode session `transcode`, if known.
     pub fn viewer(&self, transcode: &str) -> Option<Viewer> {
         let st = self.lock();
@@ -213,6 +238,58 @@ impl Tracker {
             .values()
             .find(|s| s.transcode.as_deref() == Some(transcode))
             .cloned()
+    }
+}
+
+/// Who is playing now, for every job: the tracker (for the shim's viewer question) and the
+/// last `/status/sessions` listing as an immutable snapshot. The `sessions` job publishes;
+/// the guard (and every later job) waits for a newer snapshot. A failed poll publishes
+/// nothing: a consumer never mistakes "Plex did not answer" for "nobody is playing".
+#[derive(Default)]
+pub struct Sessions {
+    pub tracker: Tracker,
+    latest: Mutex<Published>,
+    changed: Condvar,
+    /// One on-demand listing at a time (the shim's viewer question).
+    pub refreshing: Mutex<()>,
+}
+
+/// The latest snapshot and its generation (0: none yet).
+#[derive(Clone, Default)]
+pub struct Published {
+    pub generation: u64,
+    pub at: Option<Instant>,
+    pub list: Arc<[Session]>,
+}
+
+impl Sessions {
+    fn latest_lock(&self) -> std::sync::MutexGuard<'_, Published> {
+        self.latest.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A fresh listing: the tracker takes it and waiting consumers wake up.
+    pub fn publish(&self, list: Vec<Session>) {
+        self.tracker.replace(list.clone());
+        let mut p = self.latest_lock();
+        p.generation += 1;
+        p.at = Some(Instant::now());
+        p.list = list.into();
+        drop(p);
+        self.changed.notify_all();
+    }
+
+    pub fn latest(&self) -> Published {
+        self.latest_lock().clone()
+    }
+
+    /// The first snapshot newer than `generation`, waiting up to `timeout`.
+    pub fn wait_newer(&self, generation: u64, timeout: Duration) -> Option<Published> {
+        let p = self.latest_lock();
+        let (p, _) = self
+            .changed
+            .wait_timeout_while(p, timeout, |p| p.generation <= generation)
+            .unwrap_or_else(|e| e.into_inner());
+        (p.generation > generation).then(|| p.clone())
     }
 }
 
@@ -273,5 +350,36 @@ mod tests {
         assert_eq!(s[0].viewer.local, Some(true));
         assert_eq!(s[0].session_id.as_deref(), Some("x"));
         assert!(!s[0].video_transcode);
+    }
+
+    #[test]
+    fn snapshots_wake_waiters_and_carry_what_jobs_need() {
+        let hub = Arc::new(Sessions::default());
+        assert_eq!(hub.latest().generation, 0);
+        assert!(hub.wait_newer(0, Duration::from_millis(10)).is_none());
+        let h = hub.clone();
+        let waiter = std::thread::spawn(move || h.wait_newer(0, Duration::from_secs(5)));
+        std::thread::sleep(Duration::from_millis(20));
+        let mut l = listing();
+        l[0]["Player"]["address"] = json!("10.8.0.3");
+        l[0]["Session"]["bandwidth"] = json!(5212);
+        l[0]["Media"][0]["bitrate"] = json!(4000);
+        l[0]["duration"] = json!(7_200_000);
+        hub.publish(parse_sessions(&l));
+        let p = waiter.join().unwrap().expect("woken by the publish");
+        assert_eq!(p.generation, 1);
+        let s = &p.list[0];
+        assert_eq!(s.address.as_deref(), Some("10.8.0.3"));
+        assert_eq!(s.location.as_deref(), Some("wan"));
+        assert_eq!(s.bandwidth_kbps, Some(5212));
+        assert_eq!(s.bitrate_kbps, Some(4000));
+        assert_eq!(s.duration_ms, Some(7_200_000));
+        assert_eq!(s.video_decision.as_deref(), Some("transcode"));
+        // The tracker took the same listing.
+        assert_eq!(
+            hub.tracker.viewer("tx-1").unwrap().user.as_deref(),
+            Some("alice")
+        );
+        assert!(hub.wait_newer(1, Duration::from_millis(10)).is_none());
     }
 }

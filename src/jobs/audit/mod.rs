@@ -7,6 +7,7 @@
 //! ([`logfile::pending`]).
 
 pub mod logfile;
+pub mod writer;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -7,6 +7,7 @@
 //! item's versions, rebuilt from the database after each sync (`lookup.rs`).
 
 pub mod deletions;
+pub mod job;
 mod lookup;
 pub mod sync;
 
