@@ -17,6 +17,8 @@
 //! `/proc/<pid>/status`) with the library loaded, its CPU to load the index at start-up, and
 //! its idle CPU.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failure is a panic
+
 #[path = "../tests/fake_plex.rs"]
 #[allow(dead_code)]
 mod fake_plex;

@@ -9,6 +9,8 @@
 //! real daemon up (indexing the tests' fake Plex): a video pass-through and a **switch** to
 //! the 1080p SDR version, side by side.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failure is a panic
+
 #[path = "../tests/fake_plex.rs"]
 #[allow(dead_code)]
 mod fake_plex;

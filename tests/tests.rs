@@ -1,5 +1,7 @@
 //! The integration suite: one test binary (ripgrep's habit), one module per concern.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure is a panic
+
 mod cli;
 mod daemon;
 mod e2e;

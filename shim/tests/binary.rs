@@ -1,5 +1,7 @@
 //! The shim binary itself: what it execs, byte for byte, and how it fails.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure is a panic
+
 use std::ffi::OsString;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::process::CommandExt;

@@ -2,6 +2,8 @@
 //! libFuzzer writes them as `artifacts/<target>/crash-*`; we keep them under
 //! `shim/fuzz/regressions/<target>/` so a regression fails `cargo test`, not only a fuzz run.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure is a panic
+
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 use std::path::Path;
