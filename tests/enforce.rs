@@ -736,6 +736,70 @@ fn decisions_logged_while_the_daemon_was_down_join_the_audit_once() {
     stop(d);
 }
 
+/// `TAUTULLI_LOG_MIN_LEVEL` of the command's environment holds when the daemon decides the
+/// trigger too (issue 9: it used to apply only without the daemon).
+#[test]
+fn the_notifier_level_of_the_drop_in_holds_when_the_daemon_decides() {
+    let taut = FakeTautulli::start();
+    let env = Env::new(FakePlex::start(4, 0, 0), json!({}));
+    env.configure("enforce", json!({"session_lookup_delay_s": 0.1}));
+    env.configure(
+        "tautulli",
+        json!({"url": taut.url, "api_key": taut.key, "log_notifier_id": 4}),
+    );
+    let daemon = env.daemon();
+    wait_for_daemon(&env.socket(), MOVIE0_4K);
+    let play = &env.plex.play;
+    let trigger = |level: Option<&str>, skey: &str| {
+        play.set_sessions(vec![Play::session(
+            skey,
+            &format!("sess-lvl-{skey}"),
+            &format!("tx-lvl-{skey}"),
+            RK3,
+            UHD3,
+            "dave",
+            "tv-d",
+            "transcode",
+        )]);
+        let mut cmd = Command::new(util::cli());
+        cmd.arg("tautulli")
+            .arg("--config")
+            .arg(&env.cfg)
+            .args([
+                &format!("--rating-key={RK3}"),
+                "--username=dave",
+                &format!("--session-key={skey}"),
+                "--video-decision=transcode",
+            ])
+            .env("ENV_FILE", env.dir.path().join("no-such.env"))
+            .env_remove("TAUTULLI_LOG_MIN_LEVEL");
+        if let Some(l) = level {
+            cmd.env("TAUTULLI_LOG_MIN_LEVEL", l);
+        }
+        let out = cmd.output().unwrap();
+        let v: Value =
+            serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"));
+        assert_eq!(v["action"], "terminated", "{v}");
+    };
+    // A termination is a warning: ERROR keeps it from the notifier…
+    trigger(Some("ERROR"), "41");
+    wait_until("the trigger is in the audit", 10, || {
+        decisions(&env).iter().any(|r| r["origin"] == "tautulli")
+    });
+    assert!(
+        taut.calls_of("notify").is_empty(),
+        "{:?}",
+        taut.calls_of("notify")
+    );
+    // …and the default (WARNING) lets it through.
+    trigger(None, "42");
+    wait_until("the notifier post", 10, || {
+        !taut.calls_of("notify").is_empty()
+    });
+    assert_eq!(taut.calls_of("notify").len(), 1);
+    stop(daemon);
+}
+
 #[test]
 fn a_session_the_trigger_terminated_is_not_terminated_again_by_the_guard() {
     let (env, d) = guard_env(json!({"session_lookup_delay_s": 0.1}), Vec::new(), |_| {});

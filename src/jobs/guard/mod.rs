@@ -304,7 +304,7 @@ impl Answers for Guard {
         let enf = self.enforcer(&cfg, plex.as_deref(), taut.as_deref(), None);
         let o = trigger::handle(&enf, &t, self, Self::shadow(&cfg));
         self.log("tautulli trigger", &o);
-        if matches!(o.action, "terminated" | "switched_client" | "failed") {
+        if trigger::notifies(&o, t.notify_min_level.as_deref()) {
             enf.notify("tautulli trigger", &o);
         }
         self.record("tautulli", &t.audit_session(), None, o.reason, &o);

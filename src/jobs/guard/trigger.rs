@@ -40,6 +40,29 @@ pub struct Trigger {
     pub video_resolution: String,
     pub stream_video_resolution: String,
     pub video_dynamic_range: String,
+    /// `TAUTULLI_LOG_MIN_LEVEL` of the command's environment, handed to the daemon with the
+    /// trigger so the notifier hears the same outcomes whoever decides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub notify_min_level: Option<String>,
+}
+
+/// `TAUTULLI_LOG_MIN_LEVEL` (default WARNING): the least level of an outcome that reaches the
+/// Tautulli notifier. An unknown value says so and keeps the default.
+pub fn notify_min_level(v: Option<&str>) -> tracing::level_filters::LevelFilter {
+    match v {
+        None => tracing::level_filters::LevelFilter::WARN,
+        Some(v) => logging::parse_level(v).unwrap_or_else(|| {
+            tracing::warn!("TAUTULLI_LOG_MIN_LEVEL={v:?}: expected DEBUG, INFO, WARNING or ERROR; using WARNING");
+            tracing::level_filters::LevelFilter::WARN
+        }),
+    }
+}
+
+/// Whether an outcome of a trigger goes to the Tautulli notifier: what was done or failed, at
+/// or above the least level.
+pub fn notifies(o: &Outcome, min_level: Option<&str>) -> bool {
+    matches!(o.action, "terminated" | "switched_client" | "failed")
+        && o.level() <= notify_min_level(min_level)
 }
 
 fn some(s: &str) -> Option<String> {
@@ -430,6 +453,7 @@ pub fn run(args: TautulliArgs) -> Result<ExitCode> {
         video_resolution: args.video_resolution.unwrap_or_default(),
         stream_video_resolution: args.stream_video_resolution.unwrap_or_default(),
         video_dynamic_range: args.video_dynamic_range.unwrap_or_default(),
+        notify_min_level: None,
     };
     // The process environment wins over the file, as python-dotenv does.
     let mut problems = Vec::new();
@@ -476,6 +500,10 @@ pub fn run(args: TautulliArgs) -> Result<ExitCode> {
             .collect::<Vec<_>>()
             .join(" ")
     );
+    let trigger = Trigger {
+        notify_min_level: env("TAUTULLI_LOG_MIN_LEVEL"),
+        ..trigger
+    };
     tracing::debug!(?trigger, "tautulli trigger");
     let path = crate::config::path(args.config.as_deref());
     let shim_loaded = downshiftarr_shim::config::load(&path, &env);
@@ -625,15 +653,7 @@ fn standalone(
         shadow,
     );
     log_outcome(&o);
-    // TAUTULLI_LOG_MIN_LEVEL (default WARNING): what reaches the Tautulli notifier.
-    let min = match env("TAUTULLI_LOG_MIN_LEVEL") {
-        None => tracing::level_filters::LevelFilter::WARN,
-        Some(v) => logging::parse_level(&v).unwrap_or_else(|| {
-            tracing::warn!("TAUTULLI_LOG_MIN_LEVEL={v:?}: expected DEBUG, INFO, WARNING or ERROR; using WARNING");
-            tracing::level_filters::LevelFilter::WARN
-        }),
-    };
-    if matches!(o.action, "terminated" | "switched_client" | "failed") && o.level() <= min {
+    if notifies(&o, t.notify_min_level.as_deref()) {
         enf.notify("tautulli trigger", &o);
     }
     // The daemon stores its triggers' decisions; without it they go where the shim writes
