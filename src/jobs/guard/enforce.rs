@@ -464,3 +464,74 @@ impl Enforcer<'_> {
 pub fn protected(facts: &SourceFacts, shim: &ShimConfig) -> bool {
     policy::protected(facts, shim) == Some(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::EnforceConfig;
+    use downshiftarr_shim::config::ShimConfig;
+    use std::net::TcpListener;
+    use std::time::Instant;
+
+    /// A Plex that accepts connections and never answers.
+    fn silent_plex() -> (String, std::thread::JoinHandle<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let h = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            l.set_nonblocking(true).unwrap();
+            let until = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < until && held.len() < 8 {
+                match l.accept() {
+                    Ok((c, _)) => held.push(c),
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+            std::thread::sleep(Duration::from_secs(2));
+        });
+        (url, h)
+    }
+
+    fn time_find(read_timeout: Duration, retries: u32) -> Duration {
+        let (url, _server) = silent_plex();
+        let plex = Plex::new(&url, "t", Duration::from_secs(1), read_timeout).unwrap();
+        let cfg = EnforceConfig {
+            session_lookup_retries: retries,
+            session_lookup_delay_s: 0.0,
+            ..EnforceConfig::default()
+        };
+        let shim = ShimConfig::default();
+        let enf = Enforcer {
+            plex: Some(&plex),
+            tautulli: None,
+            cfg: &cfg,
+            shim: &shim,
+            notifier: None,
+            tracker: None,
+            shutdown: None,
+        };
+        let t = Instant::now();
+        let r = enf.find(&Want {
+            session_key: Some("1".into()),
+            ..Want::default()
+        });
+        assert!(r.is_err(), "a silent Plex is an error, not 'no session'");
+        t.elapsed()
+    }
+
+    /// Each lookup attempt is bounded by 3 s, or by the owner's HTTP timeout when shorter:
+    /// a silent Plex with a 15 s read timeout costs 3 s per attempt, not 15.
+    #[test]
+    fn a_lookup_attempt_is_bounded_by_3_s_or_the_shorter_http_timeout() {
+        let long = time_find(Duration::from_secs(15), 0);
+        assert!(
+            long >= Duration::from_millis(2500) && long < Duration::from_secs(6),
+            "{long:?}"
+        );
+        let short = time_find(Duration::from_millis(500), 1);
+        assert!(
+            short < Duration::from_millis(2500),
+            "two attempts of 0.5 s: {short:?}"
+        );
+    }
+}
