@@ -325,15 +325,9 @@ fn sync_job(
             .as_ref()
             .is_none_or(|(k, _)| k != &(url.clone(), token.clone()))
         {
-            let t = |ms| Duration::from_millis(ms);
             client = Some((
                 (url.clone(), token.clone()),
-                crate::plex::Plex::new(
-                    &url,
-                    &token,
-                    t(cfg.plex.connect_timeout_ms),
-                    t(cfg.plex.read_timeout_ms),
-                )?,
+                crate::plex::Plex::from_config(&cfg.plex)?,
             ));
         }
         let plex = match &client {

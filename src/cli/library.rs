@@ -15,13 +15,7 @@ use crate::plex::Plex;
 
 pub fn sync(args: SyncArgs) -> Result<ExitCode> {
     let cfg = config::load_strict(&config::path(args.config.as_deref()))?;
-    let (url, token) = cfg.plex.resolved()?;
-    let plex = Plex::new(
-        &url,
-        &token,
-        Duration::from_millis(cfg.plex.connect_timeout_ms),
-        Duration::from_millis(cfg.plex.read_timeout_ms),
-    )?;
+    let plex = Plex::from_config(&cfg.plex)?;
     let db_path = cfg.index.database_path(&cfg.daemon);
     let mut db = index::open(&db_path)?;
     let opts = sync::Options {

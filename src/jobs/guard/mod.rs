@@ -184,14 +184,10 @@ impl Shared {
     pub fn plex(&self) -> Option<Arc<Plex>> {
         let cfg = self.config();
         let key = cfg.plex.resolved().ok()?;
-        reuse(&self.plex, key, |(url, token)| {
-            Plex::new(
-                url,
-                token,
-                Duration::from_millis(cfg.plex.connect_timeout_ms),
-                Duration::from_millis(cfg.plex.read_timeout_ms.min(8000)),
-            )
-            .ok()
+        reuse(&self.plex, key, |_| {
+            let mut plex = cfg.plex.clone();
+            plex.read_timeout_ms = plex.read_timeout_ms.min(8000);
+            Plex::from_config(&plex).ok()
         })
     }
 
