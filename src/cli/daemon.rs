@@ -34,8 +34,7 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
     let live = Arc::new(std::sync::RwLock::new(cfg.clone()));
     let shutdown = Shutdown::default();
     lifecycle::spawn_signal_thread(signals, shutdown.clone())?;
-    let stats = Arc::new(health::Stats::default());
-    let health = Arc::new(health::Health::new(stats.clone()));
+    let health = Arc::new(health::Health::new());
     let mut jobs = Vec::new();
     if cfg.daemon.heal_transcoder {
         match plex_dir(&cfg) {

@@ -158,9 +158,9 @@ pub fn serve(
     while !shutdown.is_set() {
         match l.listener.accept() {
             Ok((conn, _)) => {
-                stats.connections.fetch_add(1, Ordering::Relaxed);
+                stats.connections.inc();
                 if !allowed(&conn, access) {
-                    stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    stats.rejected.inc();
                     continue; // dropped: closed without a word
                 }
                 if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
@@ -317,7 +317,7 @@ fn handle(
             Err(ClientError::Eof) => return,
             Err(e) => {
                 if !matches!(e, ClientError::Timeout) {
-                    stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    stats.bad_frames.inc();
                 }
                 tracing::debug!("dropping a shim connection: {e}");
                 return;
@@ -326,7 +326,7 @@ fn handle(
         let response = match protocol::decode::<Request>(&body) {
             Ok(req) => answer(req, lookup, decisions, enforcement, health),
             Err(e) => {
-                stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                stats.bad_frames.inc();
                 let _ = conn.write_all(&protocol::encode(&Response::Error {
                     message: e.to_string(),
                 }));
@@ -352,7 +352,7 @@ fn answer(
     let stats = &health.socket;
     Some(match req {
         Request::Status => Response::Status {
-            status: health.status(),
+            status: health.status_json(),
         },
         Request::Ping => Response::Pong,
         Request::Version => Response::Version {
@@ -360,10 +360,10 @@ fn answer(
             protocol: PROTOCOL_VERSION,
         },
         Request::LookupSource { path } => {
-            stats.lookups.fetch_add(1, Ordering::Relaxed);
+            stats.lookups.inc();
             match lookup.get(&path) {
                 Some(e) => {
-                    stats.lookup_hits.fetch_add(1, Ordering::Relaxed);
+                    stats.lookup_hits.inc();
                     Response::Source {
                         found: true,
                         facts: Some(e.facts),
@@ -378,7 +378,7 @@ fn answer(
             }
         }
         Request::ReportDecision { record } => {
-            stats.decisions.fetch_add(1, Ordering::Relaxed);
+            stats.decisions.inc();
             if decisions.try_send(record).is_err() {
                 tracing::warn!("decision audit queue full: a record was dropped");
             }
