@@ -670,6 +670,7 @@ pub fn encode_segment(s: &str) -> String {
     out
 }
 
+/// The scripted loopback server the clients' tests use.
 #[cfg(test)]
 #[path = "http_tests.rs"]
-mod tests;
+pub(crate) mod tests;

@@ -9,14 +9,14 @@ use std::sync::Arc;
 
 /// One scripted answer: status, extra header lines, body, and a delay before answering.
 #[derive(Clone)]
-struct Answer {
-    status: u16,
-    headers: &'static str,
-    body: String,
-    delay: Duration,
+pub(crate) struct Answer {
+    pub status: u16,
+    pub headers: &'static str,
+    pub body: String,
+    pub delay: Duration,
 }
 
-fn answer(status: u16, body: &str) -> Answer {
+pub(crate) fn answer(status: u16, body: &str) -> Answer {
     Answer {
         status,
         headers: "",
@@ -27,14 +27,14 @@ fn answer(status: u16, body: &str) -> Answer {
 
 /// What the server received: the request line, the header lines and the body.
 #[derive(Clone, Debug)]
-struct Seen {
-    line: String,
-    headers: Vec<String>,
-    body: String,
+pub(crate) struct Seen {
+    pub line: String,
+    pub headers: Vec<String>,
+    pub body: String,
 }
 
 impl Seen {
-    fn header(&self, name: &str) -> Option<String> {
+    pub fn header(&self, name: &str) -> Option<String> {
         self.headers.iter().find_map(|h| {
             let (k, v) = h.split_once(':')?;
             k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
@@ -42,13 +42,13 @@ impl Seen {
     }
 }
 
-struct Server {
-    url: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
+pub(crate) struct Server {
+    pub url: String,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
 }
 
 /// Serves `script` one answer per connection (the last one repeats).
-fn serve(script: Vec<Answer>) -> Server {
+pub(crate) fn serve(script: Vec<Answer>) -> Server {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();

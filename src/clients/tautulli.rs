@@ -85,3 +85,52 @@ impl Tautulli {
         .map(|_| ())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clients::http::tests::{answer, serve};
+
+    #[test]
+    fn the_key_travels_in_a_form_body_never_in_the_url_and_a_call_is_sent_once() {
+        let s = serve(vec![
+            answer(
+                200,
+                r#"{"response":{"result":"success","data":{"notification_id":1}}}"#,
+            ),
+            answer(503, "down for KEY-123 maintenance"),
+        ]);
+        let t = Tautulli::new(&s.url, "KEY-123", Duration::from_secs(2)).unwrap();
+        t.notify(4, "subject", "body").unwrap();
+        let e = t.terminate(Some("abc"), None, "bye").unwrap_err();
+        assert!(
+            e.starts_with("tautulli terminate_session: Tautulli at 127.0.0.1:")
+                && e.contains("answered 503")
+                && !e.contains("KEY-123"),
+            "{e}"
+        );
+        let seen = s.seen.lock().unwrap();
+        assert_eq!(seen.len(), 2, "a failed terminate is not retried");
+        assert_eq!(seen[0].line, "POST /api/v2 HTTP/1.1");
+        assert!(
+            seen[0]
+                .body
+                .starts_with("apikey=KEY-123&cmd=notify&notifier_id=4"),
+            "{}",
+            seen[0].body
+        );
+    }
+
+    #[test]
+    fn an_error_envelope_is_an_error_with_tautullis_message() {
+        let s = serve(vec![answer(
+            200,
+            r#"{"response":{"result":"error","message":"Invalid apikey","data":{}}}"#,
+        )]);
+        let t = Tautulli::new(&s.url, "k", Duration::from_secs(2)).unwrap();
+        assert_eq!(
+            t.notify(1, "s", "b").unwrap_err(),
+            "tautulli notify: Invalid apikey"
+        );
+    }
+}

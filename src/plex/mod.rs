@@ -273,4 +273,39 @@ mod tests {
         assert!(e.contains("not http or https"), "{e}");
         assert!(!e.contains("SECRET-TOKEN"), "{e}");
     }
+
+    #[test]
+    fn terminate_is_sent_once_and_reads_are_retried() {
+        use crate::clients::http::tests::{answer, serve};
+        let s = serve(vec![
+            answer(503, ""),
+            answer(503, ""),
+            answer(200, r#"{"MediaContainer":{"size":0}}"#),
+        ]);
+        let p = plex(&s.url);
+        assert_eq!(p.terminate("abc", "bye").unwrap_err().status(), Some(503));
+        assert_eq!(s.seen.lock().unwrap().len(), 1);
+        assert_eq!(p.sections().unwrap().len(), 0);
+        let seen = s.seen.lock().unwrap();
+        assert_eq!(seen.len(), 3, "the 503 then a 200");
+        assert_eq!(
+            seen[0].line,
+            "GET /status/sessions/terminate?sessionId=abc&reason=bye HTTP/1.1"
+        );
+        assert!(seen.iter().all(
+            |r| r.header("x-plex-token").as_deref() == Some("SECRET-TOKEN")
+                && r.header("accept").as_deref() == Some("application/json")
+        ));
+    }
+
+    #[test]
+    fn a_2xx_without_a_media_container_is_an_error_not_empty() {
+        use crate::clients::http::tests::{answer, serve};
+        let s = serve(vec![answer(200, r#"{"errors":[]}"#)]);
+        let e = plex(&s.url).sections().unwrap_err().to_string();
+        assert!(
+            e.ends_with("sent something unexpected for /library/sections: not a MediaContainer"),
+            "{e}"
+        );
+    }
 }
