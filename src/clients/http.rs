@@ -168,8 +168,11 @@ const PLEX_IDENTITY: &[(&str, &str)] = &[
     ("X-Plex-Version", downshiftarr_shim::VERSION),
 ];
 
-/// Bytes of a failed answer's body kept for the error message.
+/// Characters of a failed answer's body kept for the error message.
 const EXCERPT: usize = 200;
+
+/// The largest 2xx body read (a Plex metadata page of a big library is tens of MiB).
+const MAX_BODY: u64 = 512 << 20;
 
 /// How a client for one service is set up. Start with [`HttpClient::builder`].
 pub struct Builder {
@@ -501,32 +504,52 @@ impl HttpClient {
         })?;
         self.keep_cookies(resp.headers());
         let status = resp.status().as_u16();
-        let body = resp.bytes().map_err(|e| {
-            self.error(
+        let ok = (200..300).contains(&status);
+        // Bounded reads: a hostile or broken server cannot fill memory within the timeout.
+        let limit = if ok { MAX_BODY } else { 4 * EXCERPT as u64 };
+        let mut body = Vec::new();
+        let mut resp = resp;
+        if let Err(e) =
+            std::io::Read::read_to_end(&mut std::io::Read::take(&mut resp, limit + 1), &mut body)
+        {
+            let timed_out = e.kind() == std::io::ErrorKind::TimedOut
+                || e.get_ref()
+                    .and_then(|i| i.downcast_ref::<reqwest::Error>())
+                    .is_some_and(reqwest::Error::is_timeout);
+            return Err(self.error(
                 &r.path,
-                if e.is_timeout() {
+                if timed_out {
                     timeout()
                 } else {
-                    ErrorKind::Connect(self.unreachable(&e))
+                    ErrorKind::Connect(format!(
+                        "{} at {} broke off its answer to {}: {}",
+                        self.service,
+                        self.addr,
+                        r.path,
+                        scrub(&e.to_string(), &self.secrets)
+                    ))
                 },
-            )
-        })?;
-        if (200..300).contains(&status) {
-            return Ok(Response {
-                status,
-                body: body.to_vec(),
-            });
+            ));
         }
-        let end = body.len().min(EXCERPT);
-        let text = String::from_utf8_lossy(&body[..end]);
-        let mut excerpt = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        if body.len() > EXCERPT {
-            excerpt.push('…');
+        if ok {
+            if body.len() as u64 > MAX_BODY {
+                return Err(self.error(
+                    &r.path,
+                    ErrorKind::Decode(format!("an answer larger than {} MiB", MAX_BODY >> 20)),
+                ));
+            }
+            return Ok(Response { status, body });
         }
-        let excerpt = scrub(
-            &downshiftarr_shim::record::redact(&excerpt, None),
+        // Scrubbed before it is cut, so no part of a secret survives at the cut.
+        let text = scrub(
+            &downshiftarr_shim::record::redact(&String::from_utf8_lossy(&body), None),
             &self.secrets,
         );
+        let words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let mut excerpt: String = words.chars().take(EXCERPT).collect();
+        if excerpt.len() < words.len() || body.len() as u64 > limit {
+            excerpt.push('…');
+        }
         Err(self.error(&r.path, ErrorKind::Status(status, excerpt)))
     }
 

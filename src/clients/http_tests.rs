@@ -318,3 +318,19 @@ fn plex_identity_headers_are_sent() {
         Some("downshiftarr-daemon")
     );
 }
+
+#[test]
+fn a_long_error_body_is_cut_and_a_secret_at_the_cut_is_still_scrubbed() {
+    let body = format!("{}SECRET-TOKEN{}", "x ".repeat(97), "y".repeat(5000));
+    let s = serve(vec![answer(500, &body)]);
+    let e = client(&s.url).get("/a").once().send().unwrap_err();
+    let ErrorKind::Status(500, excerpt) = &e.kind else {
+        panic!("{e:?}")
+    };
+    assert!(excerpt.chars().count() <= EXCERPT + 1, "{excerpt}");
+    assert!(excerpt.ends_with('…'), "{excerpt}");
+    assert!(
+        !excerpt.contains("SECRET") && excerpt.contains("<redac"),
+        "{excerpt}"
+    );
+}
