@@ -96,7 +96,7 @@ impl HttpError {
         matches!(self.kind, ErrorKind::Timeout { .. })
     }
 
-    /// The URL that failed, without query or credentials.
+    /// Where the request went, as `host:port/path` (no scheme, query or credentials).
     #[allow(dead_code)] // for logs that want the URL alone
     pub fn url(&self) -> String {
         format!("{}{}", self.addr, self.path)
