@@ -17,7 +17,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Daemon(args) => cli::daemon::run(args),
         cli::Command::Sync(args) => cli::library::sync(args),
         cli::Command::Discover(args) => cli::library::discover(args),
-        cli::Command::Status(args) => cli::library::status(args),
+        cli::Command::Status(args) => cli::status::run(args),
         cli::Command::Tautulli(args) => jobs::guard::trigger::run(args),
         cli::Command::Decisions(args) => jobs::audit::run(args),
     };

@@ -15,7 +15,7 @@ use crate::fake_plex::decode;
 pub struct FakeTautulli {
     pub url: String,
     pub key: String,
-    /// The query of every call.
+    /// The parameters (query and form body) of every call.
     pub calls: Arc<Mutex<Vec<BTreeMap<String, String>>>>,
     /// When set, `terminate_session` answers this error message.
     pub terminate_error: Arc<Mutex<Option<String>>>,
@@ -41,15 +41,18 @@ impl FakeTautulli {
         );
         std::thread::spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                let Ok(Some(req)) = server.recv_timeout(Duration::from_millis(50)) else {
+                let Ok(Some(mut req)) = server.recv_timeout(Duration::from_millis(50)) else {
                     continue;
                 };
                 let url = req.url().to_string();
-                let q: BTreeMap<String, String> = url
-                    .split_once('?')
-                    .map(|(_, q)| q)
-                    .unwrap_or("")
+                // Parameters come in the query (GET) or a form body (POST), as Tautulli's
+                // CherryPy handler merges them.
+                let mut form = String::new();
+                let _ = std::io::Read::read_to_string(req.as_reader(), &mut form);
+                let query = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+                let q: BTreeMap<String, String> = query
                     .split('&')
+                    .chain(form.split('&'))
                     .filter_map(|kv| kv.split_once('='))
                     .map(|(k, v)| (decode(k), decode(v)))
                     .collect();

@@ -69,15 +69,9 @@ pub fn run(args: CheckConfigArgs) -> Result<ExitCode> {
                 crate::jobs::heal::describe_plex_dir(&c)
             )?;
             match c.plex.resolved() {
-                Ok((url, token)) => {
-                    let t = |ms| std::time::Duration::from_millis(ms);
-                    let plex = crate::plex::Plex::new(
-                        &url,
-                        &token,
-                        t(c.plex.connect_timeout_ms),
-                        t(c.plex.read_timeout_ms),
-                    );
-                    match plex.and_then(|p| p.identity()) {
+                Ok((url, _)) => {
+                    let plex = crate::plex::Plex::from_config(&c.plex);
+                    match plex.and_then(|p| Ok(p.identity()?)) {
                         Ok(id) => writeln!(
                             out,
                             "plex {url}: ok (server {}, version {})",

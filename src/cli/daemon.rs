@@ -33,7 +33,7 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
 
     let shutdown = Shutdown::default();
     lifecycle::spawn_signal_thread(signals, shutdown.clone())?;
-    let health = Arc::new(health::Health::new(Arc::default()));
+    let health = Arc::new(health::Health::new());
 
     // The index: migrated, and loaded into memory before the socket answers anything.
     let db_path = cfg.index.database_path(&cfg.daemon);

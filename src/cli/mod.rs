@@ -4,6 +4,7 @@ pub mod check_config;
 pub mod daemon;
 pub mod explain;
 pub mod library;
+pub mod status;
 
 use std::path::PathBuf;
 

@@ -1,3 +1,5 @@
-//! Clients of the outside services other than Plex (`crate::plex`).
+//! Clients of the outside services other than Plex (`crate::plex`), and the one HTTP client
+//! builder every outside API is reached through (`http`).
 
+pub mod http;
 pub mod tautulli;

@@ -3,47 +3,45 @@
 //!
 //! Tautulli answers HTTP 200 for most failures and says so in
 //! `{"response":{"result":"error","message":…}}`, so the envelope is always checked
-//! (apis.md §6). The API key travels as a query parameter: errors never carry the URL.
+//! (apis.md §6). Tautulli takes its API key only as a parameter, never a header, so calls are
+//! form POSTs (`GET|POST /api/v2`, apis.md §6): the key travels in the body, never in a URL
+//! a proxy or a log could keep, and errors scrub it. Every call acts, so none is retried.
 
 use std::time::Duration;
 
-use reqwest::blocking::Client;
 use serde_json::Value;
 
+use super::http::HttpClient;
+
 pub struct Tautulli {
-    http: Client,
-    base: String,
+    http: HttpClient,
     key: String,
 }
 
 impl Tautulli {
     pub fn new(url: &str, key: &str, timeout: Duration) -> Result<Tautulli, String> {
-        let http = Client::builder()
-            .timeout(timeout)
-            .connect_timeout(timeout.min(Duration::from_secs(3)))
+        let http = HttpClient::builder("Tautulli", url)
+            .url_key("tautulli.url (or TAUTULLI_URL)", "http://127.0.0.1:8181")
+            .timeouts(timeout.min(Duration::from_secs(3)), timeout)
+            .header("Accept", "application/json")
+            .secret(key)
             .build()
-            .map_err(|e| e.without_url().to_string())?;
+            .map_err(|e| e.to_string())?;
         Ok(Tautulli {
             http,
-            base: url.trim_end_matches('/').to_string(),
             key: key.to_string(),
         })
     }
 
     /// Calls `cmd`; the `data` of a `success` envelope, or the reason it failed.
     pub fn call(&self, cmd: &str, params: &[(&str, String)]) -> Result<Value, String> {
-        let mut q: Vec<(&str, String)> = vec![("apikey", self.key.clone()), ("cmd", cmd.into())];
-        q.extend(params.iter().cloned());
-        let resp = self
+        let mut form: Vec<(&str, String)> = vec![("apikey", self.key.clone()), ("cmd", cmd.into())];
+        form.extend(params.iter().cloned());
+        let body = self
             .http
-            .get(format!("{}/api/v2", self.base))
-            .query(&q)
-            .send()
-            .map_err(|e| format!("tautulli {cmd}: {}", e.without_url()))?;
-        let status = resp.status();
-        let body: Value = resp
+            .post_form("/api/v2", &form)
             .json()
-            .map_err(|_| format!("tautulli {cmd}: answered {status} without a JSON envelope"))?;
+            .map_err(|e| format!("tautulli {cmd}: {e}"))?;
         let r = body
             .get("response")
             .ok_or_else(|| format!("tautulli {cmd}: no \"response\" envelope"))?;
@@ -85,5 +83,54 @@ impl Tautulli {
             ],
         )
         .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clients::http::tests::{answer, serve};
+
+    #[test]
+    fn the_key_travels_in_a_form_body_never_in_the_url_and_a_call_is_sent_once() {
+        let s = serve(vec![
+            answer(
+                200,
+                r#"{"response":{"result":"success","data":{"notification_id":1}}}"#,
+            ),
+            answer(503, "down for KEY-123 maintenance"),
+        ]);
+        let t = Tautulli::new(&s.url, "KEY-123", Duration::from_secs(2)).unwrap();
+        t.notify(4, "subject", "body").unwrap();
+        let e = t.terminate(Some("abc"), None, "bye").unwrap_err();
+        assert!(
+            e.starts_with("tautulli terminate_session: Tautulli at 127.0.0.1:")
+                && e.contains("answered 503")
+                && !e.contains("KEY-123"),
+            "{e}"
+        );
+        let seen = s.seen.lock().unwrap();
+        assert_eq!(seen.len(), 2, "a failed terminate is not retried");
+        assert_eq!(seen[0].line, "POST /api/v2 HTTP/1.1");
+        assert!(
+            seen[0]
+                .body
+                .starts_with("apikey=KEY-123&cmd=notify&notifier_id=4"),
+            "{}",
+            seen[0].body
+        );
+    }
+
+    #[test]
+    fn an_error_envelope_is_an_error_with_tautullis_message() {
+        let s = serve(vec![answer(
+            200,
+            r#"{"response":{"result":"error","message":"Invalid apikey","data":{}}}"#,
+        )]);
+        let t = Tautulli::new(&s.url, "k", Duration::from_secs(2)).unwrap();
+        assert_eq!(
+            t.notify(1, "s", "b").unwrap_err(),
+            "tautulli notify: Invalid apikey"
+        );
     }
 }

@@ -266,7 +266,7 @@ mod tests {
             PathBuf::from("/nonexistent/config.json"),
             cfg,
             Shutdown::default(),
-            Arc::new(Health::new(Arc::default())),
+            Arc::new(Health::new()),
             Lookup::default(),
         )
     }

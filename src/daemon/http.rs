@@ -25,7 +25,7 @@ pub fn serve(server: &Server, health: &Arc<Health>, shutdown: &Shutdown) -> Resu
         let res = match path.as_str() {
             "/health" => {
                 let code = if health.healthy() { 200 } else { 503 };
-                Response::from_string(health.status().to_string())
+                Response::from_string(health.status_json().to_string())
                     .with_status_code(code)
                     .with_header(text("application/json")?)
             }

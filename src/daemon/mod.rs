@@ -1,6 +1,6 @@
 //! The daemon's infrastructure, shared by every job: lifecycle (signals, instance lock, systemd
-//! notifications), the supervisor that restarts failed jobs, health and metrics, the HTTP
-//! endpoint and logging. The jobs themselves live in `crate::jobs`; `downshiftarr daemon`
+//! notifications), the supervisor that restarts failed jobs, health, the metrics registry, the
+//! typed status, the HTTP endpoint and logging. The jobs themselves live in `crate::jobs`; `downshiftarr daemon`
 //! (`crate::cli::daemon`) puts them together.
 
 pub mod ctx;
@@ -9,4 +9,6 @@ pub mod http;
 pub mod lifecycle;
 pub mod logging;
 pub mod memory;
+pub mod metrics;
+pub mod status;
 pub mod supervisor;

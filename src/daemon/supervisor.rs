@@ -77,7 +77,7 @@ mod tests {
         let h = spawn(
             "flaky",
             s.clone(),
-            Arc::new(Health::new(Arc::default())),
+            Arc::new(Health::new()),
             Box::new(move |sd: &Shutdown| {
                 if r.fetch_add(1, Ordering::SeqCst) == 0 {
                     anyhow::bail!("first run fails");

@@ -166,9 +166,9 @@ pub fn serve(
     while !shutdown.is_set() {
         match l.listener.accept() {
             Ok((conn, _)) => {
-                stats.connections.fetch_add(1, Ordering::Relaxed);
+                stats.connections.inc();
                 if !allowed(&conn, access) {
-                    stats.rejected.fetch_add(1, Ordering::Relaxed);
+                    stats.rejected.inc();
                     continue; // dropped: closed without a word
                 }
                 if active.load(Ordering::Relaxed) >= MAX_CONNECTIONS {
@@ -316,7 +316,7 @@ fn handle(mut conn: UnixStream, ctx: &Ctx, answers: &dyn Answers) {
             Err(ClientError::Eof) => return,
             Err(e) => {
                 if !matches!(e, ClientError::Timeout) {
-                    stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                    stats.bad_frames.inc();
                 }
                 tracing::debug!("dropping a shim connection: {e}");
                 return;
@@ -325,7 +325,7 @@ fn handle(mut conn: UnixStream, ctx: &Ctx, answers: &dyn Answers) {
         let response = match protocol::decode::<Request>(&body) {
             Ok(req) => answer(req, ctx, answers),
             Err(e) => {
-                stats.bad_frames.fetch_add(1, Ordering::Relaxed);
+                stats.bad_frames.inc();
                 let _ = conn.write_all(&protocol::encode(&Response::Error {
                     message: e.to_string(),
                 }));
@@ -345,7 +345,7 @@ fn answer(req: Request, ctx: &Ctx, answers: &dyn Answers) -> Option<Response> {
     let (health, stats) = (&ctx.health, &ctx.health.socket);
     Some(match req {
         Request::Status => Response::Status {
-            status: health.status(),
+            status: health.status_json(),
         },
         Request::Ping => Response::Pong,
         Request::Version => Response::Version {
@@ -353,10 +353,10 @@ fn answer(req: Request, ctx: &Ctx, answers: &dyn Answers) -> Option<Response> {
             protocol: PROTOCOL_VERSION,
         },
         Request::LookupSource { path } => {
-            stats.lookups.fetch_add(1, Ordering::Relaxed);
+            stats.lookups.inc();
             match ctx.lookup.get(&path) {
                 Some(e) => {
-                    stats.lookup_hits.fetch_add(1, Ordering::Relaxed);
+                    stats.lookup_hits.inc();
                     Response::Source {
                         found: true,
                         facts: Some(e.facts),
@@ -371,7 +371,7 @@ fn answer(req: Request, ctx: &Ctx, answers: &dyn Answers) -> Option<Response> {
             }
         }
         Request::ReportDecision { record } => {
-            stats.decisions.fetch_add(1, Ordering::Relaxed);
+            stats.decisions.inc();
             ctx.audit.send(AuditMsg::Shim(record));
             return None;
         }

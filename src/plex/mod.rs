@@ -12,42 +12,16 @@ pub mod events;
 pub mod json;
 pub mod sessions;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use reqwest::blocking::Client;
-use reqwest::StatusCode;
 use serde_json::Value;
 
-/// Why a Plex request failed. Each variant carries the whole message (server, request and
-/// cause), so logs, `status` and `check-config` all say the same thing.
-#[derive(Debug)]
-pub enum PlexError {
-    /// No answer in time (after retries).
-    Timeout(String),
-    /// 401: a bad token, or a Plex Pass feature on a server without it.
-    Unauthorized(String),
-    /// Any other non-2xx status (after retries for 5xx).
-    Status(u16, String),
-    /// Connection refused, DNS, TLS, an invalid URL…
-    Connect(String),
-    /// A 2xx whose body is not a Plex `MediaContainer`.
-    Malformed(String),
-}
+use crate::clients::http::{encode_segment as enc, ErrorKind, HttpClient};
+use crate::config::PlexConfig;
 
-impl std::fmt::Display for PlexError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PlexError::Timeout(m)
-            | PlexError::Unauthorized(m)
-            | PlexError::Status(_, m)
-            | PlexError::Connect(m)
-            | PlexError::Malformed(m) => f.write_str(m),
-        }
-    }
-}
-
-impl std::error::Error for PlexError {}
+/// Why a Plex request failed: the shared typed HTTP error, naming `Plex`, the server and the
+/// path (`status()` 404 = gone, `is_unauthorized()` = a bad token or no Plex Pass).
+pub type PlexError = crate::clients::http::HttpError;
 
 /// One page of a listing.
 pub struct Page {
@@ -58,66 +32,52 @@ pub struct Page {
 
 /// A Plex server connection.
 pub struct Plex {
-    http: Client,
-    base: String,
-    /// `host:port`, for messages.
-    addr: String,
-    /// Why `base` cannot be used: every request fails with this at once.
-    invalid: Option<String>,
-    token: String,
-    timeouts: (Duration, Duration),
-    retries: u32,
-    calls: AtomicU64,
+    http: HttpClient,
 }
 
-/// The client identity Plex shows on its dashboard.
-const IDENTITY: &[(&str, &str)] = &[
-    ("X-Plex-Product", "downshiftarr"),
-    ("X-Plex-Client-Identifier", "downshiftarr-daemon"),
-    ("X-Plex-Device", "downshiftarr"),
-    ("X-Plex-Platform", "Linux"),
-];
-
 impl Plex {
+    /// The client for the configuration: URL and token resolved as everywhere (`PLEX_URL`,
+    /// `PLEX_TOKEN`, `plex.token_file`, `plex.token`), the configured timeouts.
+    pub fn from_config(cfg: &PlexConfig) -> anyhow::Result<Plex> {
+        let (url, token) = cfg.resolved()?;
+        Ok(Plex::new(
+            &url,
+            &token,
+            Duration::from_millis(cfg.connect_timeout_ms),
+            Duration::from_millis(cfg.read_timeout_ms),
+        )?)
+    }
+
+    /// A client from parts, for callers whose URL and token come from elsewhere (the
+    /// Tautulli drop-in's settings file).
     pub fn new(
         base: &str,
         token: &str,
         connect_timeout: Duration,
         read_timeout: Duration,
     ) -> Result<Plex, PlexError> {
-        let http = Client::builder()
-            .connect_timeout(connect_timeout)
-            .timeout(read_timeout)
-            .build()
-            .map_err(|e| PlexError::Connect(format!("unable to start an HTTP client: {e}")))?;
-        let base = base.trim_end_matches('/').to_string();
-        // An unusable URL is reported by every request (as an unreachable server is), so the
-        // callers' fallbacks (KILL_ON_PLEX_CONNECT_FAIL…) apply to it unchanged.
-        let (addr, invalid) = match address(&base) {
-            Ok(a) => (a, None),
-            Err(why) => (
-                String::new(),
-                Some(format!(
-                    "plex.url (or PLEX_URL) {:?} is not a usable URL: {why}; expected e.g. http://127.0.0.1:32400",
-                    downshiftarr_shim::record::redact(&base, Some(token))
-                )),
-            ),
-        };
-        Ok(Plex {
-            http,
-            base,
-            addr,
-            invalid,
-            token: token.to_string(),
-            timeouts: (connect_timeout, read_timeout),
-            retries: 2,
-            calls: AtomicU64::new(0),
-        })
+        let http = HttpClient::builder("Plex", base)
+            .url_key("plex.url (or PLEX_URL)", "http://127.0.0.1:32400")
+            .timeouts(connect_timeout, read_timeout)
+            .timeout_keys("plex.connect_timeout_ms", "plex.read_timeout_ms")
+            .header("Accept", "application/json")
+            .plex_identity()
+            .secret_header("X-Plex-Token", token)
+            .unauthorized_hint(
+                "the token is wrong (plex.token_file, plex.token or PLEX_TOKEN), or the feature needs Plex Pass",
+            )
+            .build()?;
+        Ok(Plex { http })
     }
 
     /// Requests sent so far (for summaries and `/metrics`).
     pub fn calls(&self) -> u64 {
-        self.calls.load(Ordering::Relaxed)
+        self.http.calls()
+    }
+
+    /// The read timeout every request is bounded by.
+    pub fn read_timeout(&self) -> Duration {
+        self.http.read_timeout()
     }
 
     /// GETs `path` and returns its `MediaContainer`.
@@ -127,144 +87,64 @@ impl Plex {
         query: &[(&str, String)],
         headers: &[(&str, String)],
     ) -> Result<Value, PlexError> {
-        self.request(path, query, headers, None, true, self.retries)
-            .map(|v| v.unwrap_or(Value::Null))
+        let mut req = self.http.get(path).query(query);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        self.container(path, req.json())
     }
 
     /// `GET /status/sessions`: what is playing now (admin token). `timeout` bounds the whole
     /// request (no retries) when the caller is on a deadline.
-    /// The read timeout every request is bounded by.
-    pub fn read_timeout(&self) -> Duration {
-        self.timeouts.1
-    }
-
     pub fn sessions(&self, timeout: Option<Duration>) -> Result<Vec<Value>, PlexError> {
-        let retries = if timeout.is_some() { 0 } else { self.retries };
-        let mc = self
-            .request("/status/sessions", &[], &[], timeout, true, retries)?
-            .unwrap_or(Value::Null);
-        Ok(mc
-            .get("Metadata")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default())
+        let mut req = self.http.get("/status/sessions");
+        if let Some(t) = timeout {
+            req = req.timeout(t).once();
+        }
+        let mc = self.container("/status/sessions", req.json())?;
+        Ok(array(&mc, "Metadata"))
     }
 
-    /// `/status/sessions/terminate?sessionId=…&reason=…` (apis.md §1.6). A 401 here means the
-    /// server owner has no Plex Pass ([`PlexError::Unauthorized`]).
+    /// `/status/sessions/terminate?sessionId=…&reason=…` (apis.md §1.6): a GET that acts, so
+    /// it is sent once. A 401 here means the server owner has no Plex Pass
+    /// ([`PlexError::is_unauthorized`]).
     pub fn terminate(&self, session_id: &str, reason: &str) -> Result<(), PlexError> {
-        self.request(
-            "/status/sessions/terminate",
-            &[
+        self.http
+            .get("/status/sessions/terminate")
+            .query(&[
                 ("sessionId", session_id.to_string()),
                 ("reason", reason.to_string()),
-            ],
-            &[],
-            None,
-            false,
-            0,
-        )
-        .map(|_| ())
+            ])
+            .once()
+            .send()
+            .map(|_| ())
     }
 
     /// A remote-control command to a client, proxied through the server
-    /// (`/player/playback/playMedia`, `/player/playback/seekTo`).
+    /// (`/player/playback/playMedia`, `/player/playback/seekTo`); sent once.
     pub fn client_command(
         &self,
         client: &str,
         path: &str,
         query: &[(&str, String)],
     ) -> Result<(), PlexError> {
-        self.request(
-            path,
-            query,
-            &[("X-Plex-Target-Client-Identifier", client.to_string())],
-            None,
-            false,
-            0,
-        )
-        .map(|_| ())
+        self.http
+            .get(path)
+            .query(query)
+            .header("X-Plex-Target-Client-Identifier", client)
+            .once()
+            .send()
+            .map(|_| ())
     }
 
-    fn request(
-        &self,
-        path: &str,
-        query: &[(&str, String)],
-        headers: &[(&str, String)],
-        timeout: Option<Duration>,
-        container: bool,
-        retries: u32,
-    ) -> Result<Option<Value>, PlexError> {
-        if let Some(why) = &self.invalid {
-            return Err(PlexError::Connect(why.clone()));
-        }
-        let url = format!("{}{path}", self.base);
-        let addr = &self.addr;
-        let mut delay = Duration::from_millis(250);
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            self.calls.fetch_add(1, Ordering::Relaxed);
-            let mut req = self
+    /// The `MediaContainer` of a JSON answer: anything else is an error, never "empty".
+    fn container(&self, path: &str, body: Result<Value, PlexError>) -> Result<Value, PlexError> {
+        let mut body = body?;
+        match body.get_mut("MediaContainer").map(Value::take) {
+            Some(mc) if mc.is_object() => Ok(mc),
+            _ => Err(self
                 .http
-                .get(&url)
-                .query(query)
-                .header("Accept", "application/json")
-                .header("X-Plex-Token", &self.token);
-            if let Some(t) = timeout {
-                req = req.timeout(t);
-            }
-            for (k, v) in IDENTITY {
-                req = req.header(*k, *v);
-            }
-            req = req.header("X-Plex-Version", downshiftarr_shim::VERSION);
-            for (k, v) in headers {
-                req = req.header(*k, v);
-            }
-            let retryable = match req.send() {
-                Ok(resp) => {
-                    let status = resp.status();
-                    if status.is_success() && !container {
-                        return Ok(None);
-                    }
-                    if status.is_success() {
-                        let body: Value = resp.json().map_err(|e| {
-                            PlexError::Malformed(format!(
-                                "Plex at {addr} sent something that is not JSON for {path}: {}",
-                                cause(&e)
-                            ))
-                        })?;
-                        return match body.get("MediaContainer") {
-                            Some(mc) if mc.is_object() => Ok(Some(mc.clone())),
-                            _ => Err(PlexError::Malformed(format!(
-                                "Plex at {addr} sent something that is not a MediaContainer for {path}"
-                            ))),
-                        };
-                    }
-                    let answered = format!("Plex at {addr} answered {status} for {path}");
-                    if status == StatusCode::UNAUTHORIZED {
-                        return Err(PlexError::Unauthorized(format!(
-                            "{answered}: the token is wrong (plex.token_file, plex.token or PLEX_TOKEN), or the feature needs Plex Pass"
-                        )));
-                    }
-                    if !status.is_server_error() {
-                        return Err(PlexError::Status(status.as_u16(), answered));
-                    }
-                    PlexError::Status(status.as_u16(), answered)
-                }
-                Err(e) if e.is_timeout() => PlexError::Timeout(format!(
-                    "Plex at {addr} did not answer {path} in time (plex.connect_timeout_ms {}, plex.read_timeout_ms {})",
-                    self.timeouts.0.as_millis(),
-                    timeout.unwrap_or(self.timeouts.1).as_millis()
-                )),
-                Err(e) => return Err(PlexError::Connect(self.unreachable(&e))),
-            };
-            if attempt > retries {
-                return Err(retryable);
-            }
-            tracing::debug!("{retryable}; retrying in {} ms", delay.as_millis());
-            std::thread::sleep(delay);
-            delay *= 4;
+                .error(path, ErrorKind::Decode("not a MediaContainer".into()))),
         }
     }
 
@@ -312,7 +192,10 @@ impl Plex {
     pub fn count(&self, key: &str, kind: u8, since: Option<i64>) -> Result<u64, PlexError> {
         let p = self.section_page(key, kind, 0, 0, since)?;
         p.total.ok_or_else(|| {
-            PlexError::Malformed(format!("/library/sections/{key}/all without totalSize"))
+            self.http.error(
+                &format!("/library/sections/{key}/all"),
+                ErrorKind::Decode("no totalSize".into()),
+            )
         })
     }
 
@@ -336,76 +219,6 @@ fn array(mc: &Value, key: &str) -> Vec<Value> {
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default()
-}
-
-/// Percent-encodes a path segment (rating keys are opaque strings).
-fn enc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// `host:port` of a base URL, or why it cannot be used.
-fn address(base: &str) -> Result<String, String> {
-    let url = reqwest::Url::parse(base).map_err(|e| e.to_string())?;
-    if !matches!(url.scheme(), "http" | "https") {
-        return Err(format!(
-            "the scheme is {:?}, not http or https",
-            url.scheme()
-        ));
-    }
-    let host = url.host_str().ok_or("no host")?;
-    let port = url.port_or_known_default().ok_or("no port")?;
-    Ok(format!("{host}:{port}"))
-}
-
-/// The innermost cause of an error: the part that says what really happened
-/// (`Connection refused (os error 111)`), without reqwest's wrapping or the URL.
-fn cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut last = e;
-    while let Some(next) = last.source() {
-        last = next;
-    }
-    last.to_string()
-}
-
-impl Plex {
-    /// Why a request never got an answer, classified from the error chain.
-    fn unreachable(&self, e: &reqwest::Error) -> String {
-        let addr = &self.addr;
-        let mut chain: Vec<&(dyn std::error::Error + 'static)> = vec![e];
-        while let Some(next) = chain.last().and_then(|c| c.source()) {
-            chain.push(next);
-        }
-        let io_kind = chain
-            .iter()
-            .find_map(|c| c.downcast_ref::<std::io::Error>())
-            .map(|io| io.kind());
-        let text: Vec<String> = chain.iter().map(|c| c.to_string().to_lowercase()).collect();
-        let mentions = |w: &str| text.iter().any(|t| t.contains(w));
-        let inner = cause(e);
-        let host = addr.rsplit_once(':').map_or(addr.as_str(), |(h, _)| h);
-        use std::io::ErrorKind as K;
-        if mentions("dns error") || mentions("failed to lookup address") {
-            format!("cannot connect to Plex at {addr}: cannot resolve {host}: {inner}")
-        } else if io_kind == Some(K::ConnectionRefused) {
-            format!("cannot connect to Plex at {addr}: connection refused")
-        } else if matches!(io_kind, Some(K::ConnectionReset | K::ConnectionAborted)) {
-            format!("cannot connect to Plex at {addr}: connection reset")
-        } else if mentions("certificate") || mentions("tls") || mentions("handshake") {
-            format!("cannot connect to Plex at {addr}: TLS failed: {inner}")
-        } else if e.is_connect() {
-            format!("cannot connect to Plex at {addr}: {inner}")
-        } else {
-            format!("request to Plex at {addr} failed: {inner}")
-        }
-    }
 }
 
 #[cfg(test)]
@@ -459,5 +272,40 @@ mod tests {
             .to_string();
         assert!(e.contains("not http or https"), "{e}");
         assert!(!e.contains("SECRET-TOKEN"), "{e}");
+    }
+
+    #[test]
+    fn terminate_is_sent_once_and_reads_are_retried() {
+        use crate::clients::http::tests::{answer, serve};
+        let s = serve(vec![
+            answer(503, ""),
+            answer(503, ""),
+            answer(200, r#"{"MediaContainer":{"size":0}}"#),
+        ]);
+        let p = plex(&s.url);
+        assert_eq!(p.terminate("abc", "bye").unwrap_err().status(), Some(503));
+        assert_eq!(s.seen.lock().unwrap().len(), 1);
+        assert_eq!(p.sections().unwrap().len(), 0);
+        let seen = s.seen.lock().unwrap();
+        assert_eq!(seen.len(), 3, "the 503 then a 200");
+        assert_eq!(
+            seen[0].line,
+            "GET /status/sessions/terminate?sessionId=abc&reason=bye HTTP/1.1"
+        );
+        assert!(seen.iter().all(
+            |r| r.header("x-plex-token").as_deref() == Some("SECRET-TOKEN")
+                && r.header("accept").as_deref() == Some("application/json")
+        ));
+    }
+
+    #[test]
+    fn a_2xx_without_a_media_container_is_an_error_not_empty() {
+        use crate::clients::http::tests::{answer, serve};
+        let s = serve(vec![answer(200, r#"{"errors":[]}"#)]);
+        let e = plex(&s.url).sections().unwrap_err().to_string();
+        assert!(
+            e.ends_with("sent something unexpected for /library/sections: not a MediaContainer"),
+            "{e}"
+        );
     }
 }

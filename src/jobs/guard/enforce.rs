@@ -198,7 +198,7 @@ impl Enforcer<'_> {
     pub fn find(&self, want: &Want) -> Result<Option<Session>, PlexError> {
         let plex = self
             .plex
-            .ok_or_else(|| PlexError::Connect("no Plex configured".into()))?;
+            .ok_or_else(|| PlexError::other("Plex", "no Plex configured"))?;
         let mut last_error = None;
         for attempt in 0..=self.cfg.session_lookup_retries {
             // A failed request is retried like a session not listed yet; only the last
@@ -248,7 +248,7 @@ impl Enforcer<'_> {
                     o.via = Some("plex");
                     return o;
                 }
-                Err(PlexError::Unauthorized(_)) => {
+                Err(e) if e.is_unauthorized() => {
                     pass_missing = true;
                     errors.push(PLEX_PASS_401.into());
                 }
@@ -410,7 +410,7 @@ impl Enforcer<'_> {
         );
         match r {
             Ok(()) => {}
-            Err(PlexError::Status(404, _)) => {
+            Err(e) if e.status() == Some(404) => {
                 return Err((true, "Plex does not reach the client (404)".into()))
             }
             Err(e) => return Err((false, e.to_string())),

@@ -24,7 +24,7 @@ use rusqlite::Connection;
 use serde_json::Value;
 
 use crate::plex::json::s;
-use crate::plex::{Plex, PlexError};
+use crate::plex::Plex;
 
 /// A deletion is "mass" when it removes more than `1 / MASS_DIVISOR` of a section's indexed
 /// items…
@@ -136,7 +136,7 @@ pub fn confirm(
         }
         let items = match plex.metadata(keys) {
             Ok(items) => items,
-            Err(PlexError::Status(404, _)) => {
+            Err(e) if e.status() == Some(404) => {
                 out.gone.extend(keys.iter().cloned());
                 continue;
             }
@@ -153,7 +153,7 @@ pub fn confirm(
                 return Err(super::sync::Stopped.into());
             }
             match plex.metadata(std::slice::from_ref(k)) {
-                Err(PlexError::Status(404, _)) => out.gone.push(k.clone()),
+                Err(e) if e.status() == Some(404) => out.gone.push(k.clone()),
                 Ok(items) if !items.is_empty() => out.alive.extend(items),
                 Ok(_) => out.unsure.push(k.clone()),
                 Err(e) => return Err(e.into()),
