@@ -3,12 +3,14 @@
 mod audit;
 mod check_config;
 mod cli;
+mod clients;
 mod config;
 mod daemon;
 mod enforce;
 mod events;
 mod explain;
 mod index;
+mod jobs;
 mod library;
 mod plex;
 mod sessions;

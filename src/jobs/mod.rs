@@ -1,0 +1,3 @@
+//! The daemon's jobs, one module each.
+
+pub mod throttle;
