@@ -459,7 +459,7 @@ impl Qbittorrent {
             if self.opts.password.is_none() {
                 return Err(QbitError::Forbidden {
                     url: self.endpoint(path),
-                    detail: "the api_key was refused; generate a new key in qbittorrent's WebUI options or configure a password".into(),
+                    detail: "the api_key was refused (api keys need qbittorrent 5.2, WebAPI 2.14.1, or later); generate a new key in qbittorrent's WebUI options or configure a password".into(),
                 });
             }
             self.api_key_refused = true;
@@ -537,6 +537,17 @@ impl Qbittorrent {
                 body: short(&reply.body),
             }),
         }
+    }
+
+    /// Ends the server-side session (`auth/logout`) and forgets the cookie; the next call logs
+    /// in again if the server asks for it. Nothing to do without a session.
+    pub fn logout(&mut self) -> Result<(), QbitError> {
+        if self.cookie.is_none() {
+            return Ok(());
+        }
+        let reply = self.send(Method::POST, "auth/logout", &[], false)?;
+        self.cookie = None;
+        self.finish("auth/logout", reply).map(drop)
     }
 
     fn start_backoff(&mut self, now: Instant, banned: bool) {
