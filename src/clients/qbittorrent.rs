@@ -177,7 +177,11 @@ pub enum QbitError {
     /// A login is needed and there is nothing to log in with.
     NoCredentials { url: String, hint: String },
     /// Still refused after a fresh login (or the API key was refused).
-    Forbidden { url: String, detail: String },
+    Forbidden {
+        url: String,
+        status: u16,
+        detail: String,
+    },
     /// Any other HTTP status.
     Status {
         url: String,
@@ -232,8 +236,12 @@ impl std::fmt::Display for QbitError {
             QbitError::NoCredentials { url, hint } => {
                 write!(f, "qbittorrent: {url} requires a login: {hint}")
             }
-            QbitError::Forbidden { url, detail } => {
-                write!(f, "qbittorrent: {url} answered 403 Forbidden: {detail}")
+            QbitError::Forbidden {
+                url,
+                status,
+                detail,
+            } => {
+                write!(f, "qbittorrent: {url} refused the call (HTTP {status}): {detail}")
             }
             QbitError::Status { url, status, body } => {
                 write!(f, "qbittorrent: {url} answered HTTP {status}")?;
@@ -459,6 +467,7 @@ impl Qbittorrent {
             if self.opts.password.is_none() {
                 return Err(QbitError::Forbidden {
                     url: self.endpoint(path),
+                    status: reply.status,
                     detail: "the api_key was refused (api keys need qbittorrent 5.2, WebAPI 2.14.1, or later); generate a new key in qbittorrent's WebUI options or configure a password".into(),
                 });
             }
@@ -469,6 +478,7 @@ impl Qbittorrent {
         if matches!(reply.status, 401 | 403) {
             return Err(QbitError::Forbidden {
                 url: self.endpoint(path),
+                status: reply.status,
                 detail: "refused again right after a successful login; check WebUI host header validation and reverse proxy settings".into(),
             });
         }

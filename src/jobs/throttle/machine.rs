@@ -192,7 +192,8 @@ impl Throttler {
         &self.policy
     }
 
-    /// One observation of the counted streams at `now`.
+    /// One observation of the counted streams at `now`. Only a successful read of Plex's
+    /// sessions is an observation: a failed one must not be passed as "no streams".
     pub fn observe(&mut self, now: Instant, streams: &[CountedStream]) -> Option<Action> {
         let streaming = !streams.is_empty();
         if streaming {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::cidr::Cidr;
 use super::streams::CountRules;
-use crate::clients::qbittorrent::QbitOptions;
+use crate::clients::qbittorrent::{QbitOptions, RateLimit};
 
 /// How the job throttles.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -272,6 +272,12 @@ impl ThrottleSettings {
         Ok((!self.password.is_empty()).then(|| self.password.clone()))
     }
 
+    /// What the upload limit goes back to on release: `idle_upload_kib_s`, or `None` for
+    /// "what was found".
+    pub fn idle_upload(&self) -> Option<RateLimit> {
+        self.idle_upload_kib_s.map(RateLimit::from_kib)
+    }
+
     /// The client's options, with the password resolved by [`resolve_password`](Self::resolve_password).
     pub fn qbit_options(&self, password: Option<String>) -> QbitOptions {
         let mut o = QbitOptions::new(self.qbittorrent_url.trim());
@@ -301,7 +307,9 @@ mod tests {
             (s.poll_interval_s, s.streaming_threshold, s.idle_threshold),
             (10, 2, 3)
         );
-        assert_eq!(s.idle_upload_kib_s, None);
+        assert_eq!(s.idle_upload(), None);
+        let s = parse(r#"{"idle_upload_kib_s":0}"#).unwrap();
+        assert_eq!(s.idle_upload(), Some(RateLimit::UNLIMITED));
     }
 
     #[test]
