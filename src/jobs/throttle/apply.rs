@@ -35,9 +35,9 @@ pub struct ThrottleState {
 impl ThrottleState {
     pub const VERSION: u32 = 1;
 
-    pub fn to_json(&self) -> String {
-        // A struct of plain fields always serializes.
-        serde_json::to_string(self).unwrap_or_default()
+    /// The record as the store keeps it.
+    pub fn to_json(&self) -> Result<String, String> {
+        serde_json::to_string(self).map_err(|e| format!("throttle state not serializable: {e}"))
     }
 
     /// Reads a stored record; the error says what is wrong with it.
@@ -334,7 +334,7 @@ mod tests {
             reason: "1 remote stream: alice on Roku (wan)".into(),
             since_unix_s: 1_700_000_000,
         };
-        let json = state.to_json();
+        let json = state.to_json().unwrap();
         assert_eq!(ThrottleState::from_json(&json).unwrap(), state);
         assert!(json.contains("\"upload\":512000"), "{json}");
         let alt = ThrottleState {
@@ -345,7 +345,10 @@ mod tests {
             },
             ..state.clone()
         };
-        assert_eq!(ThrottleState::from_json(&alt.to_json()).unwrap(), alt);
+        assert_eq!(
+            ThrottleState::from_json(&alt.to_json().unwrap()).unwrap(),
+            alt
+        );
         assert!(ThrottleState::from_json("{}")
             .unwrap_err()
             .contains("unreadable"));
