@@ -2,4 +2,5 @@
 //! builder every outside API is reached through (`http`).
 
 pub mod http;
+pub mod qbittorrent;
 pub mod tautulli;

@@ -12,6 +12,7 @@ pub mod heal;
 pub mod index;
 pub mod sessions;
 pub mod socket;
+pub mod throttle;
 
 use std::thread::JoinHandle;
 
