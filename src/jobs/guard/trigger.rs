@@ -561,23 +561,13 @@ fn standalone(
     t: &Trigger,
     http_timeout: Duration,
 ) -> Result<Outcome> {
-    let mut cfg = match crate::config::load_strict(path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::warn!("{e:#}; using defaults");
-            crate::config::Config::default()
-        }
-    };
-    for e in cfg
-        .enforce
-        .apply_env(env)
-        .into_iter()
-        .chain(cfg.tautulli.apply_env(env))
-    {
-        tracing::warn!("{e}");
+    // The one loader, with the settings file's names applied as the daemon applies them.
+    let (cfg, problems) = crate::config::load_lenient(path, env);
+    for p in problems {
+        tracing::warn!("{p}");
     }
-    let url = env("PLEX_URL").unwrap_or_else(|| cfg.plex.url.clone());
-    let token = env("PLEX_TOKEN").or_else(|| cfg.plex.resolved().ok().map(|(_, t)| t));
+    let url = cfg.plex.url.clone();
+    let token = cfg.plex.resolved().ok().map(|(_, t)| t);
     let plex = match token {
         Some(tok) => Some(crate::plex::Plex::new(
             &url,
