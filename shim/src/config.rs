@@ -1,5 +1,6 @@
 //! The shim's configuration: the `shim` section of the one JSON config file, every key also
-//! settable through the environment variable of the original Tautulli-script design.
+//! settable through the environment variable of the original Tautulli-script design. Names
+//! live in one table, [`table::SHIM`], which the daemon's loader applies too.
 //!
 //! A config error must never take transcoding down (the peer's config errors raised at import
 //! and failed *every* transcode, peer-downshiftarr.md W14). [`load`] therefore always returns a

@@ -30,52 +30,17 @@ pub struct Section {
 
 /// Every section, in the README's order: the one list the loader's unknown-section error,
 /// `check-config` and the docs test read.
+#[rustfmt::skip]
 pub const SECTIONS: &[Section] = &[
-    Section {
-        name: "shim",
-        about: "the transcoder shim's decisions",
-        reserved: false,
-    },
-    Section {
-        name: "plex",
-        about: "the Plex server and its token",
-        reserved: false,
-    },
-    Section {
-        name: "index",
-        about: "the library index",
-        reserved: false,
-    },
-    Section {
-        name: "enforce",
-        about: "the guard and refused sessions",
-        reserved: false,
-    },
-    Section {
-        name: "tautulli",
-        about: "the terminate fallback and notifier",
-        reserved: false,
-    },
-    Section {
-        name: "daemon",
-        about: "the daemon process",
-        reserved: false,
-    },
-    Section {
-        name: "throttle",
-        about: "qBittorrent throttling while people watch",
-        reserved: true,
-    },
-    Section {
-        name: "scrobble",
-        about: "Trakt scrobbling",
-        reserved: true,
-    },
-    Section {
-        name: "downloads",
-        about: "smart downloads through Radarr",
-        reserved: true,
-    },
+    Section { name: "shim", about: "the transcoder shim's decisions", reserved: false },
+    Section { name: "plex", about: "the Plex server and its token", reserved: false },
+    Section { name: "index", about: "the library index", reserved: false },
+    Section { name: "enforce", about: "the guard and refused sessions", reserved: false },
+    Section { name: "tautulli", about: "the terminate fallback and notifier", reserved: false },
+    Section { name: "daemon", about: "the daemon process", reserved: false },
+    Section { name: "throttle", about: "qBittorrent throttling while people watch", reserved: true },
+    Section { name: "scrobble", about: "Trakt scrobbling", reserved: true },
+    Section { name: "downloads", about: "smart downloads through Radarr", reserved: true },
 ];
 
 /// The whole file.

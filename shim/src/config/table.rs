@@ -269,3 +269,67 @@ pub const SHIM: &[Setting<ShimConfig>] = {
         S::env("shim.log_non_video", "DOWNSHIFTARR_LOG_NON_VIDEO", set!(log_non_video, flag), Flag, "false"),
     ]
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    /// The table names every field of the section once, and nothing else (the daemon crate
+    /// checks that both loaders honour each name).
+    #[test]
+    fn the_shim_table_covers_the_section_once() {
+        let v = serde_json::to_value(ShimConfig::default()).unwrap();
+        let fields: BTreeSet<String> = v
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| format!("shim.{k}"))
+            .collect();
+        let keys: Vec<String> = SHIM.iter().map(|s| s.key.to_string()).collect();
+        let unique: BTreeSet<String> = keys.iter().cloned().collect();
+        assert_eq!(unique.len(), keys.len(), "a key twice: {keys:?}");
+        assert_eq!(unique, fields);
+        let names: Vec<&str> = SHIM.iter().filter_map(|s| s.env_name()).collect();
+        let unique: BTreeSet<&str> = names.iter().copied().collect();
+        assert_eq!(unique.len(), names.len(), "a name twice: {names:?}");
+        assert_eq!(
+            names.len(),
+            SHIM.len() - 1,
+            "all but KILL_MESSAGE_<SCENARIO>"
+        );
+        assert!(SHARED_ENV.iter().all(|n| names.contains(n)));
+    }
+
+    #[test]
+    fn parsers_say_what_they_expected() {
+        assert_eq!(flag(" On "), Ok(true));
+        assert_eq!(flag("0"), Ok(false));
+        assert_eq!(flag("maybe"), Err("expected 1 or 0".into()));
+        assert_eq!(whole::<u32>(" 12 "), Ok(12));
+        assert_eq!(whole::<u32>("1.5"), Err("expected a whole number".into()));
+        assert_eq!(number::<f64>("1.5"), Ok(1.5));
+        assert_eq!(list(" a, ,b ,"), ["a", "b"]);
+        assert_eq!(absolute("rel/x"), Err("must be an absolute path".into()));
+        assert_eq!(absolute(""), Ok(String::new()));
+    }
+
+    /// A relative DOWNSHIFTARR_REAL_TRANSCODER costs only that key, not the other variables.
+    #[test]
+    fn a_bad_variable_costs_only_its_key() {
+        let env = |k: &str| match k {
+            "DOWNSHIFTARR_REAL_TRANSCODER" => Some("relative/path".to_string()),
+            "SHADOW_MODE" => Some("1".to_string()),
+            _ => None,
+        };
+        let mut c = ShimConfig::default();
+        let mut errors = Vec::new();
+        apply_env(SHIM, &mut c, &env, &mut errors);
+        assert!(c.shadow_mode);
+        assert_eq!(c.real_transcoder, "");
+        assert_eq!(
+            errors,
+            ["DOWNSHIFTARR_REAL_TRANSCODER=\"relative/path\": must be an absolute path"]
+        );
+    }
+}
