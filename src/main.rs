@@ -1,13 +1,7 @@
 //! `downshiftarr`: the companion daemon and the admin CLI. Dispatch only.
 
-mod cli;
-mod clients;
-mod config;
-mod daemon;
-mod jobs;
-mod plex;
-
 use clap::Parser;
+use downshiftarr::{cli, jobs};
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();

@@ -523,3 +523,86 @@ fn check_config_on_a_fifo_says_so_and_never_hangs() {
     assert!(said.contains(fifo.to_str().unwrap()), "{said}");
     assert!(said.contains("fifo"), "{said}");
 }
+
+/// Issue 10: `check-config` loaded the file without the shim's environment names, so it
+/// showed another configuration than the shim ran with. Now one table feeds both: the
+/// variables are listed, applied to every section, and secrets stay redacted.
+#[test]
+fn check_config_applies_the_shims_environment_names_like_the_shim() {
+    let dir = util::tempdir();
+    let cfg = dir.path().join("config.json");
+    let key = dir.path().join("tautulli.key");
+    std::fs::write(&key, "TAUTULLI-SECRET-7\n").unwrap();
+    std::fs::write(
+        &cfg,
+        serde_json::json!({
+            "plex": {"token": "SECRET-TOKEN-42"},
+            "tautulli": {"url": "http://127.0.0.1:1", "api_key_file": key},
+            "throttle": {"max_upload_kbps": 100}
+        })
+        .to_string(),
+    )
+    .unwrap();
+    let sock = dir.path().join("none.sock");
+    let run = |envs: &[(&str, &str)]| {
+        let mut c = Command::new(util::cli());
+        c.args(["check-config", "--print"])
+            .env("DOWNSHIFTARR_CONFIG", &cfg)
+            .env("DOWNSHIFTARR_SOCKET", &sock)
+            .env_remove("PLEX_TOKEN")
+            .env_remove("PLEX_URL")
+            .env_remove("TAUTULLI_APIKEY");
+        for (k, v) in envs {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    };
+    // The key file is readable by others: refused, and said with its key and path.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(&[("SHADOW_MODE", "1"), ("KILL_ON_NO_FALLBACK_MEDIA", "0")]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "tautulli.api_key_file {}: readable or writable by others",
+            key.display()
+        )),
+        "{err}"
+    );
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = run(&[("SHADOW_MODE", "1"), ("KILL_ON_NO_FALLBACK_MEDIA", "0")]);
+    let err = text(&out.stderr);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON alone ({e}): {out:?}"));
+    assert_eq!(v["shim"]["shadow_mode"], true, "{v}");
+    assert_eq!(v["shim"]["socket"], sock.to_str().unwrap(), "{v}");
+    assert_eq!(v["shim"]["kill_on_no_fallback_media"], false, "{v}");
+    assert_eq!(v["enforce"]["kill_on_no_fallback_media"], false, "{v}");
+    assert_eq!(v["throttle"]["max_upload_kbps"], 100, "{v}");
+    assert_eq!(v["plex"]["token"], "<redacted>", "{v}");
+    assert_eq!(v["tautulli"]["api_key"], "<redacted>", "{v}");
+    for said in [&err, &text(&out.stdout)] {
+        assert!(!said.contains("SECRET-TOKEN-42") && !said.contains("TAUTULLI-SECRET-7"));
+    }
+    for line in [
+        "environment: SHADOW_MODE sets shim.shadow_mode",
+        "environment: KILL_ON_NO_FALLBACK_MEDIA sets shim.kill_on_no_fallback_media",
+        "environment: KILL_ON_NO_FALLBACK_MEDIA sets enforce.kill_on_no_fallback_media",
+        "environment: DOWNSHIFTARR_SOCKET sets shim.socket",
+        "note: throttle: a reserved section",
+        "tautulli http://127.0.0.1:1: configured",
+    ] {
+        assert!(err.contains(line), "{line}: {err}");
+    }
+    // A value the shim cannot read is an error of check-config too, said once.
+    let out = run(&[("GUARDED_JOBS", "streaming,everything")]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.matches("GUARDED_JOBS=\"streaming,everything\": expected streaming, optimize, live_tv")
+            .count(),
+        1,
+        "{err}"
+    );
+}

@@ -10,7 +10,7 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::clients::qbittorrent::{QbitError, QbitOptions, Qbittorrent, RateLimit};
+use downshiftarr::clients::qbittorrent::{QbitError, QbitOptions, Qbittorrent, RateLimit};
 
 #[derive(Clone)]
 pub struct FakeOptions {

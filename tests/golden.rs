@@ -114,7 +114,7 @@ fn cases() -> Vec<Case> {
         c("x264-2019-unknown", "x264-h264-1080p-to-1080p-2019-truncated", None, d(), "video_transcode", "refuse", "source facts incomplete"),
         c("x264-2019-unknown-lenient", "x264-h264-1080p-to-1080p-2019-truncated", None, ShimConfig { kill_on_unknown_source: false, ..d() }, "video_transcode", "pass", "source facts incomplete; KILL_ON_UNKNOWN_SOURCE=0"),
         c("x264-2019-hdr", "x264-h264-1080p-to-1080p-2019-truncated", Some(facts(1920, 1080, 10, "hdr10")), d(), "video_transcode", "rewrite", "protected source rewritten to 1080p sdr"),
-        c("x264-2019-kill-no-fallback", "x264-h264-1080p-to-1080p-2019-truncated", hdr10_4k(), ShimConfig { kill_on_no_fallback_media: Some(true), ..d() }, "video_transcode", "refuse", "no compliant version; KILL_ON_NO_FALLBACK_MEDIA=1"),
+        c("x264-2019-kill-no-fallback", "x264-h264-1080p-to-1080p-2019-truncated", hdr10_4k(), ShimConfig { kill_on_no_fallback_media: true, ..d() }, "video_transcode", "refuse", "no compliant version; KILL_ON_NO_FALLBACK_MEDIA=1"),
         // Our own shapes.
         c("own-sw-4k-to-4k", "sw-hevc-2160p-hdr10-to-2160p-dash", from_fixture("sw-hevc-2160p-hdr10-to-2160p-dash"), d(), "video_transcode", "rewrite", "protected source rewritten to 1080p sdr"),
         c("own-sw-hlg-hls", "sw-hevc-2160p-hlg-to-1080p-hls-mpegts", from_fixture("sw-hevc-2160p-hlg-to-1080p-hls-mpegts"), d(), "video_transcode", "rewrite", "protected source rewritten to 1080p sdr"),

@@ -6,28 +6,18 @@
 //! qBittorrent stores them), and kills it when the test ends. Without `qbittorrent-nox` the
 //! real-server tests are skipped with a printed reason — unless `CI` is set, where they fail.
 //!
-//! The package has no library target yet, so the modules under test are compiled in here from
-//! their source files (the same files the binary builds).
-
-#[path = "../src/clients/qbittorrent.rs"]
-pub mod qbittorrent_client;
-#[path = "../src/jobs/throttle/mod.rs"]
-mod throttle;
-/// Where the throttle module finds the client in the binary (`crate::clients::qbittorrent`).
-mod clients {
-    pub use super::qbittorrent_client as qbittorrent;
-}
-mod fake_qbittorrent;
 
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use clients::qbittorrent::{QbitError, QbitOptions, Qbittorrent, RateLimit, SpeedState};
-use throttle::apply::Applier;
-use throttle::machine::Target;
-use throttle::restore::Write;
+use downshiftarr::clients::qbittorrent::{
+    QbitError, QbitOptions, Qbittorrent, RateLimit, SpeedState,
+};
+use downshiftarr::jobs::throttle::apply::Applier;
+use downshiftarr::jobs::throttle::machine::Target;
+use downshiftarr::jobs::throttle::restore::Write;
 
 const USER: &str = "admin";
 const PASSWORD: &str = "correct horse battery";
@@ -244,7 +234,8 @@ fn limit_throttle_is_stored_before_it_is_applied_and_restored_exactly() {
     assert_eq!(observer.upload_limit().unwrap(), kib(100));
     assert_eq!(observer.download_limit().unwrap(), kib(50));
     // The daemon restarts: the stored record is all it has.
-    let state = throttle::apply::ThrottleState::from_json(&stored.unwrap()).unwrap();
+    let state =
+        downshiftarr::jobs::throttle::apply::ThrottleState::from_json(&stored.unwrap()).unwrap();
     let mut fresh = q.client(Some(PASSWORD));
     let plan = Applier::new(&mut fresh).release(&state, None).unwrap();
     assert!(plan.user_changed.is_empty(), "{plan:?}");

@@ -1,5 +1,6 @@
 //! The shim's configuration: the `shim` section of the one JSON config file, every key also
-//! settable through the environment variable of the original Tautulli-script design.
+//! settable through the environment variable of the original Tautulli-script design. Names
+//! live in one table, [`table::SHIM`], which the daemon's loader applies too.
 //!
 //! A config error must never take transcoding down (the peer's config errors raised at import
 //! and failed *every* transcode, peer-downshiftarr.md W14). [`load`] therefore always returns a
@@ -12,6 +13,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::open;
+
+pub mod table;
 
 /// Default location of the config file (env `DOWNSHIFTARR_CONFIG` overrides).
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/downshiftarr/config.json";
@@ -91,9 +94,10 @@ pub struct ShimConfig {
     pub kill_message_default: String,
     /// Per-scenario messages (`KILL_MESSAGE_<SCENARIO>`), keyed by lower-case scenario.
     pub kill_messages: BTreeMap<String, String>,
-    /// Original toggle: when set, refuse rather than rewrite when no compliant version
-    /// exists (`KILL_ON_NO_FALLBACK_MEDIA`). Unset: rewrite.
-    pub kill_on_no_fallback_media: Option<bool>,
+    /// Original toggle: refuse rather than rewrite when no compliant version exists
+    /// (`KILL_ON_NO_FALLBACK_MEDIA`, which also sets `enforce.kill_on_no_fallback_media`,
+    /// whose default differs: a running stream cannot be rewritten). Default off: rewrite.
+    pub kill_on_no_fallback_media: bool,
     /// Refuse a guarded transcode of a local file whose facts cannot be learned
     /// (`KILL_ON_UNKNOWN_SOURCE`): fail closed.
     pub kill_on_unknown_source: bool,
@@ -142,7 +146,7 @@ impl Default for ShimConfig {
                                    Please pick a 1080p version or play it on a 4K-capable player."
                 .to_string(),
             kill_messages: BTreeMap::new(),
-            kill_on_no_fallback_media: None,
+            kill_on_no_fallback_media: false,
             kill_on_unknown_source: true,
             kill_on_rewrite_unsupported: true,
             kill_on_unexpected_error: true,
@@ -397,122 +401,9 @@ fn read_file(path: &Path, errors: &mut Vec<String>) -> Result<Option<ShimConfig>
     Ok(Some(c))
 }
 
-/// Environment overrides, with the original design's names.
+/// Environment overrides, with the original design's names: the [`table::SHIM`] rows.
 fn apply_env<F: Fn(&str) -> Option<String>>(c: &mut ShimConfig, env: &F, errors: &mut Vec<String>) {
-    fn num<T: std::str::FromStr>(key: &str, v: &str, errors: &mut Vec<String>) -> Option<T> {
-        let r = v.trim().parse().ok();
-        if r.is_none() {
-            errors.push(format!("{key}={v:?}: expected a whole number"));
-        }
-        r
-    }
-    fn flag(key: &str, v: &str, errors: &mut Vec<String>) -> Option<bool> {
-        match v.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => Some(true),
-            "0" | "false" | "no" | "off" => Some(false),
-            _ => {
-                errors.push(format!("{key}={v:?}: expected 1 or 0"));
-                None
-            }
-        }
-    }
-    fn list(v: &str) -> Vec<String> {
-        v.split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect()
-    }
-    macro_rules! set {
-        ($key:literal, $conv:ident, $field:expr) => {
-            if let Some(v) = env($key) {
-                if let Some(x) = $conv($key, &v, errors) {
-                    $field = x;
-                }
-            }
-        };
-    }
-    set!("MAX_ALLOWED_HEIGHT", num, c.max_allowed_height);
-    set!("BITRATE_CEILING_KBPS", num, c.bitrate_ceiling_kbps);
-    set!("DOWNSHIFTARR_BUDGET_MS", num, c.daemon_budget_ms);
-    set!("PROBE_MAX_BYTES", num, c.probe_max_bytes);
-    set!("FALLBACK_SDR_ONLY", flag, c.fallback_sdr_only);
-    set!("ALLOW_HDR_FALLBACK", flag, c.allow_hdr_fallback);
-    set!("AUTO_WATERFALL_ON_CONTINUED_TRANSCODE", flag, c.waterfall);
-    set!("WATERFALL_MIN_HEIGHT", num, c.waterfall_min_height);
-    set!(
-        "REMUX_1080_MIN_BITRATE_KBPS",
-        num,
-        c.remux_1080_min_bitrate_kbps
-    );
-    set!(
-        "EXEMPT_WHEN_VIEWER_UNKNOWN",
-        flag,
-        c.exempt_when_viewer_unknown
-    );
-    set!("KILL_ON_UNKNOWN_SOURCE", flag, c.kill_on_unknown_source);
-    set!(
-        "KILL_ON_REWRITE_UNSUPPORTED",
-        flag,
-        c.kill_on_rewrite_unsupported
-    );
-    set!("KILL_ON_UNEXPECTED_ERROR", flag, c.kill_on_unexpected_error);
-    set!("SHADOW_MODE", flag, c.shadow_mode);
-    set!("DOWNSHIFTARR_LOG_NON_VIDEO", flag, c.log_non_video);
-    if let Some(v) = env("KILL_ON_NO_FALLBACK_MEDIA") {
-        if let Some(b) = flag("KILL_ON_NO_FALLBACK_MEDIA", &v, errors) {
-            c.kill_on_no_fallback_media = Some(b);
-        }
-    }
-    if let Some(v) = env("PREFER_HEIGHTS") {
-        let parsed: Result<Vec<u32>, _> = list(&v).iter().map(|s| s.parse()).collect();
-        match parsed {
-            Ok(h) => c.prefer_heights = h,
-            Err(_) => errors.push(format!(
-                "PREFER_HEIGHTS={v:?}: expected numbers separated by commas"
-            )),
-        }
-    }
-    if let Some(v) = env("EXEMPT_USERS") {
-        c.exempt_users = list(&v);
-    }
-    if let Some(v) = env("EXEMPT_CLIENTS") {
-        c.exempt_clients = list(&v);
-    }
-    if let Some(v) = env("GUARDED_JOBS") {
-        let parsed: Result<Vec<GuardedJob>, _> = list(&v)
-            .iter()
-            .map(|s| serde_json::from_value(serde_json::Value::String(s.clone())))
-            .collect();
-        match parsed {
-            Ok(g) => c.guarded_jobs = g,
-            Err(_) => errors.push(format!(
-                "GUARDED_JOBS={v:?}: expected streaming, optimize, live_tv"
-            )),
-        }
-    }
-    if let Some(v) = env("TONEMAP_ALGORITHM") {
-        match serde_json::from_value(serde_json::Value::String(v.trim().to_ascii_lowercase())) {
-            Ok(t) => c.tonemap_algorithm = t,
-            Err(_) => errors.push(format!(
-                "TONEMAP_ALGORITHM={v:?}: expected hable, mobius, reinhard, clip, linear or gamma"
-            )),
-        }
-    }
-    if let Some(v) = env("KILL_MESSAGE_DEFAULT") {
-        c.kill_message_default = v;
-    }
-    for scenario in crate::policy::SCENARIOS {
-        if let Some(v) = env(&format!("KILL_MESSAGE_{}", scenario.to_ascii_uppercase())) {
-            c.kill_messages.insert(scenario.to_string(), v);
-        }
-    }
-    if let Some(v) = env("DOWNSHIFTARR_SOCKET") {
-        c.socket = v;
-    }
-    if let Some(v) = env("DOWNSHIFTARR_DECISION_LOG") {
-        c.decision_log = v;
-    }
+    table::apply_env(table::SHIM, c, env, errors);
 }
 
 #[cfg(test)]

@@ -316,7 +316,7 @@ fn enforce(ctx: &Context<'_, '_>) -> Decision {
 fn fall_back(ctx: &Context<'_, '_>, facts: &SourceFacts) -> Decision {
     let cfg = ctx.config;
     let refuse = |scenario, reason| Decision::of(Action::Refuse { scenario }, reason);
-    if cfg.kill_on_no_fallback_media == Some(true) {
+    if cfg.kill_on_no_fallback_media {
         return refuse(
             "no_fallback_media",
             "no compliant version; KILL_ON_NO_FALLBACK_MEDIA=1",
@@ -435,7 +435,7 @@ mod tests {
         };
         assert_eq!(run(SW_4K, None, &lenient).action, Action::Pass);
         let strict = ShimConfig {
-            kill_on_no_fallback_media: Some(true),
+            kill_on_no_fallback_media: true,
             ..ShimConfig::default()
         };
         assert_eq!(

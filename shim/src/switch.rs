@@ -1087,7 +1087,7 @@ mod tests {
         assert!(after(&a, "-map").contains(&"0:3"));
 
         let strict = ShimConfig {
-            kill_on_no_fallback_media: Some(true),
+            kill_on_no_fallback_media: true,
             ..ShimConfig::default()
         };
         let mut no_eng = hd(1920, 1080);

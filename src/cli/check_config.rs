@@ -1,5 +1,6 @@
 //! `downshiftarr check-config`: validate the file strictly, then the environment overrides
-//! exactly as the shim applies them.
+//! with the names of the one settings table (`config::table`), exactly as the shim applies
+//! them.
 //!
 //! A file named with `--config` must exist; the default (or `$DOWNSHIFTARR_CONFIG`) may be
 //! absent, which is said. With `--print` the effective configuration is the only thing on
@@ -41,17 +42,18 @@ pub fn run(args: CheckConfigArgs) -> Result<ExitCode> {
         Box::new(std::io::stdout())
     };
     let mut ok = true;
-    match config::load_strict(&path) {
+    // What was said about the configuration as a whole, so the shim's view below does not
+    // say it twice; the configuration in effect, for `--print`.
+    let mut said = String::new();
+    let mut effective = None;
+    match config::load(&path) {
         Ok(c) => {
             match &absent {
                 Some(note) => writeln!(out, "{note}")?,
                 None => writeln!(out, "config {}: ok", path.display())?,
             }
-            if c.shim.allow_hdr_fallback && c.shim.fallback_sdr_only {
-                writeln!(
-                    out,
-                    "note: shim.allow_hdr_fallback has no effect while shim.fallback_sdr_only is on"
-                )?;
+            for note in c.notes() {
+                writeln!(out, "note: {note}")?;
             }
             match c.tautulli.resolved() {
                 Ok(Some((url, _))) => {
@@ -88,15 +90,28 @@ pub fn run(args: CheckConfigArgs) -> Result<ExitCode> {
                 }
                 Err(e) => writeln!(out, "plex: {e:#} (the daemon will not sync the library)")?,
             }
+            effective = Some(c);
         }
         Err(e) => {
-            writeln!(out, "{e:#}")?;
+            said = format!("{e:#}");
+            writeln!(out, "{said}")?;
             ok = false;
         }
     }
     let env = |k: &str| std::env::var(k).ok();
+    // Which settings the environment gives (values unshown: some are secrets).
+    for r in config::table::all() {
+        if let Some(name) = r.env.filter(|n| env(n).is_some()) {
+            writeln!(
+                out,
+                "environment: {name} sets {} ({:?}, default {})",
+                r.key, r.kind, r.default
+            )?;
+        }
+    }
     let loaded = downshiftarr_shim::config::load(&path, &env);
-    for e in loaded.errors.iter().filter(|e| !e.starts_with("config ")) {
+    let shim_only = |e: &&String| !e.starts_with("config ") && !said.contains(e.as_str());
+    for e in loaded.errors.iter().filter(shim_only) {
         writeln!(out, "environment: {e}")?;
         ok = false;
     }
@@ -117,10 +132,13 @@ pub fn run(args: CheckConfigArgs) -> Result<ExitCode> {
     }
     out.flush()?;
     if args.print {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "shim": loaded.config }))?
-        );
+        // The whole configuration in effect (secrets `<redacted>`); when it does not load,
+        // the shim's section as the shim would run with it.
+        let text = match &effective {
+            Some(c) => serde_json::to_string_pretty(c)?,
+            None => serde_json::to_string_pretty(&serde_json::json!({ "shim": loaded.config }))?,
+        };
+        println!("{text}");
     }
     Ok(if ok {
         ExitCode::SUCCESS

@@ -25,9 +25,12 @@ const STOP_GRACE: Duration = Duration::from_secs(4);
 
 pub fn run(args: DaemonArgs) -> Result<ExitCode> {
     let path = config::path(args.config.as_deref());
-    let cfg = config::load_strict(&path)?;
+    let cfg = config::load(&path)?;
     let signals = lifecycle::block_signals()?;
     let levels = logging::init(args.verbose || cfg.daemon.debug)?;
+    for note in cfg.notes() {
+        tracing::warn!("{note}");
+    }
     let _lock = InstanceLock::acquire(Path::new(&cfg.daemon.state_dir))?;
     tracing::info!(version = downshiftarr_shim::VERSION, config = %path.display(), "downshiftarr daemon starting");
 
@@ -58,41 +61,11 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
         if shutdown.reload_generation() != reloads {
             reloads = shutdown.reload_generation();
             lifecycle::notify("RELOADING=1");
-            match config::load_strict(&ctx.config_path) {
+            match config::load(&ctx.config_path) {
                 Ok(new) => {
                     levels.set_debug(args.verbose || new.daemon.debug);
                     let old = ctx.config();
-                    let needs_restart: Vec<&str> = [
-                        ("shim.socket", old.shim.socket != new.shim.socket),
-                        (
-                            "daemon.state_dir",
-                            old.daemon.state_dir != new.daemon.state_dir,
-                        ),
-                        (
-                            "daemon.http_listen",
-                            old.daemon.http_listen != new.daemon.http_listen,
-                        ),
-                        (
-                            "daemon.socket_group",
-                            old.daemon.socket_group != new.daemon.socket_group,
-                        ),
-                        (
-                            "daemon.allowed_uids/gids",
-                            old.daemon.allowed_uids != new.daemon.allowed_uids
-                                || old.daemon.allowed_gids != new.daemon.allowed_gids,
-                        ),
-                        (
-                            "daemon healer keys",
-                            old.daemon.heal_transcoder != new.daemon.heal_transcoder
-                                || old.daemon.plex_dir != new.daemon.plex_dir
-                                || old.daemon.shim_binary != new.daemon.shim_binary
-                                || old.daemon.heal_interval_s != new.daemon.heal_interval_s,
-                        ),
-                        ("index.database", old.index.database != new.index.database),
-                    ]
-                    .into_iter()
-                    .filter_map(|(k, changed)| changed.then_some(k))
-                    .collect();
+                    let needs_restart = config::Config::needs_restart(&old, &new);
                     if !needs_restart.is_empty() {
                         tracing::warn!(
                             "reloaded; these changes take effect after a restart: {}",

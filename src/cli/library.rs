@@ -13,7 +13,7 @@ use crate::jobs::index::{self, sync};
 use crate::plex::Plex;
 
 pub fn sync(args: SyncArgs) -> Result<ExitCode> {
-    let cfg = config::load_strict(&config::path(args.config.as_deref()))?;
+    let cfg = config::load(&config::path(args.config.as_deref()))?;
     let plex = Plex::from_config(&cfg.plex)?;
     let db_path = cfg.index.database_path(&cfg.daemon);
     let mut db = index::open(&db_path)?;
@@ -115,7 +115,7 @@ pub fn sync(args: SyncArgs) -> Result<ExitCode> {
 }
 
 pub fn discover(args: DiscoverArgs) -> Result<ExitCode> {
-    let cfg = config::load_strict(&config::path(args.config.as_deref()))?;
+    let cfg = config::load(&config::path(args.config.as_deref()))?;
     let db = index::open(&cfg.index.database_path(&cfg.daemon))?;
     let mut q = db.prepare(
         "SELECT rating_key, type, title, year, preferred_id, imdb, tmdb, tvdb FROM items

@@ -17,9 +17,6 @@
 //!
 //! The password and the API key are never in a log line, an error or `Debug` output.
 
-// wired into the job table by the daemon integration
-#![allow(dead_code)]
-
 use std::io::Read;
 use std::time::{Duration, Instant};
 

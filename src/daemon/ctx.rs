@@ -275,7 +275,7 @@ mod tests {
     fn clients_are_cached_per_configuration_and_rebuilt_when_it_changes() {
         let mut cfg = Config::default();
         cfg.plex.url = "http://127.0.0.1:1".into();
-        cfg.plex.token = "t1".into();
+        cfg.plex.token = crate::config::secret::Secret::new("t1");
         let c = ctx(cfg.clone());
         let a = c.plex().expect("configured");
         let b = c.plex().expect("configured");
@@ -287,31 +287,10 @@ mod tests {
             !Arc::ptr_eq(&a, &c.plex_interactive().expect("configured")),
             "the interactive client is its own"
         );
-        cfg.plex.token = "t2".into();
+        cfg.plex.token = crate::config::secret::Secret::new("t2");
         c.set_config(cfg);
         assert!(!Arc::ptr_eq(&a, &c.plex().expect("configured")));
         assert!(c.tautulli().is_none(), "Tautulli is not configured");
-    }
-
-    #[test]
-    fn a_token_file_is_read_once_per_load() {
-        let dir = std::env::temp_dir().join(format!("ds-ctx-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let f = dir.join("token");
-        std::fs::write(&f, "from-file\n").unwrap();
-        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-        let mut cfg = Config::default();
-        cfg.plex.url = "http://127.0.0.1:1".into();
-        cfg.plex.token_file = f.display().to_string();
-        let c = ctx(cfg);
-        std::fs::remove_file(&f).unwrap();
-        // The file is gone, yet the client is built: the token was read at load.
-        assert!(c.plex().is_some());
-        assert_eq!(
-            c.config().plex_access.as_ref().map(|(_, t)| t.as_str()),
-            Ok("from-file")
-        );
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -167,7 +167,7 @@ fn logged(rec: &Value) -> Value {
 
 pub fn run(args: DecisionsArgs) -> Result<ExitCode> {
     let path = crate::config::path(args.config.as_deref());
-    let cfg = crate::config::load_strict(&path)?;
+    let cfg = crate::config::load(&path)?;
     let db_path = cfg.index.database_path(&cfg.daemon);
     let log = Path::new(&cfg.shim.decision_log);
     let log_exists =

@@ -314,58 +314,29 @@ pub fn parse_env_file(text: &str) -> HashMap<String, String> {
     m
 }
 
-/// Every key a `Downshiftarr.env` may hold that downshiftarr reads (sorted; `KILL_MESSAGE_*`
-/// is a prefix). Kept beside [`IGNORED_ENV_KEYS`] so `check-config --env-file` can name a
-/// key it does not know — a typo there silently kept a default.
-pub const ENV_KEYS: &[&str] = &[
-    "ALLOW_HDR_FALLBACK",
-    "AUTO_WATERFALL_ON_CONTINUED_TRANSCODE",
-    "BITRATE_CEILING_KBPS",
-    "DOWNSHIFTARR_BUDGET_MS",
+/// Keys a `Downshiftarr.env` may hold that only the drop-in reads (its log, its HTTP timeout,
+/// where the config is), sorted. Every other key it reads is an environment name of the
+/// settings table (`config::table`), or a `KILL_MESSAGE_*`: [`is_known_env_key`]. Kept beside
+/// [`IGNORED_ENV_KEYS`] so `check-config --env-file` can name a key it does not know — a typo
+/// there silently kept a default.
+pub const DROP_IN_ENV_KEYS: &[&str] = &[
     "DOWNSHIFTARR_CONFIG",
-    "DOWNSHIFTARR_DECISION_LOG",
-    "DOWNSHIFTARR_LOG_NON_VIDEO",
-    "DOWNSHIFTARR_SOCKET",
-    "EXEMPT_CLIENTS",
-    "EXEMPT_USERS",
-    "EXEMPT_WHEN_VIEWER_UNKNOWN",
-    "FALLBACK_SDR_ONLY",
-    "GUARDED_JOBS",
     "HTTP_TIMEOUT_S",
-    "KILL_ON_CLIENT_NOT_FOUND",
-    "KILL_ON_NO_FALLBACK_MEDIA",
-    "KILL_ON_PLEX_CONNECT_FAIL",
-    "KILL_ON_REWRITE_UNSUPPORTED",
-    "KILL_ON_SESSION_NOT_FOUND",
-    "KILL_ON_SWITCH_FAIL",
-    "KILL_ON_UNEXPECTED_ERROR",
-    "KILL_ON_UNKNOWN_SOURCE",
     "LOG_BACKUP_COUNT",
     "LOG_FILE",
     "LOG_LEVEL",
     "LOG_MAX_BYTES",
     "LOG_TO_STDERR",
-    "MAX_ALLOWED_HEIGHT",
-    "PLEX_TOKEN",
-    "PLEX_URL",
-    "PREFER_HEIGHTS",
-    "PROBE_MAX_BYTES",
-    "REMUX_1080_MIN_BITRATE_KBPS",
-    "SEEK_DELAY_S",
-    "SEEK_RETRIES",
-    "SEEK_RETRY_DELAY_S",
-    "SESSION_LOOKUP_DELAY_S",
-    "SESSION_LOOKUP_RETRIES",
-    "SHADOW_MODE",
-    "TAUTULLI_APIKEY",
     "TAUTULLI_LOG_MIN_LEVEL",
-    "TAUTULLI_LOG_NOTIFIER_ID",
-    "TAUTULLI_LOG_SUBJECT",
-    "TAUTULLI_URL",
-    "TONEMAP_ALGORITHM",
     "VERBOSE",
-    "WATERFALL_MIN_HEIGHT",
 ];
+
+/// Whether downshiftarr reads `key` from a settings file or the environment.
+pub fn is_known_env_key(key: &str) -> bool {
+    DROP_IN_ENV_KEYS.binary_search(&key).is_ok()
+        || key.starts_with("KILL_MESSAGE_")
+        || crate::config::table::all().any(|r| r.env == Some(key))
+}
 
 /// Keys of the original script that downshiftarr knows but does not use (its telemetry,
 /// its adaptive learning, policy knobs this design replaces): named as ignored, not unknown.
@@ -403,7 +374,7 @@ pub fn check_env_file(path: &Path) -> bool {
     keys.sort();
     let mut ok = true;
     for k in &keys {
-        if ENV_KEYS.binary_search(&k.as_str()).is_ok() || k.starts_with("KILL_MESSAGE_") {
+        if is_known_env_key(k) {
             continue;
         }
         if IGNORED_ENV_KEYS.binary_search(&k.as_str()).is_ok() {
@@ -589,23 +560,22 @@ fn standalone(
     t: &Trigger,
     http_timeout: Duration,
 ) -> Result<Outcome> {
-    let mut cfg = match crate::config::load_strict(path) {
-        Ok(c) => c,
+    // The one loader, with the settings file's names applied as the daemon applies them.
+    let (cfg, problems) = crate::config::load_lenient(path, env);
+    for p in problems {
+        tracing::warn!("{p}");
+    }
+    let url = cfg.plex.url.clone();
+    let token = match cfg.plex.resolved() {
+        Ok((_, t)) => Some(t),
         Err(e) => {
-            tracing::warn!("{e:#}; using defaults");
-            crate::config::Config::default()
+            // A refused or unreadable token file is said, not taken for "no token".
+            if !cfg.plex.token_file.is_empty() {
+                tracing::warn!("{e:#}");
+            }
+            None
         }
     };
-    for e in cfg
-        .enforce
-        .apply_env(env)
-        .into_iter()
-        .chain(cfg.tautulli.apply_env(env))
-    {
-        tracing::warn!("{e}");
-    }
-    let url = env("PLEX_URL").unwrap_or_else(|| cfg.plex.url.clone());
-    let token = env("PLEX_TOKEN").or_else(|| cfg.plex.resolved().ok().map(|(_, t)| t));
     let plex = match token {
         Some(tok) => Some(crate::plex::Plex::new(
             &url,
@@ -678,10 +648,31 @@ mod tests {
 
     #[test]
     fn env_key_tables_are_sorted_and_apart() {
-        for t in [ENV_KEYS, IGNORED_ENV_KEYS] {
+        for t in [DROP_IN_ENV_KEYS, IGNORED_ENV_KEYS] {
             assert!(t.windows(2).all(|w| w[0] < w[1]), "{t:?}");
         }
-        assert!(ENV_KEYS.iter().all(|k| !IGNORED_ENV_KEYS.contains(k)));
+        assert!(DROP_IN_ENV_KEYS
+            .iter()
+            .all(|k| !IGNORED_ENV_KEYS.contains(k)));
+        let table: Vec<&str> = crate::config::table::all().filter_map(|r| r.env).collect();
+        for k in DROP_IN_ENV_KEYS.iter().chain(IGNORED_ENV_KEYS) {
+            assert!(!table.contains(k), "{k} is in the settings table");
+        }
+        // Every name the original script's settings used and downshiftarr reads.
+        for k in [
+            "PLEX_URL",
+            "PLEX_TOKEN",
+            "TAUTULLI_APIKEY",
+            "SHADOW_MODE",
+            "KILL_ON_SWITCH_FAIL",
+            "KILL_MESSAGE_SWITCH_FAIL",
+            "SEEK_RETRY_DELAY_S",
+            "HTTP_TIMEOUT_S",
+            "DOWNSHIFTARR_REAL_TRANSCODER",
+        ] {
+            assert!(is_known_env_key(k), "{k}");
+        }
+        assert!(!is_known_env_key("SESION_LOOKUP_RETRIES"));
     }
 
     #[test]

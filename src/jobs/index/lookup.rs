@@ -44,8 +44,13 @@ impl Lookup {
         self.current().by_media(media_id)
     }
 
+    /// How many files the lookup knows.
     pub fn len(&self) -> usize {
         self.current().files.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     fn current(&self) -> Arc<Library> {

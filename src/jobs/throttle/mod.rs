@@ -11,9 +11,6 @@
 //! [`crate::clients::qbittorrent`] and returns the [`apply::ThrottleState`] the store keeps.
 //! The job loop (sessions, events, clock, store, metrics) lives in the daemon.
 
-// wired into the job table by the daemon integration
-#![allow(dead_code)]
-
 pub mod apply;
 pub mod cidr;
 pub mod legacy;

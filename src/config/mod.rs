@@ -3,12 +3,45 @@
 //!
 //! The `shim` section's type lives in the shim library (`downshiftarr_shim::config`), which
 //! reads only that section on its hot path; this module owns the file as a whole.
+//!
+//! One loader, [`load`], for the daemon and every CLI command: the file strictly, then the
+//! environment names of one table ([`table`]: the shim's rows and the daemon's), the same
+//! names the shim applies, then the secrets ([`secret`]) read once. What changes need a
+//! restart is declared by the table too ([`Config::needs_restart`]).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use downshiftarr_shim::config::ShimConfig;
 use serde::{Deserialize, Serialize};
+
+pub mod secret;
+pub mod table;
+
+pub use secret::Secret;
+
+/// One section of the file: its name, what it is for, and whether it is reserved (accepted
+/// and kept as it is, for a job that has not landed yet).
+pub struct Section {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub reserved: bool,
+}
+
+/// Every section, in the README's order: the one list the loader's unknown-section error,
+/// `check-config` and the docs test read.
+#[rustfmt::skip]
+pub const SECTIONS: &[Section] = &[
+    Section { name: "shim", about: "the transcoder shim's decisions", reserved: false },
+    Section { name: "plex", about: "the Plex server and its token", reserved: false },
+    Section { name: "index", about: "the library index", reserved: false },
+    Section { name: "enforce", about: "the guard and refused sessions", reserved: false },
+    Section { name: "tautulli", about: "the terminate fallback and notifier", reserved: false },
+    Section { name: "daemon", about: "the daemon process", reserved: false },
+    Section { name: "throttle", about: "qBittorrent throttling while people watch", reserved: true },
+    Section { name: "scrobble", about: "Trakt scrobbling", reserved: true },
+    Section { name: "downloads", about: "smart downloads through Radarr", reserved: true },
+];
 
 /// The whole file.
 #[derive(Clone, Debug, Default, PartialEq, Serialize)]
@@ -19,16 +52,26 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub enforce: EnforceConfig,
     pub tautulli: TautulliConfig,
+    /// Reserved for the throttling job: kept as given, not interpreted yet.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub throttle: Option<serde_json::Value>,
+    /// Reserved for the scrobbling job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scrobble: Option<serde_json::Value>,
+    /// Reserved for the downloads job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub downloads: Option<serde_json::Value>,
 }
 
 /// The `plex` section. The token is a secret: `PLEX_TOKEN` or a token file, never logged.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct PlexConfig {
     /// Base URL (`PLEX_URL`).
     pub url: String,
-    /// The server owner's token (`PLEX_TOKEN` wins); prefer `token_file`.
-    pub token: String,
+    /// The server owner's token: `PLEX_TOKEN`, else `token_file`, else this key (prefer
+    /// `token_file`). After [`load`], the token in effect.
+    pub token: Secret,
     /// A file holding the token; must not be readable or writable by others.
     pub token_file: String,
     pub connect_timeout_ms: u64,
@@ -39,7 +82,7 @@ impl Default for PlexConfig {
     fn default() -> Self {
         PlexConfig {
             url: "http://127.0.0.1:32400".into(),
-            token: String::new(),
+            token: Secret::default(),
             token_file: String::new(),
             connect_timeout_ms: 2000,
             read_timeout_ms: 15000,
@@ -47,50 +90,15 @@ impl Default for PlexConfig {
     }
 }
 
-impl std::fmt::Debug for PlexConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PlexConfig")
-            .field("url", &self.url)
-            .field("token", &"<redacted>")
-            .field("token_file", &self.token_file)
-            .finish()
-    }
-}
-
 impl PlexConfig {
-    /// The URL and token in effect: environment first, then the token file, then the file.
+    /// The URL and token in effect, as [`load`] resolved them (environment first, then the
+    /// token file, then the file's key): no file is read here.
     pub fn resolved(&self) -> Result<(String, String)> {
-        let url = std::env::var("PLEX_URL")
-            .ok()
-            .filter(|u| !u.is_empty())
-            .unwrap_or_else(|| self.url.clone());
-        if let Ok(t) = std::env::var("PLEX_TOKEN") {
-            if !t.is_empty() {
-                return Ok((url, t));
-            }
+        match self.token.get() {
+            Ok(Some(t)) => Ok((self.url.clone(), t.expose().to_string())),
+            Ok(None) => bail!("no Plex token: set PLEX_TOKEN, plex.token_file or plex.token"),
+            Err(e) => bail!("{e}"),
         }
-        if !self.token_file.is_empty() {
-            use std::os::unix::fs::PermissionsExt;
-            let meta = std::fs::metadata(&self.token_file)
-                .with_context(|| format!("plex.token_file {}", self.token_file))?;
-            if meta.permissions().mode() & 0o027 != 0 {
-                bail!(
-                    "plex.token_file {}: readable or writable by others (chmod 0640 or stricter)",
-                    self.token_file
-                );
-            }
-            let t = std::fs::read_to_string(&self.token_file)
-                .with_context(|| format!("plex.token_file {}", self.token_file))?;
-            let t = t.lines().next().unwrap_or_default().trim().to_string();
-            if t.is_empty() {
-                bail!("plex.token_file {} is empty", self.token_file);
-            }
-            return Ok((url, t));
-        }
-        if self.token.is_empty() {
-            bail!("no Plex token: set PLEX_TOKEN, plex.token_file or plex.token");
-        }
-        Ok((url, self.token.clone()))
     }
 }
 
@@ -160,7 +168,9 @@ impl IndexConfig {
 pub struct DaemonConfig {
     /// SQLite files, the instance lock, the original transcoder's checksum.
     pub state_dir: String,
-    /// The shim socket lives here.
+    /// Deprecated, unused: the socket's place is `shim.socket` (the shim reads only its own
+    /// section, so the daemon cannot move it). Still accepted and checked to be absolute;
+    /// [`Config::notes`] warns when it is not the socket's directory.
     pub runtime_dir: String,
     /// Debug logs (also `--verbose`); re-read on SIGHUP.
     pub debug: bool,
@@ -291,80 +301,7 @@ impl Default for EnforceConfig {
     }
 }
 
-/// Reads `KEY=value` settings the original way: flags `1`/`0`, numbers, seconds.
-type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
-
-fn env_flag(env: Env<'_>, key: &str, into: &mut bool, errors: &mut Vec<String>) {
-    if let Some(v) = env(key) {
-        match v.trim().to_ascii_lowercase().as_str() {
-            "1" | "true" | "yes" | "on" => *into = true,
-            "0" | "false" | "no" | "off" => *into = false,
-            _ => errors.push(format!("{key}={v:?}: expected 1 or 0")),
-        }
-    }
-}
-
-fn env_num<T: std::str::FromStr>(env: Env<'_>, key: &str, into: &mut T, errors: &mut Vec<String>) {
-    if let Some(v) = env(key) {
-        match v.trim().parse() {
-            Ok(x) => *into = x,
-            Err(_) => errors.push(format!("{key}={v:?}: expected a number")),
-        }
-    }
-}
-
 impl EnforceConfig {
-    /// Applies the original environment names; returns what could not be read.
-    pub fn apply_env(&mut self, env: Env<'_>) -> Vec<String> {
-        let mut e = Vec::new();
-        env_num(
-            env,
-            "SESSION_LOOKUP_RETRIES",
-            &mut self.session_lookup_retries,
-            &mut e,
-        );
-        env_num(
-            env,
-            "SESSION_LOOKUP_DELAY_S",
-            &mut self.session_lookup_delay_s,
-            &mut e,
-        );
-        env_num(env, "SEEK_DELAY_S", &mut self.seek_delay_s, &mut e);
-        env_num(env, "SEEK_RETRIES", &mut self.seek_retries, &mut e);
-        env_num(
-            env,
-            "SEEK_RETRY_DELAY_S",
-            &mut self.seek_retry_delay_s,
-            &mut e,
-        );
-        for (key, field) in [
-            (
-                "KILL_ON_PLEX_CONNECT_FAIL",
-                &mut self.kill_on_plex_connect_fail,
-            ),
-            (
-                "KILL_ON_SESSION_NOT_FOUND",
-                &mut self.kill_on_session_not_found,
-            ),
-            (
-                "KILL_ON_CLIENT_NOT_FOUND",
-                &mut self.kill_on_client_not_found,
-            ),
-            (
-                "KILL_ON_NO_FALLBACK_MEDIA",
-                &mut self.kill_on_no_fallback_media,
-            ),
-            ("KILL_ON_SWITCH_FAIL", &mut self.kill_on_switch_fail),
-            (
-                "KILL_ON_UNEXPECTED_ERROR",
-                &mut self.kill_on_unexpected_error,
-            ),
-        ] {
-            env_flag(env, key, field, &mut e);
-        }
-        e
-    }
-
     pub fn validate(&self) -> Result<()> {
         if self.session_lookup_retries > 60 {
             bail!(
@@ -399,13 +336,14 @@ impl EnforceConfig {
 
 /// The `tautulli` section: the optional fallback for terminating sessions, and the
 /// notifier enforcement is posted to (`TAUTULLI_LOG_NOTIFIER_ID`).
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TautulliConfig {
     /// Base URL (`TAUTULLI_URL`); empty: no Tautulli.
     pub url: String,
-    /// API key (`TAUTULLI_APIKEY`); prefer `api_key_file`.
-    pub api_key: String,
+    /// API key: `TAUTULLI_APIKEY`, else `api_key_file`, else this key (prefer
+    /// `api_key_file`, refused if others may read it). After [`load`], the key in effect.
+    pub api_key: Secret,
     pub api_key_file: String,
     /// Post every enforcement to this notifier (`TAUTULLI_LOG_NOTIFIER_ID`).
     pub log_notifier_id: Option<u32>,
@@ -418,7 +356,7 @@ impl Default for TautulliConfig {
     fn default() -> Self {
         TautulliConfig {
             url: String::new(),
-            api_key: String::new(),
+            api_key: Secret::default(),
             api_key_file: String::new(),
             log_notifier_id: None,
             log_subject: "Downshiftarr".into(),
@@ -427,55 +365,17 @@ impl Default for TautulliConfig {
     }
 }
 
-impl std::fmt::Debug for TautulliConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TautulliConfig")
-            .field("url", &self.url)
-            .field("api_key", &"<redacted>")
-            .field("log_notifier_id", &self.log_notifier_id)
-            .finish()
-    }
-}
-
 impl TautulliConfig {
-    pub fn apply_env(&mut self, env: Env<'_>) -> Vec<String> {
-        let mut e = Vec::new();
-        if let Some(v) = env("TAUTULLI_URL").filter(|v| !v.is_empty()) {
-            self.url = v;
-        }
-        if let Some(v) = env("TAUTULLI_APIKEY").filter(|v| !v.is_empty()) {
-            self.api_key = v;
-        }
-        if let Some(v) = env("TAUTULLI_LOG_SUBJECT").filter(|v| !v.is_empty()) {
-            self.log_subject = v;
-        }
-        if let Some(v) = env("TAUTULLI_LOG_NOTIFIER_ID").filter(|v| !v.trim().is_empty()) {
-            match v.trim().parse() {
-                Ok(n) => self.log_notifier_id = Some(n),
-                Err(_) => e.push(format!("TAUTULLI_LOG_NOTIFIER_ID={v:?}: expected a number")),
-            }
-        }
-        e
-    }
-
-    /// The URL and key, when Tautulli is configured.
+    /// The URL and key, when Tautulli is configured, as [`load`] resolved them.
     pub fn resolved(&self) -> Result<Option<(String, String)>> {
         if self.url.is_empty() {
             return Ok(None);
         }
-        if !self.api_key_file.is_empty() {
-            let k = std::fs::read_to_string(&self.api_key_file)
-                .with_context(|| format!("tautulli.api_key_file {}", self.api_key_file))?;
-            let k = k.lines().next().unwrap_or_default().trim().to_string();
-            if k.is_empty() {
-                bail!("tautulli.api_key_file {} is empty", self.api_key_file);
-            }
-            return Ok(Some((self.url.clone(), k)));
+        match self.api_key.get() {
+            Ok(Some(k)) => Ok(Some((self.url.clone(), k.expose().to_string()))),
+            Ok(None) => bail!("tautulli.url is set but no API key: set TAUTULLI_APIKEY, tautulli.api_key_file or tautulli.api_key"),
+            Err(e) => bail!("{e}"),
         }
-        if self.api_key.is_empty() {
-            bail!("tautulli.url is set but no API key: set TAUTULLI_APIKEY, tautulli.api_key_file or tautulli.api_key");
-        }
-        Ok(Some((self.url.clone(), self.api_key.clone())))
     }
 }
 
@@ -496,16 +396,19 @@ pub fn path(flag: Option<&Path>) -> PathBuf {
 }
 
 /// Parses the whole file, naming the path of any unknown or mistyped key
-/// (`index.page_sise: unknown field …`).
+/// (`index.page_sise: unknown field …`). No environment, no secrets read.
 pub fn parse(text: &str) -> std::result::Result<Config, String> {
     let v: serde_json::Value =
         serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))?;
     let obj = v.as_object().ok_or("the top level must be an object")?;
-    const SECTIONS: &[&str] = &["plex", "shim", "index", "daemon", "enforce", "tautulli"];
-    if let Some(k) = obj.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
+    if let Some(k) = obj
+        .keys()
+        .find(|k| !SECTIONS.iter().any(|s| s.name == k.as_str()))
+    {
+        let names: Vec<&str> = SECTIONS.iter().map(|s| s.name).collect();
         return Err(format!(
             "{k}: unknown section, expected one of {}",
-            SECTIONS.join(", ")
+            names.join(", ")
         ));
     }
     fn section<T: serde::de::DeserializeOwned + Default>(
@@ -518,6 +421,18 @@ pub fn parse(text: &str) -> std::result::Result<Config, String> {
             Some(v) => downshiftarr_shim::config::section_strict(name, v),
         }
     }
+    fn reserved(
+        obj: &serde_json::Map<String, serde_json::Value>,
+        name: &str,
+    ) -> std::result::Result<Option<serde_json::Value>, String> {
+        match obj.get(name) {
+            None => Ok(None),
+            Some(v) if v.is_object() => Ok(Some(v.clone())),
+            Some(_) => Err(format!(
+                "{name}: must be an object (a reserved section: accepted, not used yet)"
+            )),
+        }
+    }
     Ok(Config {
         plex: section(obj, "plex")?,
         shim: section(obj, "shim")?,
@@ -525,11 +440,99 @@ pub fn parse(text: &str) -> std::result::Result<Config, String> {
         daemon: section(obj, "daemon")?,
         enforce: section(obj, "enforce")?,
         tautulli: section(obj, "tautulli")?,
+        throttle: reserved(obj, "throttle")?,
+        scrobble: reserved(obj, "scrobble")?,
+        downloads: reserved(obj, "downloads")?,
     })
 }
 
-/// Loads and validates the file strictly. A missing file is the defaults.
-pub fn load_strict(path: &Path) -> Result<Config> {
+/// Reads a variable of the environment the loader applies.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+impl Config {
+    /// Applies every environment name of the tables (the shim's section's names included,
+    /// as the shim applies them); returns what could not be read, each naming the variable.
+    pub fn apply_env(&mut self, env: Env<'_>) -> Vec<String> {
+        use downshiftarr_shim::config::table;
+        let mut errors = Vec::new();
+        table::apply_env(table::SHIM, &mut self.shim, env, &mut errors);
+        table::apply_env(self::table::DAEMON, self, env, &mut errors);
+        errors
+    }
+
+    /// Checks what serde cannot express; errors name the key.
+    pub fn validate(&self) -> Result<()> {
+        if let Err(e) = self.shim.validate() {
+            bail!("{e}");
+        }
+        self.daemon.validate()?;
+        self.enforce.validate()
+    }
+
+    /// Reads the secrets' files, once (again on each reload); a file that cannot be used is
+    /// said where the secret is needed ([`PlexConfig::resolved`]).
+    pub fn load_secrets(&mut self) {
+        self.plex
+            .token
+            .load_file("plex.token_file", &self.plex.token_file);
+        self.tautulli
+            .api_key
+            .load_file("tautulli.api_key_file", &self.tautulli.api_key_file);
+    }
+
+    /// The keys whose change between `old` and `new` takes effect only at a restart, as the
+    /// tables declare them.
+    pub fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+        let (Ok(a), Ok(b)) = (serde_json::to_value(old), serde_json::to_value(new)) else {
+            return Vec::new();
+        };
+        table::all()
+            .filter(|r| r.restart)
+            .filter(|r| {
+                let p = table::pointer(r.key);
+                a.pointer(&p) != b.pointer(&p)
+            })
+            .map(|r| r.key)
+            .collect()
+    }
+
+    /// Things worth saying about a valid configuration (`check-config` prints them, the
+    /// daemon logs them).
+    pub fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.shim.allow_hdr_fallback && self.shim.fallback_sdr_only {
+            notes.push(
+                "shim.allow_hdr_fallback has no effect while shim.fallback_sdr_only is on".into(),
+            );
+        }
+        let socket_dir = Path::new(&self.shim.socket).parent();
+        if !self.shim.socket.is_empty() && socket_dir != Some(Path::new(&self.daemon.runtime_dir)) {
+            notes.push(format!(
+                "daemon.runtime_dir {} is deprecated and unused: the socket is shim.socket ({})",
+                self.daemon.runtime_dir, self.shim.socket
+            ));
+        }
+        for s in SECTIONS.iter().filter(|s| s.reserved) {
+            let given = match s.name {
+                "throttle" => self.throttle.is_some(),
+                "scrobble" => self.scrobble.is_some(),
+                "downloads" => self.downloads.is_some(),
+                _ => false,
+            };
+            if given {
+                notes.push(format!(
+                    "{}: a reserved section ({}), accepted but not used yet",
+                    s.name, s.about
+                ));
+            }
+        }
+        notes
+    }
+}
+
+/// Reads and checks the file alone: unknown keys, types and ranges are errors naming the
+/// file and the key. A missing file is the defaults.
+pub fn read(path: &Path) -> Result<Config> {
     // Non-blocking open, regular files only (as the shim does): a FIFO must not hang the CLI.
     use downshiftarr_shim::open::{self, OpenError};
     use std::io::Read;
@@ -544,23 +547,46 @@ pub fn load_strict(path: &Path) -> Result<Config> {
         Err(e) => bail!("unable to read config {}: {e}", path.display()),
     };
     let c = parse(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))?;
-    if let Err(e) = c.shim.validate() {
-        bail!("config {}: {e}", path.display());
-    }
-    c.daemon
-        .validate()
+    c.validate()
         .with_context(|| format!("config {}", path.display()))?;
-    let mut c = c;
-    let env = |k: &str| std::env::var(k).ok();
-    let mut errors = c.enforce.apply_env(&env);
-    errors.extend(c.tautulli.apply_env(&env));
+    Ok(c)
+}
+
+/// Loads the configuration every command and the daemon use: the file strictly, the
+/// process environment's overrides (a value that does not parse is an error), the secrets.
+pub fn load(path: &Path) -> Result<Config> {
+    load_env(path, &|k| std::env::var(k).ok())
+}
+
+/// [`load`] with the environment given.
+pub fn load_env(path: &Path, env: Env<'_>) -> Result<Config> {
+    let mut c = read(path)?;
+    let errors = c.apply_env(env);
     if !errors.is_empty() {
         bail!("environment: {}", errors.join("; "));
     }
-    c.enforce
-        .validate()
-        .with_context(|| format!("config {}", path.display()))?;
+    c.validate().context("environment")?;
+    c.load_secrets();
     Ok(c)
+}
+
+/// [`load`] for the Tautulli drop-in, which must act whatever is wrong: a bad file is the
+/// defaults, a bad variable keeps the key as it was; each problem is returned to be logged.
+pub fn load_lenient(path: &Path, env: Env<'_>) -> (Config, Vec<String>) {
+    let mut problems = Vec::new();
+    let mut c = read(path).unwrap_or_else(|e| {
+        problems.push(format!("{e:#}; using defaults"));
+        Config::default()
+    });
+    let file_shim = c.shim.clone();
+    problems.extend(c.apply_env(env));
+    if let Err(e) = c.shim.validate() {
+        // As the shim does: the section without the environment.
+        problems.push(format!("environment: {e}"));
+        c.shim = file_shim;
+    }
+    c.load_secrets();
+    (c, problems)
 }
 
 #[cfg(test)]
@@ -587,3 +613,6 @@ mod tests {
         assert!(parse(r#"{"shim": {"shadow_mode": true}}"#).is_ok());
     }
 }
+
+#[cfg(test)]
+mod load_tests;
