@@ -502,7 +502,7 @@ fn apply_env<F: Fn(&str) -> Option<String>>(c: &mut ShimConfig, env: &F, errors:
     if let Some(v) = env("KILL_MESSAGE_DEFAULT") {
         c.kill_message_default = v;
     }
-    for scenario in crate::policy::SCENARIOS {
+    for scenario in crate::scenario::SCENARIOS {
         if let Some(v) = env(&format!("KILL_MESSAGE_{}", scenario.to_ascii_uppercase())) {
             c.kill_messages.insert(scenario.to_string(), v);
         }

@@ -24,8 +24,10 @@ pub mod probe;
 pub mod protocol;
 pub mod record;
 pub mod rewrite;
+pub mod scenario;
 pub mod shim;
 pub mod switch;
+pub mod viewer;
 
 /// Embedded in the binary so the installer can recognise a shim by content, never by hash.
 pub const MARKER: &str = "downshiftarr-shim-marker:v1";

@@ -8,8 +8,6 @@
 //! version, when the daemon knows one — issue 5) → rewrite (make the output ≤1080p SDR) →
 //! refuse. Every fail-open / fail-closed branch is one arm below, with its toggle.
 
-use serde::{Deserialize, Serialize};
-
 use crate::argv::Invocation;
 use crate::config::{GuardedJob, ShimConfig};
 use crate::edit::Edit;
@@ -19,20 +17,9 @@ use crate::protocol::MediaVersion;
 use crate::rewrite;
 use crate::switch::{self, Purpose, Switch};
 
-/// Refusal scenarios: each has a `KILL_MESSAGE_<SCENARIO>` message.
-/// The first four are the shim's; the rest are the daemon's (reactive guard, Tautulli
-/// trigger), named after the original script's `KILL_ON_*` cases.
-pub const SCENARIOS: &[&str] = &[
-    "unknown_source",
-    "rewrite_unsupported",
-    "no_fallback_media",
-    "unexpected_error",
-    "protected_transcode",
-    "plex_connect_fail",
-    "session_not_found",
-    "client_not_found",
-    "switch_fail",
-];
+// Re-exported: the daemon names it through the policy; its home is a leaf module, so the
+// protocol and the record can carry it without importing the policy (no cycle).
+pub use crate::viewer::Viewer;
 
 /// The message a refused viewer sees. A `KILL_MESSAGE_<SCENARIO>` wins, then a changed
 /// `KILL_MESSAGE_DEFAULT`; otherwise scenarios that are not about a 4K/HDR source get a
@@ -122,35 +109,6 @@ impl Decision {
     }
 }
 
-/// Who is watching, as the daemon's session tracker knows it.
-#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct Viewer {
-    /// Plex username.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// Client product (`Plex for Android (TV)`, `Plex Web`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client: Option<String>,
-    /// Device name (`Living Room Shield`) and platform (`Android`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub device: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub platform: Option<String>,
-    /// Client machine identifier.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub local: Option<bool>,
-}
-
-impl Viewer {
-    /// Something is known about the viewer.
-    pub fn is_known(&self) -> bool {
-        self.user.is_some() || self.client.is_some() || self.client_id.is_some()
-    }
-}
-
 /// Everything [`decide`] looks at.
 pub struct Context<'a, 'b> {
     pub inv: &'a Invocation<'b>,
@@ -195,7 +153,7 @@ pub fn guarded(job: &Job, config: &ShimConfig) -> Result<(), &'static str> {
 /// `max_allowed_height` or it is not SDR, `Some(false)` when it is known to be neither,
 /// `None` when unknown.
 ///
-/// The class is the one the switch uses ([`switch::nominal_height`]): a 3840×1600 scope film
+/// The class is the one the switch uses ([`crate::facts::nominal_height`]): a 3840×1600 scope film
 /// is 4K to decode although it is only 1600 lines tall, so it is protected at the default
 /// 2000 whatever its aspect ratio (issue 9 §3), while a 1920×800 film is 1080p. A 1440p SDR
 /// source (2560×1440, class 1440) is *not* protected at the default: the original design's
@@ -214,7 +172,7 @@ pub fn protected_source(
 ) -> Option<bool> {
     let class = facts
         .height
-        .and_then(|h| switch::nominal_height(facts.width, Some(h)).map(|n| n.max(h)));
+        .and_then(|h| crate::facts::nominal_height(facts.width, Some(h)).map(|n| n.max(h)));
     let tall = class.map(|c| c >= config.max_allowed_height);
     let heavy = config.remux_1080_min_bitrate_kbps > 0
         && class == Some(1080)
@@ -243,25 +201,98 @@ fn input_bitrate(ctx: &Context<'_, '_>) -> Option<u32> {
         .and_then(|v| v.bitrate_kbps)
 }
 
-/// Decides. Pure: no I/O.
+/// Decides for a viewer already known (or known to be unknown). Pure: no I/O.
+///
+/// The same as [`verdict`] then [`Verdict::for_viewer`], with "guarded" worked out here.
 pub fn decide(ctx: &Context<'_, '_>) -> Decision {
+    verdict(ctx, guarded(ctx.job, ctx.config)).for_viewer(ctx.viewer, ctx.config)
+}
+
+/// What the policy does with the job before exemptions: `guard` is [`guarded`]'s answer,
+/// worked out once by the caller (the shim also needs it to decide what to learn). Pure.
+pub fn verdict(ctx: &Context<'_, '_>, guard: Result<(), &'static str>) -> Verdict {
+    if let Err(reason) = guard {
+        return Verdict {
+            decision: Decision::pass(reason),
+            guarded: false,
+        };
+    }
     let cfg = ctx.config;
-    if let Err(reason) = guarded(ctx.job, cfg) {
-        return Decision::pass(reason);
-    }
-    if is_exempt(ctx.viewer, cfg) {
-        return Decision::pass("viewer is exempt");
-    }
     let verdict = enforce(ctx);
-    if cfg.shadow_mode && verdict.action != Action::Pass {
-        return Decision {
+    let decision = if cfg.shadow_mode && verdict.action != Action::Pass {
+        Decision {
             action: Action::Pass,
             reason: "shadow mode",
             shadowed: Some(verdict.reason),
             no_switch: verdict.no_switch,
-        };
+        }
+    } else {
+        verdict
+    };
+    Verdict {
+        decision,
+        guarded: true,
     }
-    verdict
+}
+
+/// A decision before exemptions, and whether exemptions can apply to it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Verdict {
+    pub decision: Decision,
+    /// The job is one the policy looks at ([`guarded`]): only then can a viewer be exempt.
+    guarded: bool,
+}
+
+impl Verdict {
+    /// Deciding failed (a bug of ours, caught): a guarded video job is refused with
+    /// `KILL_ON_UNEXPECTED_ERROR=1` (never in shadow mode), everything else passes untouched.
+    pub fn internal_error(guard: Result<(), &'static str>, cfg: &ShimConfig) -> Verdict {
+        let reason = "internal error while deciding";
+        let guarded = guard.is_ok();
+        let decision = if guarded && cfg.kill_on_unexpected_error && !cfg.shadow_mode {
+            Decision::of(
+                Action::Refuse {
+                    scenario: "unexpected_error",
+                },
+                reason,
+            )
+        } else {
+            Decision::pass(reason)
+        };
+        Verdict { decision, guarded }
+    }
+
+    /// Who is watching could change the decision: it would touch the job (or shadow mode
+    /// would log that it does) and someone is exempt at all. Only then is the viewer worth
+    /// a question to the daemon.
+    pub fn viewer_matters(&self, cfg: &ShimConfig) -> bool {
+        self.guarded && self.touches() && has_exemptions(cfg)
+    }
+
+    fn touches(&self) -> bool {
+        self.decision.action != Action::Pass || self.decision.shadowed.is_some()
+    }
+
+    /// The decision for this viewer: the one place exemptions are decided. An exempt viewer
+    /// passes any guarded job; an unknown viewer passes a job that would be touched when
+    /// someone is exempt and `EXEMPT_WHEN_VIEWER_UNKNOWN=1`.
+    pub fn for_viewer(self, viewer: &Viewer, cfg: &ShimConfig) -> Decision {
+        if !self.guarded {
+            return self.decision;
+        }
+        if is_exempt(viewer, cfg) {
+            return Decision::pass("viewer is exempt");
+        }
+        if self.viewer_matters(cfg) && !viewer.is_known() && cfg.exempt_when_viewer_unknown {
+            return Decision::pass("viewer unknown in time; EXEMPT_WHEN_VIEWER_UNKNOWN=1");
+        }
+        self.decision
+    }
+}
+
+/// Someone is on `EXEMPT_USERS` / `EXEMPT_CLIENTS`.
+fn has_exemptions(cfg: &ShimConfig) -> bool {
+    !cfg.exempt_users.is_empty() || !cfg.exempt_clients.is_empty()
 }
 
 fn enforce(ctx: &Context<'_, '_>) -> Decision {
@@ -528,6 +559,131 @@ mod tests {
             config: &c,
         });
         assert_eq!(d.reason, "viewer is exempt");
+    }
+
+    /// `verdict` for `args` with `f`, guarded worked out as the shim does.
+    fn verdict_of(args: &[&str], f: Option<SourceFacts>, cfg: &ShimConfig) -> Verdict {
+        let t: Vec<OsString> = args.iter().map(OsString::from).collect();
+        let Parsed::Job(inv) = parse(&t) else {
+            panic!()
+        };
+        let job = classify(&inv);
+        let ctx = Context {
+            inv: &inv,
+            job: &job,
+            facts: f.as_ref(),
+            versions: &[],
+            viewer: &Viewer::default(),
+            config: cfg,
+        };
+        verdict(&ctx, guarded(&job, cfg))
+    }
+
+    #[test]
+    fn exemption_is_decided_in_one_place_and_only_for_guarded_jobs() {
+        let hdr = || Some(facts(2160, DynamicRange::Hdr10));
+        let alice = Viewer {
+            user: Some("Alice".into()),
+            ..Viewer::default()
+        };
+        let bob = Viewer {
+            user: Some("bob".into()),
+            ..Viewer::default()
+        };
+        let unknown = Viewer::default();
+        let none_exempt = ShimConfig {
+            exempt_when_viewer_unknown: true,
+            ..ShimConfig::default()
+        };
+        // Nobody exempt: the viewer never matters, an unknown one changes nothing.
+        let v = verdict_of(SW_4K, hdr(), &none_exempt);
+        assert!(!v.viewer_matters(&none_exempt));
+        assert_eq!(
+            v.for_viewer(&unknown, &none_exempt).action.name(),
+            "rewrite"
+        );
+        let cfg = ShimConfig {
+            exempt_users: vec!["alice".into()],
+            exempt_when_viewer_unknown: true,
+            ..ShimConfig::default()
+        };
+        let v = verdict_of(SW_4K, hdr(), &cfg);
+        assert!(v.viewer_matters(&cfg));
+        assert_eq!(
+            v.clone().for_viewer(&alice, &cfg).reason,
+            "viewer is exempt"
+        );
+        assert_eq!(v.clone().for_viewer(&bob, &cfg).action.name(), "rewrite");
+        assert_eq!(
+            v.for_viewer(&unknown, &cfg).reason,
+            "viewer unknown in time; EXEMPT_WHEN_VIEWER_UNKNOWN=1"
+        );
+        // A pass is not worth asking about, but a known exempt viewer is still named.
+        let v = verdict_of(SW_4K, Some(facts(1080, DynamicRange::Sdr)), &cfg);
+        assert!(!v.viewer_matters(&cfg));
+        assert_eq!(
+            v.clone().for_viewer(&unknown, &cfg).reason,
+            "source not protected"
+        );
+        assert_eq!(v.for_viewer(&alice, &cfg).reason, "viewer is exempt");
+        // Shadow mode touches nothing but logs what it would do: the viewer matters.
+        let shadow = ShimConfig {
+            shadow_mode: true,
+            ..cfg.clone()
+        };
+        assert!(verdict_of(SW_4K, hdr(), &shadow).viewer_matters(&shadow));
+        // A job the policy does not guard keeps its own reason, whoever watches.
+        let thumb = [
+            "-i",
+            "/m/a.mkv",
+            "-vf",
+            "fps=1",
+            "-f",
+            "image2",
+            "t-%05d.jpeg",
+        ];
+        let v = verdict_of(&thumb, None, &cfg);
+        assert!(!v.viewer_matters(&cfg));
+        assert_eq!(v.for_viewer(&alice, &cfg).reason, "thumbnail job");
+    }
+
+    #[test]
+    fn an_internal_error_refuses_only_a_guarded_job_and_still_spares_the_exempt() {
+        let cfg = ShimConfig {
+            exempt_users: vec!["alice".into()],
+            ..ShimConfig::default()
+        };
+        let v = Verdict::internal_error(Ok(()), &cfg);
+        assert_eq!(
+            v.decision.action,
+            Action::Refuse {
+                scenario: "unexpected_error"
+            }
+        );
+        assert!(v.viewer_matters(&cfg));
+        let alice = Viewer {
+            user: Some("alice".into()),
+            ..Viewer::default()
+        };
+        assert_eq!(v.for_viewer(&alice, &cfg).reason, "viewer is exempt");
+        let unguarded = Verdict::internal_error(Err("thumbnail job"), &cfg);
+        assert_eq!(unguarded.decision.action, Action::Pass);
+        let lenient = ShimConfig {
+            kill_on_unexpected_error: false,
+            ..ShimConfig::default()
+        };
+        assert_eq!(
+            Verdict::internal_error(Ok(()), &lenient).decision.action,
+            Action::Pass
+        );
+        let shadow = ShimConfig {
+            shadow_mode: true,
+            ..ShimConfig::default()
+        };
+        assert_eq!(
+            Verdict::internal_error(Ok(()), &shadow).decision.action,
+            Action::Pass
+        );
     }
 
     #[test]
