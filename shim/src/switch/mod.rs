@@ -12,12 +12,12 @@
 //!   filter graph, `-map_inlineass`, the per-stream decoder hints before `-i`) is remapped
 //!   **by meaning** — type, language, forced flag, subtitle kind, then codec, channels and
 //!   default flag — and a used stream without a sound match means no switch;
-//! - the output then follows the new source through [`rewrite::plan_with`](crate::rewrite::plan_with) in switched
+//! - the output then follows the new source through [`rewrite::plan_with`] in switched
 //!   mode: fitted to the version's own size (never scaled back up), tone-map stages removed
 //!   for an SDR version, 10-bit formats made 8-bit, Dolby Vision RPU handling dropped.
 //!
-//! Three parts: [`choice`] (which version), [`remap`] (the input side: every stream
-//! reference by meaning, the decoder hints) and [`output`] (the output planned again for the
+//! Three parts: `choice` (which version), `remap` (the input side: every stream
+//! reference by meaning, the decoder hints) and `output` (the output planned again for the
 //! new source).
 
 mod choice;
