@@ -10,6 +10,8 @@ mod faults;
 mod golden;
 mod index_drift;
 mod install;
+#[path = "support/plex_job.rs"]
+mod plex_job;
 mod probe_media;
 mod quiet;
 mod static_shim;

@@ -398,23 +398,13 @@ mod tests {
     use crate::job::classify;
     use std::ffi::OsString;
 
-    const SW_4K: &[&str] = &[
-        "-codec:0",
-        "hevc",
-        "-i",
-        "/m/a.mkv",
-        "-filter_complex",
-        "[0:0]scale=w=3840:h=2160:force_divisible_by=4[0];[0]format=pix_fmts=yuv420p|nv12[1]",
-        "-map",
-        "[1]",
-        "-codec:0",
-        "libx264",
-        "-maxrate:0",
-        "40000k",
-        "-f",
-        "dash",
-        "dash",
-    ];
+    /// The shared 4K DASH Plex job (`tests/support/plex_job.rs`), with a bitrate cap.
+    fn sw_4k() -> Vec<String> {
+        crate::plex_job::PlexJob::sw_dash("/m/a.mkv")
+            .progress(None)
+            .output_opts(&["-maxrate:0", "40000k"])
+            .strings()
+    }
 
     fn facts(h: u32, dr: DynamicRange) -> SourceFacts {
         let mut f = SourceFacts::empty(Origin::Given);
@@ -425,8 +415,8 @@ mod tests {
         f
     }
 
-    fn run(args: &[&str], f: Option<SourceFacts>, cfg: &ShimConfig) -> Decision {
-        let t: Vec<OsString> = args.iter().map(OsString::from).collect();
+    fn run<S: AsRef<str>>(args: &[S], f: Option<SourceFacts>, cfg: &ShimConfig) -> Decision {
+        let t: Vec<OsString> = args.iter().map(|a| OsString::from(a.as_ref())).collect();
         let Parsed::Job(inv) = parse(&t) else {
             panic!()
         };
@@ -445,17 +435,17 @@ mod tests {
     fn ladder() {
         let c = ShimConfig::default();
         assert_eq!(
-            run(SW_4K, Some(facts(1080, DynamicRange::Sdr)), &c).reason,
+            run(&sw_4k(), Some(facts(1080, DynamicRange::Sdr)), &c).reason,
             "source not protected"
         );
         assert_eq!(
-            run(SW_4K, Some(facts(2160, DynamicRange::Hdr10)), &c)
+            run(&sw_4k(), Some(facts(2160, DynamicRange::Hdr10)), &c)
                 .action
                 .name(),
             "rewrite"
         );
         assert_eq!(
-            run(SW_4K, None, &c).action,
+            run(&sw_4k(), None, &c).action,
             Action::Refuse {
                 scenario: "unknown_source"
             }
@@ -464,13 +454,13 @@ mod tests {
             kill_on_unknown_source: false,
             ..ShimConfig::default()
         };
-        assert_eq!(run(SW_4K, None, &lenient).action, Action::Pass);
+        assert_eq!(run(&sw_4k(), None, &lenient).action, Action::Pass);
         let strict = ShimConfig {
             kill_on_no_fallback_media: Some(true),
             ..ShimConfig::default()
         };
         assert_eq!(
-            run(SW_4K, Some(facts(2160, DynamicRange::Hdr10)), &strict)
+            run(&sw_4k(), Some(facts(2160, DynamicRange::Hdr10)), &strict)
                 .action
                 .name(),
             "refuse"
@@ -483,10 +473,13 @@ mod tests {
             shadow_mode: true,
             ..ShimConfig::default()
         };
-        let d = run(SW_4K, Some(facts(2160, DynamicRange::Hdr10)), &c);
+        let d = run(&sw_4k(), Some(facts(2160, DynamicRange::Hdr10)), &c);
         assert_eq!(d.action, Action::Pass);
         assert_eq!(d.shadowed, Some("protected source rewritten to 1080p sdr"));
-        assert_eq!(run(SW_4K, None, &c).shadowed, Some("source facts unknown"));
+        assert_eq!(
+            run(&sw_4k(), None, &c).shadowed,
+            Some("source facts unknown")
+        );
     }
 
     #[test]
@@ -495,7 +488,7 @@ mod tests {
         f.dv_profile = Some(5);
         let c = ShimConfig::default();
         assert_eq!(
-            run(SW_4K, Some(f.clone()), &c).action,
+            run(&sw_4k(), Some(f.clone()), &c).action,
             Action::Refuse {
                 scenario: "rewrite_unsupported"
             }
@@ -504,7 +497,7 @@ mod tests {
             kill_on_rewrite_unsupported: false,
             ..ShimConfig::default()
         };
-        assert_eq!(run(SW_4K, Some(f), &lenient).action, Action::Pass);
+        assert_eq!(run(&sw_4k(), Some(f), &lenient).action, Action::Pass);
     }
 
     #[test]
@@ -536,7 +529,7 @@ mod tests {
 
     #[test]
     fn exempt_users() {
-        let t: Vec<OsString> = SW_4K.iter().map(OsString::from).collect();
+        let t: Vec<OsString> = sw_4k().iter().map(OsString::from).collect();
         let Parsed::Job(inv) = parse(&t) else {
             panic!()
         };
@@ -562,8 +555,8 @@ mod tests {
     }
 
     /// `verdict` for `args` with `f`, guarded worked out as the shim does.
-    fn verdict_of(args: &[&str], f: Option<SourceFacts>, cfg: &ShimConfig) -> Verdict {
-        let t: Vec<OsString> = args.iter().map(OsString::from).collect();
+    fn verdict_of<S: AsRef<str>>(args: &[S], f: Option<SourceFacts>, cfg: &ShimConfig) -> Verdict {
+        let t: Vec<OsString> = args.iter().map(|a| OsString::from(a.as_ref())).collect();
         let Parsed::Job(inv) = parse(&t) else {
             panic!()
         };
@@ -596,7 +589,7 @@ mod tests {
             ..ShimConfig::default()
         };
         // Nobody exempt: the viewer never matters, an unknown one changes nothing.
-        let v = verdict_of(SW_4K, hdr(), &none_exempt);
+        let v = verdict_of(&sw_4k(), hdr(), &none_exempt);
         assert!(!v.viewer_matters(&none_exempt));
         assert_eq!(
             v.for_viewer(&unknown, &none_exempt).action.name(),
@@ -607,7 +600,7 @@ mod tests {
             exempt_when_viewer_unknown: true,
             ..ShimConfig::default()
         };
-        let v = verdict_of(SW_4K, hdr(), &cfg);
+        let v = verdict_of(&sw_4k(), hdr(), &cfg);
         assert!(v.viewer_matters(&cfg));
         assert_eq!(
             v.clone().for_viewer(&alice, &cfg).reason,
@@ -619,7 +612,7 @@ mod tests {
             "viewer unknown in time; EXEMPT_WHEN_VIEWER_UNKNOWN=1"
         );
         // A pass is not worth asking about, but a known exempt viewer is still named.
-        let v = verdict_of(SW_4K, Some(facts(1080, DynamicRange::Sdr)), &cfg);
+        let v = verdict_of(&sw_4k(), Some(facts(1080, DynamicRange::Sdr)), &cfg);
         assert!(!v.viewer_matters(&cfg));
         assert_eq!(
             v.clone().for_viewer(&unknown, &cfg).reason,
@@ -631,7 +624,7 @@ mod tests {
             shadow_mode: true,
             ..cfg.clone()
         };
-        assert!(verdict_of(SW_4K, hdr(), &shadow).viewer_matters(&shadow));
+        assert!(verdict_of(&sw_4k(), hdr(), &shadow).viewer_matters(&shadow));
         // A job the policy does not guard keeps its own reason, whoever watches.
         let thumb = [
             "-i",
@@ -740,7 +733,7 @@ mod tests {
         assert_eq!(protected(&sized(2560, 1072), &strict), Some(true));
         assert_eq!(protected(&sized(1920, 1080), &strict), Some(false));
         // And the decision a viewer sees: the scope film is rewritten, not passed.
-        let d = run(SW_4K, Some(sized(3840, 1600)), &c);
+        let d = run(&sw_4k(), Some(sized(3840, 1600)), &c);
         assert_eq!(d.reason, "protected source rewritten to 1080p sdr");
     }
 
