@@ -11,6 +11,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failure is a panic
 
+#[path = "../tests/support/plex_job.rs"]
+mod plex_job;
+use plex_job::PlexJob;
+
 #[path = "../tests/fake_plex.rs"]
 #[allow(dead_code)]
 mod fake_plex;
@@ -154,26 +158,10 @@ fn bench_media(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn plex_job(input: &Path, w: u32, h: u32) -> Vec<OsString> {
-    let graph = format!(
-        "[0:0]scale=w={w}:h={h}:force_divisible_by=4[0];[0]format=pix_fmts=yuv420p|nv12[1]"
-    );
-    let mut a: Vec<OsString> = [
-        "-codec:0",
-        "hevc",
-        "-codec:1",
-        "aac",
-        "-analyzeduration",
-        "20000000",
-        "-probesize",
-        "20000000",
-        "-i",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect();
-    a.push(input.as_os_str().to_owned());
-    a.extend(
-        [
+    PlexJob::sw_dash(input.to_str().expect("a UTF-8 path"))
+        .hints(&["-codec:0", "hevc", "-codec:1", "aac"])
+        .before_input(&["-analyzeduration", "20000000", "-probesize", "20000000"])
+        .after_input(&[
             "-start_at_zero",
             "-copyts",
             "-fps_mode",
@@ -184,28 +172,20 @@ fn plex_job(input: &Path, w: u32, h: u32) -> Vec<OsString> {
             "quiet",
             "-loglevel_plex",
             "error",
-            "-progressurl",
+        ])
+        .progress(Some(
             "http://127.0.0.1:32400/video/:/transcode/session/bench/u/progress",
-            "-filter_complex",
-            &graph,
-            "-map",
-            "[1]",
-            "-codec:0",
-            "libx264",
+        ))
+        .size(w, h)
+        .output_opts(&[
             "-crf:0",
             "23",
             "-maxrate:0",
             "40000k",
             "-bufsize:0",
             "80000k",
-            "-f",
-            "dash",
-            "dash",
-        ]
-        .iter()
-        .map(OsString::from),
-    );
-    a
+        ])
+        .args()
 }
 
 /// The real daemon (release build) indexing a fake Plex; killed on drop.

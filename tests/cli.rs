@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::plex_job::PlexJob;
 use crate::util::{self, facts, Behaviour, TestDaemon};
 
 fn explain(args: &[&str], env: &[(&str, &std::path::Path)]) -> (bool, String, String) {
@@ -146,21 +147,12 @@ fn check_config_names_the_bad_key() {
 
 #[test]
 fn explain_with_a_viewer_shows_exemptions() {
-    let job = [
-        "--json",
-        "--user",
-        "Alice",
-        "--",
-        "-i",
-        "/m/Film - 2160p.mkv",
-        "-map",
-        "0:0",
-        "-codec:0",
-        "libx264",
-        "-f",
-        "dash",
-        "dash",
-    ];
+    let plex = PlexJob::sw_dash("/m/Film - 2160p.mkv")
+        .hints(&[])
+        .progress(None)
+        .strings();
+    let mut job = vec!["--json", "--user", "Alice", "--"];
+    job.extend(plex.iter().map(String::as_str));
     let exempt = std::path::Path::new("alice, bob");
     let (ok, out, _) = explain(&job, &[("EXEMPT_USERS", exempt)]);
     assert!(ok);

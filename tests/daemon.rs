@@ -1,7 +1,6 @@
 //! The daemon against the fake Plex: sync correctness, the socket service, and the shim end to
 //! end with its facts coming from the index.
 
-use std::ffi::OsString;
 use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
@@ -14,6 +13,7 @@ use std::time::{Duration, Instant};
 use downshiftarr_shim::protocol::{Client, Request, Response};
 
 use crate::fake_plex::FakePlex;
+use crate::plex_job::PlexJob;
 use crate::util;
 
 fn free_port() -> u16 {
@@ -521,22 +521,7 @@ fn the_shim_end_to_end_takes_its_facts_from_the_daemon() {
         let rec = env.dir.path().join("exec-args");
         let _ = std::fs::remove_file(&rec);
         let real = util::recording_transcoder(env.dir.path());
-        let args: Vec<OsString> = [
-            "-i",
-            input,
-            "-filter_complex",
-            "[0:0]scale=w=3840:h=2160[0];[0]format=pix_fmts=yuv420p|nv12[1]",
-            "-map",
-            "[1]",
-            "-codec:0",
-            "libx264",
-            "-f",
-            "dash",
-            "dash",
-        ]
-        .iter()
-        .map(OsString::from)
-        .collect();
+        let args = PlexJob::sw_dash(input).hints(&[]).progress(None).args();
         let out = Command::new(util::shim())
             .args(&args)
             .env("DOWNSHIFTARR_REAL_TRANSCODER", &real)

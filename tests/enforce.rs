@@ -15,6 +15,7 @@ use serde_json::{json, Value};
 use crate::daemon::{http_get, stop, wait_for_daemon, Env, MOVIE0_4K, MOVIE3_4K};
 use crate::fake_plex::{FakePlex, Play};
 use crate::fake_tautulli::FakeTautulli;
+use crate::plex_job::PlexJob;
 use crate::util;
 
 /// Movie 3 (rating key 1004): media 10041 is its 4K HDR10 version (first in Plex's order),
@@ -28,26 +29,7 @@ fn progress(tx: &str) -> String {
 
 /// A Plex-shaped software-pipeline DASH job for `input` in transcode session `tx`.
 fn job(input: &str, tx: &str) -> Vec<OsString> {
-    [
-        "-codec:0",
-        "hevc",
-        "-i",
-        input,
-        "-progressurl",
-        &progress(tx),
-        "-filter_complex",
-        "[0:0]scale=w=3840:h=2160:force_divisible_by=4[0];[0]format=pix_fmts=yuv420p|nv12[1]",
-        "-map",
-        "[1]",
-        "-codec:0",
-        "libx264",
-        "-f",
-        "dash",
-        "dash",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect()
+    PlexJob::sw_dash(input).progress(Some(&progress(tx))).args()
 }
 
 /// Runs the shim against the env's daemon; returns its output and the exec'd arguments.

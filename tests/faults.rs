@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use downshiftarr_shim::protocol::Request;
 
+use crate::plex_job::PlexJob;
 use crate::util::{self, facts, media, Behaviour, TestDaemon};
 
 struct Run {
@@ -54,23 +55,12 @@ fn run_shim(dir: &Path, args: &[OsString], socket: &Path, config: Option<&str>) 
 
 /// A Plex software transcode of `input` to 720p.
 fn job(input: &Path) -> Vec<OsString> {
-    let mut a: Vec<OsString> = vec!["-i".into(), input.as_os_str().to_owned()];
-    a.extend(
-        [
-            "-filter_complex",
-            "[0:0]scale=w=1280:h=720[0];[0]format=pix_fmts=yuv420p|nv12[1]",
-            "-map",
-            "[1]",
-            "-codec:0",
-            "libx264",
-            "-f",
-            "dash",
-            "dash",
-        ]
-        .iter()
-        .map(OsString::from),
-    );
-    a
+    let input = input.to_str().expect("a UTF-8 test path");
+    PlexJob::sw_dash(input)
+        .hints(&[])
+        .progress(None)
+        .size(1280, 720)
+        .args()
 }
 
 /// Generous wall-clock bound: the budget is 50 ms; a hang would be seconds.

@@ -3,6 +3,7 @@
 
 use std::process::Command;
 
+use crate::plex_job::PlexJob;
 use crate::util;
 
 /// Whether an ELF file has a PT_INTERP program header (i.e. needs a dynamic loader).
@@ -53,17 +54,12 @@ fn shim_runs_with_broken_libraries_on_ld_library_path() {
     // The shim decides (a refusal: it must run its whole decision path), logs and exits.
     let log = dir.path().join("decisions.jsonl");
     let out = Command::new(util::shim())
-        .args([
-            "-i",
-            "/nonexistent/x.mkv",
-            "-map",
-            "0:0",
-            "-codec:0",
-            "libx264",
-            "-f",
-            "dash",
-            "dash",
-        ])
+        .args(
+            PlexJob::sw_dash("/nonexistent/x.mkv")
+                .hints(&[])
+                .progress(None)
+                .args(),
+        )
         .env("LD_LIBRARY_PATH", &libs)
         .env("DOWNSHIFTARR_REAL_TRANSCODER", "/nonexistent/real")
         .env("DOWNSHIFTARR_CONFIG", dir.path().join("none.json"))

@@ -13,6 +13,8 @@ mod faults;
 mod golden;
 mod index_drift;
 mod install;
+#[path = "support/plex_job.rs"]
+mod plex_job;
 mod probe_media;
 mod qbittorrent;
 mod quiet;

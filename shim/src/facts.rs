@@ -110,6 +110,23 @@ impl SourceFacts {
     }
 }
 
+/// The nominal resolution class of a picture, as people name them: a 1920×800 scope film is
+/// "1080p", like Plex's own `videoResolution`. The policy protects by it and the switch
+/// chooses versions by it.
+pub fn nominal_height(width: Option<u32>, height: Option<u32>) -> Option<u32> {
+    let h = height?;
+    let w = width.unwrap_or(h * 16 / 9);
+    Some(match () {
+        _ if w >= 3200 || h >= 1800 => 2160,
+        _ if w >= 2200 || h >= 1300 => 1440,
+        _ if w >= 1600 || h >= 900 => 1080,
+        _ if w >= 1100 || h >= 650 => 720,
+        _ if h >= 540 => 576,
+        _ if h >= 400 => 480,
+        _ => h.min(360),
+    })
+}
+
 /// Facts from the words of a file name. Only whole tokens count, and an explicit resolution
 /// (`2160p`, `1080p`) wins over a bare number in a title ("Apollo 1080 (2020) - 720p" is
 /// 720p, not 1080p: the peer's W15 bug).

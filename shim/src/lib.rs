@@ -24,8 +24,15 @@ pub mod probe;
 pub mod protocol;
 pub mod record;
 pub mod rewrite;
+pub mod scenario;
 pub mod shim;
 pub mod switch;
+pub mod viewer;
+
+/// The Plex job the tests share (one fixture, one helper for every test and bench).
+#[cfg(test)]
+#[path = "../../tests/support/plex_job.rs"]
+mod plex_job;
 
 /// Embedded in the binary so the installer can recognise a shim by content, never by hash.
 pub const MARKER: &str = "downshiftarr-shim-marker:v1";

@@ -54,6 +54,12 @@ pub struct MediaVersion {
     pub height: Option<u32>,
     pub dynamic_range: Option<crate::facts::DynamicRange>,
     pub dv_profile: Option<u8>,
+    /// The video's bit depth, when the index knows it (absent from older daemons' answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bit_depth: Option<u8>,
+    /// Dolby Vision with a compatible base layer (HDR10/SDR/HLG), as [`SourceFacts`] has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dv_base_layer_compatible: Option<bool>,
     pub bitrate_kbps: Option<u32>,
     /// Few distinct values across a library: shared, not copied, in the daemon's memory.
     pub container: Option<Arc<str>>,
@@ -134,7 +140,7 @@ pub enum Response {
     /// know (yet).
     Session {
         #[serde(default)]
-        viewer: crate::policy::Viewer,
+        viewer: crate::viewer::Viewer,
     },
     Ok,
     /// Uptime, index counts, last sync, job health (`downshiftarr status`).

@@ -71,7 +71,7 @@ pub struct Record {
     pub switched_to: Option<SwitchedTo>,
     /// Who is watching, when the daemon was asked.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub viewer: Option<crate::policy::Viewer>,
+    pub viewer: Option<crate::viewer::Viewer>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub changes: Vec<Change>,
     #[serde(skip_serializing_if = "Vec::is_empty")]

@@ -100,7 +100,9 @@ pub fn evaluate(
         };
     out.job = job.kind;
     out.session = job.session.clone();
-    if policy::guarded(&job, cfg).is_ok() {
+    // Worked out once: it says what to learn, what to decide and whether a panic refuses.
+    let guard = policy::guarded(&job, cfg);
+    if guard.is_ok() {
         let deadline = started + Duration::from_millis(cfg.daemon_budget_ms as u64);
         let ask = sources.daemon && sources.given.is_none() && !cfg.socket.is_empty();
         out.daemon_asked = ask;
@@ -156,50 +158,28 @@ pub fn evaluate(
         .and_then(|i| inv.inputs[i].url)
         .map(|u| inv.token(u).to_vec());
     let decided = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        policy::decide(&Context {
-            inv: &inv,
-            job: &job,
-            facts: out.facts.as_ref(),
-            versions: &out.versions,
-            viewer: sources.viewer,
-            config: cfg,
-        })
+        policy::verdict(
+            &Context {
+                inv: &inv,
+                job: &job,
+                facts: out.facts.as_ref(),
+                versions: &out.versions,
+                viewer: sources.viewer,
+                config: cfg,
+            },
+            guard,
+        )
     }));
-    out.decision = match decided {
-        Ok(d) => d,
-        Err(_)
-            if cfg.kill_on_unexpected_error
-                && policy::guarded(&job, cfg).is_ok()
-                && !cfg.shadow_mode =>
-        {
-            Decision {
-                action: Action::Refuse {
-                    scenario: "unexpected_error",
-                },
-                reason: "internal error while deciding",
-                shadowed: None,
-                no_switch: None,
-            }
-        }
-        Err(_) => Decision::pass("internal error while deciding"),
-    };
-    // Exemptions: only worth a question to the daemon when the job would be touched and
-    // someone is exempt at all.
-    let touched = out.decision.action != Action::Pass || out.decision.shadowed.is_some();
-    let exemptions = !cfg.exempt_users.is_empty() || !cfg.exempt_clients.is_empty();
-    if touched && exemptions && !out.viewer.is_known() && sources.daemon {
+    let verdict = decided.unwrap_or_else(|_| policy::Verdict::internal_error(guard, cfg));
+    // Exemptions: the viewer is only worth a question to the daemon when it could change
+    // the decision.
+    if verdict.viewer_matters(cfg) && !out.viewer.is_known() && sources.daemon {
         if let Some(session) = out.session.clone() {
             let deadline = started + Duration::from_millis(cfg.daemon_budget_ms as u64);
             out.viewer = ask_viewer(cfg, &session, deadline, &mut out.daemon, &mut out.notes);
         }
     }
-    if touched && exemptions {
-        if policy::is_exempt(&out.viewer, cfg) {
-            out.decision = Decision::pass("viewer is exempt");
-        } else if !out.viewer.is_known() && cfg.exempt_when_viewer_unknown {
-            out.decision = Decision::pass("viewer unknown in time; EXEMPT_WHEN_VIEWER_UNKNOWN=1");
-        }
-    }
+    out.decision = verdict.for_viewer(&out.viewer, cfg);
     match &out.decision.action {
         Action::Pass => {}
         Action::Rewrite(_) | Action::Switch(_) => {

@@ -8,6 +8,10 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[path = "../../tests/support/plex_job.rs"]
+mod plex_job;
+use plex_job::PlexJob;
+
 const SHIM: &str = env!("CARGO_BIN_EXE_downshiftarr-shim");
 
 fn fake() -> PathBuf {
@@ -213,22 +217,11 @@ fn default_real_path_is_beside_the_shim() {
 #[test]
 fn refusal_is_one_prefixed_line_and_no_exec() {
     let dir = tmp("refuse");
-    let args: Vec<OsString> = [
-        "-i",
-        "/nonexistent/Movie.mkv",
-        "-filter_complex",
-        "[0:0]scale=w=1280:h=720[0]",
-        "-map",
-        "[0]",
-        "-codec:0",
-        "libx264",
-        "-f",
-        "dash",
-        "dash",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect();
+    let args = PlexJob::sw_dash("/nonexistent/Movie.mkv")
+        .hints(&[])
+        .progress(None)
+        .size(1280, 720)
+        .args();
     let out = run(&dir, &args, &[]);
     assert_eq!(out.status.code(), Some(69));
     assert!(
@@ -304,20 +297,10 @@ fn wait_bounded(c: &mut Command) -> std::process::Output {
 
 /// A job the default policy refuses (a guarded transcode of a file that cannot be read).
 fn refused_job() -> Vec<OsString> {
-    [
-        "-i",
-        "/nonexistent/Movie.mkv",
-        "-map",
-        "0:0",
-        "-codec:0",
-        "libx264",
-        "-f",
-        "dash",
-        "dash",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect()
+    PlexJob::sw_dash("/nonexistent/Movie.mkv")
+        .hints(&[])
+        .progress(None)
+        .args()
 }
 
 /// Issue 9 §2: a refusal whose stderr is a closed pipe aborted (`eprintln!` panics on

@@ -143,8 +143,6 @@ pub fn dynamic_range(video: &Value) -> Option<DynamicRange> {
 #[derive(Clone, Debug, Default)]
 pub struct Version {
     pub media: MediaVersion,
-    pub bit_depth: Option<u8>,
-    pub dv_bl_compatible: Option<bool>,
     pub video_codec: Option<String>,
     /// (part id, file) — multi-part items have several.
     pub parts: Vec<(String, String, Vec<StreamInfo>)>,
@@ -199,7 +197,8 @@ pub fn versions(item: &Value) -> Vec<Version> {
                     .find(|st| n(st, "streamType") == Some(1))
                 {
                     v.media.dynamic_range = v.media.dynamic_range.or(dynamic_range(video));
-                    v.bit_depth = v
+                    v.media.bit_depth = v
+                        .media
                         .bit_depth
                         .or(n(video, "bitDepth").and_then(|x| u8::try_from(x).ok()));
                     v.media.dv_profile = v
@@ -208,7 +207,7 @@ pub fn versions(item: &Value) -> Vec<Version> {
                         .or(n(video, "DOVIProfile").and_then(|x| u8::try_from(x).ok()));
                     if b(video, "DOVIPresent") == Some(true) {
                         let compat = n(video, "DOVIBLCompatID");
-                        v.dv_bl_compatible = Some(
+                        v.media.dv_base_layer_compatible = Some(
                             b(video, "DOVIBLPresent").unwrap_or(true)
                                 && matches!(compat, Some(1 | 2 | 4 | 6))
                                 && v.media.dv_profile != Some(5),
@@ -293,6 +292,9 @@ mod tests {
             ),
             (Some(1280), Some(568), Some(DynamicRange::Sdr))
         );
+        // The bit depth travels in the version itself (issue 10): the trigger's facts and
+        // the shim's switch read it from there.
+        assert_eq!(v[0].media.bit_depth, Some(8));
         assert!(v[0].parts[0]
             .2
             .iter()

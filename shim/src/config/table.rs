@@ -47,7 +47,7 @@ pub enum Env<C: 'static> {
     None,
     /// One variable.
     Name(&'static str, Setter<C>),
-    /// One variable per scenario of [`crate::policy::SCENARIOS`]: the prefix, then the
+    /// One variable per scenario of [`crate::scenario::SCENARIOS`]: the prefix, then the
     /// scenario upper-cased (`KILL_MESSAGE_UNKNOWN_SOURCE`).
     PerScenario(&'static str, ScenarioSetter<C>),
 }
@@ -132,7 +132,7 @@ pub fn apply_env<C>(
                 }
             }
             Env::PerScenario(prefix, set) => {
-                for scenario in crate::policy::SCENARIOS {
+                for scenario in crate::scenario::SCENARIOS {
                     if let Some(v) = env(&format!("{prefix}{}", scenario.to_ascii_uppercase())) {
                         set(c, scenario, &v);
                     }

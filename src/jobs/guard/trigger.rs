@@ -282,9 +282,7 @@ impl Knowledge for FromPlex<'_> {
         let cur = all
             .iter()
             .find(|v| Some(&v.media.media_id) == s.media_id.as_ref())?;
-        let mut facts = switch::version_facts(&cur.media);
-        facts.bit_depth = cur.bit_depth;
-        facts.dv_base_layer_compatible = cur.dv_bl_compatible;
+        let facts = switch::version_facts(&cur.media);
         Some((facts, all.into_iter().map(|v| v.media).collect()))
     }
     fn handled(&self, _: Option<&str>, _: Option<&str>) -> bool {

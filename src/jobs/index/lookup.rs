@@ -233,6 +233,9 @@ impl Library {
             height: (v.flags & HAS_HEIGHT != 0).then_some(v.height),
             dynamic_range: dynamic_range_of(v.dynamic_range),
             dv_profile: (v.flags & HAS_DV_PROFILE != 0).then_some(v.dv_profile),
+            bit_depth: (v.flags & HAS_BIT_DEPTH != 0).then_some(v.bit_depth),
+            dv_base_layer_compatible: (v.flags & HAS_DV_BL != 0)
+                .then_some(v.flags & DV_BL_COMPATIBLE != 0),
             bitrate_kbps: (v.flags & HAS_BITRATE != 0).then_some(v.bitrate_kbps),
             container: self.name(v.container),
             edition: self.name(v.edition),
@@ -578,6 +581,8 @@ mod tests {
                     height: r.get(3).unwrap(),
                     dynamic_range: dr,
                     dv_profile: r.get(6).unwrap(),
+                    bit_depth: r.get(4).unwrap(),
+                    dv_base_layer_compatible: r.get(7).unwrap(),
                     bitrate_kbps: r.get(8).unwrap(),
                     container: name(9),
                     edition: name(10),

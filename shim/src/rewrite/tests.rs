@@ -1,0 +1,76 @@
+//! Unit tests of the rewrite planner's helpers.
+
+use std::ffi::OsString;
+
+use super::*;
+
+#[test]
+fn fits_the_box() {
+    assert_eq!(fit_box(3840, 2160, 4), (1920, 1080));
+    assert_eq!(fit_box(3840, 1600, 4), (1920, 800));
+    assert_eq!(fit_box(4096, 2160, 2), (1920, 1012));
+    assert_eq!(fit_box(1280, 720, 2), (1280, 720));
+    assert_eq!(fit_box(1440, 1080, 2), (1440, 1080));
+}
+
+#[test]
+fn bitrates() {
+    assert_eq!(kbps(b"3419k"), Some(3419.0));
+    assert_eq!(kbps(b"20M"), Some(20000.0));
+    assert_eq!(kbps(b"8000000"), Some(8000.0));
+    assert_eq!(kbps(b"x"), None);
+}
+
+#[test]
+fn pixel_formats() {
+    assert_eq!(fmt_depth(b"yuv420p|nv12"), 8);
+    assert_eq!(fmt_depth(b"p010"), 10);
+    assert_eq!(map_fmt_list(b"p010"), b"nv12");
+    assert_eq!(map_fmt_list(b"yuv420p10le|p010"), b"yuv420p|nv12");
+}
+
+#[test]
+fn set_args_keyed_and_positional() {
+    assert_eq!(
+        set_args(
+            b"w=3840:h=2160:format=p010",
+            &[(&[b"w"], Some(0), b"1920".to_vec())]
+        ),
+        b"w=1920:h=2160:format=p010"
+    );
+    assert_eq!(
+        set_args(b"3840:2160", &[(H_KEYS, Some(1), b"1080".to_vec())]),
+        b"3840:1080"
+    );
+    assert_eq!(
+        set_args(
+            b"w=1280:h=720",
+            &[(&[b"format"], Some(2), b"p010".to_vec())]
+        ),
+        b"w=1280:h=720:format=p010"
+    );
+}
+
+#[test]
+fn options_are_inserted_before_a_dashdash_output() {
+    use crate::argv::{parse, Parsed};
+    use crate::facts::{DynamicRange, Origin};
+    let t: Vec<OsString> = ["-i", "/m/a.mkv", "--", "-out.mkv"]
+        .iter()
+        .map(OsString::from)
+        .collect();
+    let Parsed::Job(inv) = parse(&t) else {
+        panic!()
+    };
+    let job = crate::job::classify(&inv);
+    let mut f = SourceFacts::empty(Origin::Given);
+    f.height = Some(2160);
+    f.width = Some(3840);
+    f.dynamic_range = Some(DynamicRange::Hdr10);
+    let edits = plan(&inv, &job, &f, &ShimConfig::default())
+        .unwrap()
+        .unwrap();
+    let new = crate::edit::apply(&t, &edits);
+    assert_eq!(new[new.len() - 2], "--");
+    assert!(matches!(parse(&new), Parsed::Job(_)));
+}
