@@ -6,6 +6,7 @@ mod config;
 mod daemon;
 mod jobs;
 mod plex;
+mod store;
 
 use clap::Parser;
 
@@ -19,7 +20,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Discover(args) => cli::library::discover(args),
         cli::Command::Status(args) => cli::library::status(args),
         cli::Command::Tautulli(args) => jobs::guard::trigger::run(args),
-        cli::Command::Decisions(args) => jobs::audit::run(args),
+        cli::Command::Decisions(args) => cli::decisions::run(args),
     };
     match result {
         Ok(code) => code,

@@ -62,9 +62,9 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
 
     // The index: migrated, and loaded into memory before the socket answers anything.
     let db_path = cfg.index.database_path(&cfg.daemon);
-    let mut db = index::open(&db_path)?;
+    let db = index::open(&db_path)?;
     // What the shim logged while the daemon was down joins the audit (idempotent).
-    crate::jobs::audit::import_decision_log(&mut db, &cfg.shim.decision_log);
+    crate::jobs::audit::import_decision_log(&db, &cfg.shim.decision_log);
     let lookup = Lookup::default();
     lookup.rebuild(&db)?;
     tracing::info!(files = lookup.len(), database = %db_path.display(), "library index loaded");
@@ -315,7 +315,7 @@ fn sync_job(
     events: &std::sync::Mutex<Receiver<crate::plex::events::Event>>,
     shutdown: &Shutdown,
 ) -> Result<()> {
-    let mut db = index::open(db_path)?;
+    let db = index::open(db_path)?;
     let mut client: Option<((String, String), crate::plex::Plex)> = None;
     loop {
         // Read the configuration each pass: SIGHUP may have changed Plex or the index knobs.
@@ -346,7 +346,7 @@ fn sync_job(
             deletion_interval_s: cfg.index.deletion_check_interval_s,
             ..sync::Options::default()
         };
-        let s = match sync::run(plex, &mut db, &opts, &mut |_| {}, &|| shutdown.is_set()) {
+        let s = match sync::run(plex, &db, &opts, &mut |_| {}, &|| shutdown.is_set()) {
             Ok(s) => s,
             Err(_) if shutdown.is_set() => return Ok(()),
             Err(e) => {
@@ -375,7 +375,7 @@ fn sync_job(
 /// once. Returns false on shutdown.
 fn wait_for_next_sync(
     live: &std::sync::RwLock<Config>,
-    db: &rusqlite::Connection,
+    db: &crate::store::Store,
     lookup: &Lookup,
     events: &std::sync::Mutex<Receiver<crate::plex::events::Event>>,
     shutdown: &Shutdown,

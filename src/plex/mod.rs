@@ -51,7 +51,7 @@ impl std::error::Error for PlexError {}
 
 /// One page of a listing.
 pub struct Page {
-    pub items: Vec<Value>,
+    pub items: Vec<json::Item>,
     /// `totalSize` when the server pages.
     pub total: Option<u64>,
 }
@@ -195,6 +195,57 @@ impl Plex {
         container: bool,
         retries: u32,
     ) -> Result<Option<Value>, PlexError> {
+        let Some(body) = self.request_body(path, query, headers, timeout, container, retries)?
+        else {
+            return Ok(None);
+        };
+        let addr = &self.addr;
+        let body: Value = serde_json::from_slice(&body).map_err(|e| {
+            PlexError::Malformed(format!(
+                "Plex at {addr} sent something that is not JSON for {path}: {e}"
+            ))
+        })?;
+        match body.get("MediaContainer") {
+            Some(mc) if mc.is_object() => Ok(Some(mc.clone())),
+            _ => Err(PlexError::Malformed(format!(
+                "Plex at {addr} sent something that is not a MediaContainer for {path}"
+            ))),
+        }
+    }
+
+    /// A listing or metadata answer read straight into [`json::Container`] (no `Value` tree:
+    /// a full sync parses hundreds of MB of these).
+    fn container(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        headers: &[(&str, String)],
+    ) -> Result<json::Container, PlexError> {
+        let body = self
+            .request_body(path, query, headers, None, true, self.retries)?
+            .unwrap_or_default();
+        let addr = &self.addr;
+        match json::container(&body) {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err(PlexError::Malformed(format!(
+                "Plex at {addr} sent something that is not a MediaContainer for {path}"
+            ))),
+            Err(e) => Err(PlexError::Malformed(format!(
+                "Plex at {addr} sent something that is not JSON for {path}: {e}"
+            ))),
+        }
+    }
+
+    /// Sends a GET (with retries) and returns the body of a 2xx answer when `container`.
+    fn request_body(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        headers: &[(&str, String)],
+        timeout: Option<Duration>,
+        container: bool,
+        retries: u32,
+    ) -> Result<Option<Vec<u8>>, PlexError> {
         if let Some(why) = &self.invalid {
             return Err(PlexError::Connect(why.clone()));
         }
@@ -228,18 +279,13 @@ impl Plex {
                         return Ok(None);
                     }
                     if status.is_success() {
-                        let body: Value = resp.json().map_err(|e| {
+                        let body = resp.bytes().map_err(|e| {
                             PlexError::Malformed(format!(
                                 "Plex at {addr} sent something that is not JSON for {path}: {}",
                                 cause(&e)
                             ))
                         })?;
-                        return match body.get("MediaContainer") {
-                            Some(mc) if mc.is_object() => Ok(Some(mc.clone())),
-                            _ => Err(PlexError::Malformed(format!(
-                                "Plex at {addr} sent something that is not a MediaContainer for {path}"
-                            ))),
-                        };
+                        return Ok(Some(Vec::from(body)));
                     }
                     let answered = format!("Plex at {addr} answered {status} for {path}");
                     if status == StatusCode::UNAUTHORIZED {
@@ -299,12 +345,14 @@ impl Plex {
             ("X-Plex-Container-Start", start.to_string()),
             ("X-Plex-Container-Size", size.to_string()),
         ];
-        let mc = self.get(&format!("/library/sections/{}/all", enc(key)), &q, &headers)?;
+        let mc = self.container(&format!("/library/sections/{}/all", enc(key)), &q, &headers)?;
         Ok(Page {
-            items: array(&mc, "Metadata"),
-            total: mc
-                .get("totalSize")
-                .and_then(|t| t.as_u64().or_else(|| t.as_str()?.parse().ok())),
+            total: match &mc.total_size {
+                json::Scalar::Num(t) => t.as_u64(),
+                json::Scalar::Str(t) => t.parse().ok(),
+                _ => None,
+            },
+            items: mc.metadata.0,
         })
     }
 
@@ -328,6 +376,20 @@ impl Plex {
             &[],
         )?;
         Ok(array(&mc, "Metadata"))
+    }
+
+    /// [`Plex::metadata`] read into [`json::Item`]s, for the index.
+    pub fn metadata_items(&self, keys: &[String]) -> Result<Vec<json::Item>, PlexError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let joined: Vec<String> = keys.iter().map(|k| enc(k)).collect();
+        let mc = self.container(
+            &format!("/library/metadata/{}", joined.join(",")),
+            &[("includeGuids", "1".into())],
+            &[],
+        )?;
+        Ok(mc.metadata.0)
     }
 }
 
