@@ -83,6 +83,33 @@ pub struct StreamRow<'a> {
     pub forced: bool,
 }
 
+/// Streams written by one `INSERT`.
+const STREAMS_PER_INSERT: usize = 8;
+
+/// `INSERT INTO streams … VALUES (…), (…)` for `n` rows (1 ≤ n ≤ [`STREAMS_PER_INSERT`]).
+fn insert_streams_sql(n: usize) -> &'static str {
+    static SQL: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let all = SQL.get_or_init(|| {
+        (1..=STREAMS_PER_INSERT)
+            .map(|n| {
+                let rows: Vec<String> = (0..n)
+                    .map(|r| {
+                        let p: Vec<String> = (1..=8).map(|c| format!("?{}", r * 8 + c)).collect();
+                        format!("({})", p.join(", "))
+                    })
+                    .collect();
+                format!(
+                    "INSERT INTO streams(part_id, idx, kind, codec, language, channels, is_default, forced) VALUES {}",
+                    rows.join(", ")
+                )
+            })
+            .collect()
+    });
+    all.get(n.clamp(1, STREAMS_PER_INSERT) - 1)
+        .map(String::as_str)
+        .unwrap_or_default()
+}
+
 pub(crate) const DELETE_ITEM: &str =
     "DELETE FROM items WHERE rating_key = ?1 OR parent_key = ?1 OR grandparent_key = ?1";
 
@@ -187,10 +214,6 @@ impl Store {
         let mut del = self
             .conn
             .prepare_cached("DELETE FROM streams WHERE part_id = ?1")?;
-        let mut st = self.conn.prepare_cached(
-            "INSERT INTO streams(part_id, idx, kind, codec, language, channels, is_default, forced)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        )?;
         for v in versions {
             let mv = &v.media;
             m.execute(params![
@@ -216,17 +239,23 @@ impl Store {
                 // A part id Plex moved from another item keeps no streams of its old life.
                 del.execute([&pid])?;
                 p.execute(params![pid, mv.media_id, file])?;
-                for x in streams {
-                    st.execute(params![
-                        pid,
-                        x.index,
-                        kind_name(x.kind),
-                        x.codec.as_deref(),
-                        x.language.as_deref(),
-                        x.channels,
-                        x.default,
-                        x.forced
-                    ])?;
+                // Up to `STREAMS_PER_INSERT` rows per statement: a part has four or five
+                // streams, and one statement for each was a fifth of a full sync's writes.
+                for chunk in streams.chunks(STREAMS_PER_INSERT) {
+                    let mut st = self.conn.prepare_cached(insert_streams_sql(chunk.len()))?;
+                    let mut i = 1;
+                    for x in chunk {
+                        st.raw_bind_parameter(i, &pid)?;
+                        st.raw_bind_parameter(i + 1, x.index)?;
+                        st.raw_bind_parameter(i + 2, kind_name(x.kind))?;
+                        st.raw_bind_parameter(i + 3, x.codec.as_deref())?;
+                        st.raw_bind_parameter(i + 4, x.language.as_deref())?;
+                        st.raw_bind_parameter(i + 5, x.channels)?;
+                        st.raw_bind_parameter(i + 6, x.default)?;
+                        st.raw_bind_parameter(i + 7, x.forced)?;
+                        i += 8;
+                    }
+                    st.raw_execute()?;
                 }
             }
         }
@@ -540,6 +569,57 @@ mod tests {
             "Pilot (extended) [100001]"
         );
         assert_eq!(s.counts().unwrap().files, 1, "versions replaced, not added");
+    }
+
+    fn full_episode(i: u64) -> Item {
+        let id = 5_000_000 + i;
+        Item::from_value(
+            &json!({"ratingKey": (100_000 + i).to_string(), "type": "episode", "title": format!("Episode {i}"),
+            "parentRatingKey": (i / 10).to_string(), "grandparentRatingKey": (i / 100).to_string(), "updatedAt": 1_700_000_000 + i,
+            "parentIndex": 1, "index": i % 100, "guid": format!("plex://episode/{i:024x}"),
+            "Guid": [{"id": format!("imdb://tt{i}")}, {"id": format!("tvdb://{i}")}],
+            "Media": [{"id": id, "width": 1920, "height": 1080, "bitrate": 10000, "container": "mkv", "videoCodec": "h264",
+                "Part": [{"id": id * 10 + 1, "file": format!("/data/TV/Show {}/Season 01/Show {} - S01E{:02}.mkv", i / 100, i / 100, i % 100),
+                "Stream": [{"streamType": 1, "index": 0, "codec": "h264", "bitDepth": 8, "colorTrc": "bt709", "default": true},
+                  {"streamType": 2, "index": 1, "codec": "eac3", "channels": 6, "languageCode": "eng", "default": true},
+                  {"streamType": 2, "index": 2, "codec": "aac", "channels": 2, "languageCode": "ger"},
+                  {"streamType": 3, "index": 3, "codec": "srt", "languageCode": "eng", "forced": true}]}]}]}),
+        )
+    }
+
+    /// CPU of writing 24,000 full episodes as a sync does (1,000 per transaction)
+    /// (`cargo test --release --bin downshiftarr -- --ignored --nocapture write_24000`).
+    #[test]
+    #[ignore]
+    fn write_24000_items_timing() {
+        let items: Vec<Item> = (0..24_000).map(full_episode).collect();
+        let variants: &[(&str, &str)] = &[
+            ("as is", ""),
+            ("no foreign keys", "PRAGMA foreign_keys = OFF"),
+            ("no parts_file", "DROP INDEX parts_file"),
+            ("no items_title", "DROP INDEX items_title"),
+        ];
+        for (name, sql) in variants {
+            let d = tempfile::tempdir().unwrap();
+            let s = Store::open(&d.path().join("index.sqlite")).unwrap();
+            s.set_cache_kib(32 * 1024).unwrap();
+            s.exec_for_tests(sql);
+            let t = std::time::Instant::now();
+            for chunk in items.chunks(1000) {
+                s.write(|s| {
+                    for it in chunk {
+                        s.upsert_item("2", it)?;
+                    }
+                    Ok(())
+                })
+                .unwrap();
+            }
+            let w = t.elapsed();
+            let t = std::time::Instant::now();
+            let v: Vec<_> = items.iter().map(|i| i.versions()).collect();
+            eprintln!("{name}: {w:?} to write; versions() alone {:?}", t.elapsed());
+            drop(v);
+        }
     }
 
     /// Measures `delete_items` on 20,000 episodes, without and with migration 4's index
