@@ -531,6 +531,61 @@ mod tests {
         );
     }
 
+    /// Read from the body bytes or from a `Value`, a real answer is the same items.
+    #[test]
+    fn typed_items_read_from_bytes_as_from_values() {
+        for name in [
+            "plex-metadata-movie-newagent-guids.json",
+            "plex-metadata-movie-legacy-agent.json",
+        ] {
+            let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/plex-payloads")
+                .join(name);
+            let body = std::fs::read(p).unwrap();
+            let c = container(&body).unwrap().unwrap();
+            let v = payload(name);
+            let items = v["MediaContainer"]["Metadata"].as_array().unwrap();
+            assert_eq!(c.metadata.0.len(), items.len());
+            for (typed, value) in c.metadata.0.iter().zip(items) {
+                assert_eq!(typed.rating_key.s(), s(value, "ratingKey"));
+                assert_eq!(typed.external_ids(), external_ids(value));
+                assert_eq!(
+                    format!("{:?}", typed.versions()),
+                    format!("{:?}", versions(value))
+                );
+                assert!(!typed.versions().is_empty(), "{name}");
+            }
+        }
+    }
+
+    /// A malformed item costs that item only: the page and its other items are read.
+    #[test]
+    fn a_malformed_item_is_skipped_not_the_page() {
+        let body = br#"{"MediaContainer": {"totalSize": "4", "Metadata": [
+            "not an item", {"title": "no key"}, {"ratingKey": 7, "ratingKey": "8", "Media": {"id": 1}},
+            {"ratingKey": "9", "updatedAt": "12", "Media": [{"id": "m", "Part": [{"id": 1, "file": "/f.mkv",
+                "Stream": [{"streamType": "1", "height": 2160, "colorTrc": "smpte2084"}, 5]}]}]}]}}"#;
+        let c = container(body).unwrap().unwrap();
+        assert_eq!(c.total_size.n(), Some(4));
+        let keys: Vec<Option<String>> = c.metadata.0.iter().map(|i| i.rating_key.s()).collect();
+        assert_eq!(keys, [None, None, Some("8".into()), Some("9".into())]);
+        assert!(c.metadata.0[2].has_media() && c.metadata.0[2].versions().is_empty());
+        let v = c.metadata.0[3].versions();
+        assert_eq!(
+            (
+                v[0].media.height,
+                v[0].media.dynamic_range,
+                v[0].parts.len()
+            ),
+            (Some(2160), Some(DynamicRange::Hdr10), 1)
+        );
+        // Not a MediaContainer, or not JSON at all: the caller's error, never "empty".
+        assert!(container(b"{}").unwrap().is_none());
+        assert!(container(br#"{"MediaContainer": []}"#).unwrap().is_none());
+        assert!(container(br#"{"MediaContainer": {"#).is_err());
+        assert!(container(b"<html>").is_err());
+    }
+
     #[test]
     fn odd_shapes_are_none_not_panics() {
         let v = json!({"Media": ["x", {"Part": ["y", {"Stream": [1, "z"]}]}], "Guid": "not-an-array", "guid": 7});

@@ -309,7 +309,9 @@ fn section(
     }
     // Full metadata for the changed items, `metadata_batch` keys per request, written
     // `WRITE_BATCH` items per transaction: each commit rewrites the B-tree pages it touched,
-    // so a transaction per request cost a full sync most of its CPU (issue 9).
+    // so a transaction per request cost a full sync most of its CPU (issue 9). Items fetched
+    // but not yet written when Plex fails or the daemon stops are fetched again by the next
+    // pass: the watermark has not moved.
     let total = changed.len() as u64;
     let mut done = 0u64;
     let mut fetched: Vec<Item> = Vec::new();
