@@ -596,8 +596,15 @@ mod tests {
         let variants: &[(&str, &str)] = &[
             ("32 MiB cache (as a sync writes)", ""),
             ("SQLite's default cache", "PRAGMA cache_size = -2000"),
+            (
+                "with migration 1's title and file indexes",
+                "CREATE INDEX items_title ON items(title, year); CREATE INDEX parts_file ON parts(file)",
+            ),
             ("32 MiB cache (as a sync writes)", ""),
-            ("SQLite's default cache", "PRAGMA cache_size = -2000"),
+            (
+                "with migration 1's title and file indexes",
+                "CREATE INDEX items_title ON items(title, year); CREATE INDEX parts_file ON parts(file)",
+            ),
         ];
         for (name, sql) in variants {
             let d = tempfile::tempdir().unwrap();

@@ -75,6 +75,12 @@ const MIGRATIONS: &[&str] = &[
     // 6: a digest of what an item's row and versions hold, so a sync rewrites nothing for an
     // item fetched again unchanged (issue 9: the sync's CPU).
     "ALTER TABLE items ADD COLUMN digest INTEGER;",
+    // 7: two indexes every item and file paid for on insert that no query seeks with:
+    // `discover` compares titles `COLLATE NOCASE`, which a BINARY index on `title` cannot
+    // serve (it scanned the whole index), and files are looked up in memory, never by
+    // `parts.file`. A long random text key was one of the dearest inserts of a sync.
+    "DROP INDEX IF EXISTS items_title;
+     DROP INDEX IF EXISTS parts_file;",
 ];
 
 /// The database: one connection, owned by one thread.
