@@ -13,3 +13,4 @@ pub mod config;
 pub mod daemon;
 pub mod jobs;
 pub mod plex;
+pub mod store;

@@ -13,7 +13,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Discover(args) => cli::library::discover(args),
         cli::Command::Status(args) => cli::status::run(args),
         cli::Command::Tautulli(args) => jobs::guard::trigger::run(args),
-        cli::Command::Decisions(args) => jobs::audit::run(args),
+        cli::Command::Decisions(args) => cli::decisions::run(args),
     };
     match result {
         Ok(code) => code,

@@ -40,9 +40,9 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
 
     // The index: migrated, and loaded into memory before the socket answers anything.
     let db_path = cfg.index.database_path(&cfg.daemon);
-    let mut db = index::open(&db_path)?;
+    let db = index::open(&db_path)?;
     // What the shim logged while the daemon was down joins the audit (idempotent).
-    crate::jobs::audit::import_decision_log(&mut db, &cfg.shim.decision_log);
+    crate::jobs::audit::import_decision_log(&db, &cfg.shim.decision_log);
     let lookup = Lookup::default();
     lookup.rebuild(&db)?;
     tracing::info!(files = lookup.len(), database = %db_path.display(), "library index loaded");

@@ -5,7 +5,6 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use rusqlite::params;
 
 use crate::cli::{DiscoverArgs, SyncArgs};
 use crate::config;
@@ -16,7 +15,7 @@ pub fn sync(args: SyncArgs) -> Result<ExitCode> {
     let cfg = config::load(&config::path(args.config.as_deref()))?;
     let plex = Plex::from_config(&cfg.plex)?;
     let db_path = cfg.index.database_path(&cfg.daemon);
-    let mut db = index::open(&db_path)?;
+    let db = index::open(&db_path)?;
     let opts = sync::Options {
         full: args.full,
         section: args.section.clone(),
@@ -44,7 +43,7 @@ pub fn sync(args: SyncArgs) -> Result<ExitCode> {
         bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
     }
     let mut err = std::io::stderr();
-    let summary = sync::run(&plex, &mut db, &opts, &mut |p| match p {
+    let summary = sync::run(&plex, &db, &opts, &mut |p| match p {
         sync::Progress::Section {
             title,
             index,
@@ -117,63 +116,38 @@ pub fn sync(args: SyncArgs) -> Result<ExitCode> {
 pub fn discover(args: DiscoverArgs) -> Result<ExitCode> {
     let cfg = config::load(&config::path(args.config.as_deref()))?;
     let db = index::open(&cfg.index.database_path(&cfg.daemon))?;
-    let mut q = db.prepare(
-        "SELECT rating_key, type, title, year, preferred_id, imdb, tmdb, tvdb FROM items
-         WHERE title = ?1 COLLATE NOCASE AND (?2 IS NULL OR year = ?2) AND type IN ('movie', 'show') ORDER BY year",
-    )?;
-    let items = q.query_map(params![args.title, args.year], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, Option<i64>>(3)?,
-            r.get::<_, Option<String>>(4)?,
-            [
-                r.get::<_, Option<String>>(5)?,
-                r.get::<_, Option<String>>(6)?,
-                r.get::<_, Option<String>>(7)?,
-            ],
-        ))
-    })?;
     let mut found = 0;
-    for it in items {
-        let (rk, kind, title, year, preferred, [imdb, tmdb, tvdb]) = it?;
+    for it in db.titled(&args.title, args.year)? {
         found += 1;
         println!(
-            "{title} ({}) [{kind}, ratingKey {rk}]",
-            year.map(|y| y.to_string()).unwrap_or_else(|| "?".into())
+            "{} ({}) [{}, ratingKey {}]",
+            it.title,
+            it.year.map(|y| y.to_string()).unwrap_or_else(|| "?".into()),
+            it.kind,
+            it.rating_key
         );
+        let id = |v: Option<String>| v.unwrap_or_else(|| "-".into());
         println!(
             "  ids: preferred {} imdb {} tmdb {} tvdb {}",
-            preferred.unwrap_or("-".into()),
-            imdb.unwrap_or("-".into()),
-            tmdb.unwrap_or("-".into()),
-            tvdb.unwrap_or("-".into())
+            id(it.preferred_id),
+            id(it.imdb),
+            id(it.tmdb),
+            id(it.tvdb)
         );
-        let mut v = db.prepare(
-            "SELECT m.id, m.width, m.height, m.dynamic_range, m.dv_profile, m.bitrate_kbps, m.edition, p.file
-             FROM media m JOIN parts p ON p.media_id = m.id WHERE m.rating_key = ?1
-                OR m.rating_key IN (SELECT rating_key FROM items WHERE grandparent_key = ?1) ORDER BY m.height DESC LIMIT 50",
-        )?;
-        let rows = v.query_map([&rk], |r| {
-            Ok(format!(
+        for v in db.versions_of(&it.rating_key, 50)? {
+            println!(
                 "  version {}: {}x{} {}{} {} kbps{} — {}",
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<u32>>(1)?.unwrap_or(0),
-                r.get::<_, Option<u32>>(2)?.unwrap_or(0),
-                r.get::<_, Option<String>>(3)?.unwrap_or_else(|| "?".into()),
-                r.get::<_, Option<u8>>(4)?
+                v.media_id,
+                v.width.unwrap_or(0),
+                v.height.unwrap_or(0),
+                v.dynamic_range.unwrap_or_else(|| "?".into()),
+                v.dv_profile
                     .map(|p| format!(" profile {p}"))
                     .unwrap_or_default(),
-                r.get::<_, Option<u32>>(5)?.unwrap_or(0),
-                r.get::<_, Option<String>>(6)?
-                    .map(|e| format!(" [{e}]"))
-                    .unwrap_or_default(),
-                cfg.index.local_path(&r.get::<_, String>(7)?)
-            ))
-        })?;
-        for row in rows {
-            println!("{}", row?);
+                v.bitrate_kbps.unwrap_or(0),
+                v.edition.map(|e| format!(" [{e}]")).unwrap_or_default(),
+                cfg.index.local_path(&v.file)
+            );
         }
     }
     if found == 0 {

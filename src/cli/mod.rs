@@ -2,6 +2,7 @@
 
 pub mod check_config;
 pub mod daemon;
+pub mod decisions;
 pub mod explain;
 pub mod library;
 pub mod status;

@@ -25,7 +25,7 @@ pub type PlexError = crate::clients::http::HttpError;
 
 /// One page of a listing.
 pub struct Page {
-    pub items: Vec<Value>,
+    pub items: Vec<json::Item>,
     /// `totalSize` when the server pages.
     pub total: Option<u64>,
 }
@@ -148,6 +148,31 @@ impl Plex {
         }
     }
 
+    /// A listing or metadata answer read straight into [`json::Container`] (no `Value` tree:
+    /// a full sync parses hundreds of MB of these). Anything but a `MediaContainer` is an
+    /// error, never "empty".
+    fn typed(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        headers: &[(&str, String)],
+    ) -> Result<json::Container, PlexError> {
+        let mut req = self.http.get(path).query(query);
+        for (k, v) in headers {
+            req = req.header(k, v);
+        }
+        let body = req.send()?.body;
+        match json::container(&body) {
+            Ok(Some(c)) => Ok(c),
+            Ok(None) => Err(self
+                .http
+                .error(path, ErrorKind::Decode("not a MediaContainer".into()))),
+            Err(e) => Err(self
+                .http
+                .error(path, ErrorKind::Decode(format!("not JSON: {e}")))),
+        }
+    }
+
     /// `GET /identity`: the server's machine identifier and version.
     pub fn identity(&self) -> Result<Value, PlexError> {
         self.get("/identity", &[], &[])
@@ -179,12 +204,14 @@ impl Plex {
             ("X-Plex-Container-Start", start.to_string()),
             ("X-Plex-Container-Size", size.to_string()),
         ];
-        let mc = self.get(&format!("/library/sections/{}/all", enc(key)), &q, &headers)?;
+        let mc = self.typed(&format!("/library/sections/{}/all", enc(key)), &q, &headers)?;
         Ok(Page {
-            items: array(&mc, "Metadata"),
-            total: mc
-                .get("totalSize")
-                .and_then(|t| t.as_u64().or_else(|| t.as_str()?.parse().ok())),
+            total: match &mc.total_size {
+                json::Scalar::Num(t) => t.as_u64(),
+                json::Scalar::Str(t) => t.parse().ok(),
+                _ => None,
+            },
+            items: mc.metadata.0,
         })
     }
 
@@ -211,6 +238,22 @@ impl Plex {
             &[],
         )?;
         Ok(array(&mc, "Metadata"))
+    }
+}
+
+impl Plex {
+    /// [`Plex::metadata`] read into [`json::Item`]s, for the index.
+    pub fn metadata_items(&self, keys: &[String]) -> Result<Vec<json::Item>, PlexError> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let joined: Vec<String> = keys.iter().map(|k| enc(k)).collect();
+        let mc = self.typed(
+            &format!("/library/metadata/{}", joined.join(",")),
+            &[("includeGuids", "1".into())],
+            &[],
+        )?;
+        Ok(mc.metadata.0)
     }
 }
 

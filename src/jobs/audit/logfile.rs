@@ -17,15 +17,10 @@ use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// The read positions. Created on demand (not a migration: it is the audit's own
-/// bookkeeping, and `decisions` reads it without writing).
-const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS decision_log_import (
-    dev INTEGER NOT NULL, ino INTEGER NOT NULL, head TEXT NOT NULL, offset INTEGER NOT NULL,
-    PRIMARY KEY (dev, ino, head))";
+use crate::store::Store;
 
 /// A line longer than this is no record of ours: skipped, not held in memory.
 const MAX_LINE: usize = 1 << 20;
@@ -161,26 +156,8 @@ impl LogFile {
     }
 }
 
-fn stored_offset(db: &Connection, id: &Identity) -> Result<u64> {
-    let has_table: bool = db
-        .query_row(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'decision_log_import'",
-            [],
-            |_| Ok(()),
-        )
-        .optional()?
-        .is_some();
-    if !has_table {
-        return Ok(0);
-    }
-    let off: Option<i64> = db
-        .query_row(
-            "SELECT offset FROM decision_log_import WHERE dev = ?1 AND ino = ?2 AND head = ?3",
-            params![id.dev, id.ino, id.head],
-            |r| r.get(0),
-        )
-        .optional()?;
-    Ok(off.unwrap_or(0).max(0) as u64)
+fn stored_offset(db: &Store, id: &Identity) -> Result<u64> {
+    db.import_offset(id.dev, id.ino, &id.head)
 }
 
 /// Parses one line: a JSON object, or `None`.
@@ -191,31 +168,28 @@ fn record(line: &[u8]) -> Option<Value> {
 }
 
 /// Imports what is new in one file; the records and the new offset in one transaction.
-fn import_file(db: &mut Connection, path: &Path, out: &mut Imported) -> Result<Option<Identity>> {
+fn import_file(db: &Store, path: &Path, out: &mut Imported) -> Result<Option<Identity>> {
     let Some(mut f) = LogFile::open(path)? else {
         return Ok(None);
     };
     let from = stored_offset(db, &f.id)?.min(f.len);
-    let tx = db.transaction()?;
     let mut skipped = 0;
     let mut records = 0;
-    let (to, too_long) = f.lines_from(from, |line| {
-        match record(line) {
-            Some(rec) => {
-                super::insert(&tx, &rec)?;
-                records += 1;
+    let too_long = db.write(|db| {
+        let (to, too_long) = f.lines_from(from, |line| {
+            match record(line) {
+                Some(rec) => {
+                    db.insert_decision(&rec)?;
+                    records += 1;
+                }
+                None if line.iter().all(u8::is_ascii_whitespace) => {}
+                None => skipped += 1,
             }
-            None if line.iter().all(u8::is_ascii_whitespace) => {}
-            None => skipped += 1,
-        }
-        Ok(())
+            Ok(())
+        })?;
+        db.set_import_offset(f.id.dev, f.id.ino, &f.id.head, to)?;
+        Ok(too_long)
     })?;
-    tx.execute(
-        "INSERT INTO decision_log_import(dev, ino, head, offset) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT(dev, ino, head) DO UPDATE SET offset = excluded.offset",
-        params![f.id.dev, f.id.ino, f.id.head, to as i64],
-    )?;
-    tx.commit()?;
     out.records += records;
     out.skipped += skipped + too_long;
     Ok(Some(f.id))
@@ -223,8 +197,7 @@ fn import_file(db: &mut Connection, path: &Path, out: &mut Imported) -> Result<O
 
 /// Imports `<log>.1` and `<log>`, renames `<log>` to `<log>.1`, and reads the renamed file
 /// once more for lines appended during the rename. Safe to run any number of times.
-pub fn import(db: &mut Connection, log: &Path) -> Result<Imported> {
-    db.execute_batch(SCHEMA)?;
+pub fn import(db: &Store, log: &Path) -> Result<Imported> {
     let old = rotated_path(log);
     let mut out = Imported::default();
     import_file(db, &old, &mut out)?;
@@ -248,24 +221,13 @@ pub fn import(db: &mut Connection, log: &Path) -> Result<Imported> {
     .flatten()
     .collect();
     // Forget files that are gone, so a reused inode starts from its beginning.
-    let rows: Vec<Identity> = {
-        let mut q = db.prepare("SELECT dev, ino, head FROM decision_log_import")?;
-        let rows = q
-            .query_map([], |r| {
-                Ok(Identity {
-                    dev: r.get(0)?,
-                    ino: r.get(1)?,
-                    head: r.get(2)?,
-                })
-            })?
-            .collect::<rusqlite::Result<_>>()?;
-        rows
-    };
+    let rows: Vec<Identity> = db
+        .import_files()?
+        .into_iter()
+        .map(|(dev, ino, head)| Identity { dev, ino, head })
+        .collect();
     for id in rows.iter().filter(|id| !kept.contains(id)) {
-        db.execute(
-            "DELETE FROM decision_log_import WHERE dev = ?1 AND ino = ?2 AND head = ?3",
-            params![id.dev, id.ino, id.head],
-        )?;
+        db.forget_import_file(id.dev, id.ino, &id.head)?;
     }
     Ok(out)
 }
@@ -274,12 +236,7 @@ pub fn import(db: &mut Connection, log: &Path) -> Result<Imported> {
 /// is down), oldest file first: at most the last `limit` with a `time` at or after `since`
 /// (a log that grew for months is streamed, not held). `db` is the audit database, when
 /// there is one.
-pub fn pending(
-    db: Option<&Connection>,
-    log: &Path,
-    since: &str,
-    limit: usize,
-) -> Result<Vec<Value>> {
+pub fn pending(db: Option<&Store>, log: &Path, since: &str, limit: usize) -> Result<Vec<Value>> {
     let mut recs = std::collections::VecDeque::new();
     for path in [rotated_path(log), log.to_path_buf()] {
         let Some(mut f) = LogFile::open(&path)? else {
@@ -312,15 +269,8 @@ mod tests {
     use super::*;
     use std::io::Write;
 
-    fn db() -> Connection {
-        let db = Connection::open_in_memory().unwrap();
-        db.execute_batch(
-            "CREATE TABLE decisions (id INTEGER PRIMARY KEY, time TEXT NOT NULL, job TEXT,
-             decision TEXT, reason TEXT, session TEXT, input TEXT, record TEXT NOT NULL,
-             origin TEXT NOT NULL DEFAULT 'shim', user TEXT, outcome TEXT)",
-        )
-        .unwrap();
-        db
+    fn db() -> Store {
+        Store::in_memory().unwrap()
     }
 
     fn line(n: u32) -> String {
@@ -338,14 +288,20 @@ mod tests {
         f.write_all(text.as_bytes()).unwrap();
     }
 
-    fn sessions(db: &Connection) -> Vec<String> {
-        let mut q = db
-            .prepare("SELECT session FROM decisions ORDER BY session")
-            .unwrap();
-        q.query_map([], |r| r.get(0))
+    fn sessions(db: &Store) -> Vec<String> {
+        let mut s: Vec<String> = db
+            .decisions_since("", 1000)
             .unwrap()
-            .collect::<rusqlite::Result<_>>()
-            .unwrap()
+            .iter()
+            .map(|d| {
+                serde_json::from_str::<Value>(&d.record).unwrap()["session"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        s.sort();
+        s
     }
 
     #[test]
@@ -353,17 +309,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("decisions.jsonl");
         append(&log, &(line(1) + &line(2)));
-        let mut db = db();
-        let first = import(&mut db, &log).unwrap();
+        let db = db();
+        let first = import(&db, &log).unwrap();
         assert_eq!(first.records, 2);
         assert!(first.rotated && !log.exists() && rotated_path(&log).exists());
-        assert_eq!(import(&mut db, &log).unwrap().records, 0);
+        assert_eq!(import(&db, &log).unwrap().records, 0);
         // A shim that opened the file before the rename appends to `.1`; a new one creates
         // the log again.
         append(&rotated_path(&log), &line(3));
         append(&log, &line(4));
-        assert_eq!(import(&mut db, &log).unwrap().records, 2);
-        assert_eq!(import(&mut db, &log).unwrap().records, 0);
+        assert_eq!(import(&db, &log).unwrap().records, 2);
+        assert_eq!(import(&db, &log).unwrap().records, 0);
         assert_eq!(sessions(&db), ["tx-1", "tx-2", "tx-3", "tx-4"]);
     }
 
@@ -376,12 +332,12 @@ mod tests {
             &log,
             &format!("{}not json\n{huge}\n{}", line(1), &line(2)[..20]),
         );
-        let mut db = db();
-        let r = import(&mut db, &log).unwrap();
+        let db = db();
+        let r = import(&db, &log).unwrap();
         assert_eq!((r.records, r.skipped), (1, 2));
         // The writer finishes its line later (into the renamed file).
         append(&rotated_path(&log), &line(2)[20..]);
-        assert_eq!(import(&mut db, &log).unwrap().records, 1);
+        assert_eq!(import(&db, &log).unwrap().records, 1);
         assert_eq!(sessions(&db), ["tx-1", "tx-2"]);
     }
 
@@ -390,12 +346,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("d.jsonl");
         append(&log, &(line(1) + &line(2)));
-        let mut broken = Connection::open_in_memory().unwrap();
-        // No decisions table: every insert fails, as a crash mid-import would stop it.
-        assert!(import(&mut broken, &log).is_err());
+        let broken = db();
+        // Every insert fails, as a crash mid-import would stop it.
+        broken.exec_for_tests(
+            "CREATE TRIGGER broken BEFORE INSERT ON decisions BEGIN SELECT RAISE(ABORT, 'broken'); END",
+        );
+        assert!(import(&broken, &log).is_err());
         assert!(log.exists(), "not rotated");
-        let mut db = db();
-        assert_eq!(import(&mut db, &log).unwrap().records, 2);
+        let db = db();
+        assert_eq!(import(&db, &log).unwrap().records, 2);
         assert_eq!(
             pending(Some(&db), &log, "", 10).unwrap(),
             Vec::<Value>::new()
@@ -407,8 +366,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("d.jsonl");
         append(&log, &line(1));
-        let mut db = db();
-        import(&mut db, &log).unwrap();
+        let db = db();
+        import(&db, &log).unwrap();
         append(&rotated_path(&log), &line(2));
         append(&log, &line(3));
         let p = pending(Some(&db), &log, "", 10).unwrap();
@@ -428,8 +387,8 @@ mod tests {
         let c = std::ffi::CString::new(log.as_os_str().as_encoded_bytes()).unwrap();
         // SAFETY: mkfifo on a path we own.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
-        let mut db = db();
-        let e = import(&mut db, &log).unwrap_err().to_string();
+        let db = db();
+        let e = import(&db, &log).unwrap_err().to_string();
         assert!(e.contains("not a regular file"), "{e}");
     }
 }

@@ -19,12 +19,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use anyhow::Result;
-use rusqlite::Connection;
-use serde_json::Value;
-
-use crate::plex::json::s;
+use crate::plex::json::Item;
 use crate::plex::Plex;
+use crate::store::Store;
+use anyhow::Result;
 
 /// A deletion is "mass" when it removes more than `1 / MASS_DIVISOR` of a section's indexed
 /// items…
@@ -115,7 +113,7 @@ pub struct Confirmed {
     /// Plex answered 404: deleted.
     pub gone: Vec<String>,
     /// Plex returned them (full metadata): a listing missed them.
-    pub alive: Vec<Value>,
+    pub alive: Vec<Item>,
     /// Neither: held back for the next pass.
     pub unsure: Vec<String>,
 }
@@ -134,7 +132,7 @@ pub fn confirm(
         if stop() {
             return Err(super::sync::Stopped.into());
         }
-        let items = match plex.metadata(keys) {
+        let items = match plex.metadata_items(keys) {
             Ok(items) => items,
             Err(e) if e.status() == Some(404) => {
                 out.gone.extend(keys.iter().cloned());
@@ -142,7 +140,7 @@ pub fn confirm(
             }
             Err(e) => return Err(e.into()),
         };
-        let returned: HashSet<String> = items.iter().filter_map(|v| s(v, "ratingKey")).collect();
+        let returned: HashSet<String> = items.iter().filter_map(|v| v.rating_key.s()).collect();
         out.alive.extend(items);
         for k in keys.iter().filter(|k| !returned.contains(*k)) {
             if keys.len() == 1 {
@@ -152,7 +150,7 @@ pub fn confirm(
             if stop() {
                 return Err(super::sync::Stopped.into());
             }
-            match plex.metadata(std::slice::from_ref(k)) {
+            match plex.metadata_items(std::slice::from_ref(k)) {
                 Err(e) if e.status() == Some(404) => out.gone.push(k.clone()),
                 Ok(items) if !items.is_empty() => out.alive.extend(items),
                 Ok(_) => out.unsure.push(k.clone()),
@@ -165,36 +163,8 @@ pub fn confirm(
 
 /// "Show / S01E02 Title", "Show (2008)" or "Title (Year)" of indexed items, for `removed:` and
 /// held-back lines; a key the index does not know stays a bare ratingKey.
-pub fn labels(db: &Connection, keys: &[String]) -> Result<HashMap<String, String>> {
-    let mut q = db.prepare_cached(
-        "SELECT i.title, i.year, i.season, i.episode, s.title
-         FROM items i LEFT JOIN items s ON s.rating_key = i.grandparent_key
-         WHERE i.rating_key = ?1",
-    )?;
-    let mut out = HashMap::with_capacity(keys.len());
-    for k in keys {
-        let row = q
-            .query_row([k], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, Option<i64>>(1)?,
-                    r.get::<_, Option<i64>>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                    r.get::<_, Option<String>>(4)?,
-                ))
-            })
-            .ok();
-        let label = match row {
-            Some((title, _, Some(se), Some(ep), Some(show))) => {
-                format!("{show} / S{se:02}E{ep:02} {title} [{k}]")
-            }
-            Some((title, Some(y), ..)) => format!("{title} ({y}) [{k}]"),
-            Some((title, ..)) => format!("{title} [{k}]"),
-            None => k.clone(),
-        };
-        out.insert(k.clone(), label);
-    }
-    Ok(out)
+pub fn labels(db: &Store, keys: &[String]) -> Result<HashMap<String, String>> {
+    db.labels(keys)
 }
 
 #[cfg(test)]

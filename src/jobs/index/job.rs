@@ -26,7 +26,7 @@ pub fn job(ctx: &Ctx) -> Result<Option<Job>> {
 }
 
 fn run(ctx: &Ctx, events: &Mutex<Receiver<Event>>, shutdown: &Shutdown) -> Result<()> {
-    let mut db = super::open(&ctx.db_path)?;
+    let db = super::open(&ctx.db_path)?;
     loop {
         // The configuration of this pass: SIGHUP may have changed Plex or the index knobs.
         let cfg = ctx.config();
@@ -42,7 +42,7 @@ fn run(ctx: &Ctx, events: &Mutex<Receiver<Event>>, shutdown: &Shutdown) -> Resul
             deletion_interval_s: cfg.index.deletion_check_interval_s,
             ..sync::Options::default()
         };
-        let s = match sync::run(&plex, &mut db, &opts, &mut |_| {}, &|| shutdown.is_set()) {
+        let s = match sync::run(&plex, &db, &opts, &mut |_| {}, &|| shutdown.is_set()) {
             Ok(s) => s,
             Err(_) if shutdown.is_set() => return Ok(()),
             Err(e) => {
@@ -71,7 +71,7 @@ fn run(ctx: &Ctx, events: &Mutex<Receiver<Event>>, shutdown: &Shutdown) -> Resul
 /// once. Returns false on shutdown.
 fn wait_for_next_sync(
     ctx: &Ctx,
-    db: &rusqlite::Connection,
+    db: &crate::store::Store,
     events: &Mutex<Receiver<Event>>,
     shutdown: &Shutdown,
 ) -> Result<bool> {

@@ -18,7 +18,9 @@ use std::sync::{Arc, RwLock};
 use anyhow::Result;
 use downshiftarr_shim::facts::{DynamicRange, Origin, SourceFacts};
 use downshiftarr_shim::protocol::{MediaVersion, StreamInfo, StreamKind};
-use rusqlite::Connection;
+
+use crate::store::library::{FileRow, StreamRow};
+use crate::store::Store;
 
 /// What the shim is told about one file.
 #[derive(Clone, Debug)]
@@ -61,7 +63,7 @@ impl Lookup {
     }
 
     /// Rebuilds the map from the database and swaps it in atomically.
-    pub fn rebuild(&self, db: &Connection) -> Result<()> {
+    pub fn rebuild(&self, db: &Store) -> Result<()> {
         let library = Library::load(db)?;
         let old = std::mem::replace(
             &mut *self.library.write().unwrap_or_else(|e| e.into_inner()),
@@ -259,17 +261,8 @@ impl Library {
     }
 
     /// Reads the index in one pass over its versions, parts and streams, grouped by item.
-    fn load(db: &Connection) -> Result<Library> {
+    fn load(db: &Store) -> Result<Library> {
         let mut b = Builder::default();
-        let mut q = db.prepare(
-            "SELECT m.rating_key, m.id, m.width, m.height, m.bit_depth, m.dynamic_range, m.dv_profile,
-                    m.dv_bl_compatible, m.bitrate_kbps, m.container, m.edition, m.video_codec,
-                    p.id, p.file, s.idx, s.kind, s.codec, s.language, s.channels, s.is_default, s.forced
-             FROM media m JOIN parts p ON p.media_id = m.id
-                  LEFT JOIN streams s ON s.part_id = p.id
-             ORDER BY m.rating_key, m.id, p.id, s.idx",
-        )?;
-        let mut rows = q.query([])?;
         // The item, version and part of the previous row.
         let mut item: Option<String> = None;
         let mut part: Option<String> = None;
@@ -277,10 +270,8 @@ impl Library {
         // Whether the row's part is the first of its version.
         let mut first_part = false;
         let mut item_start = 0u32;
-        while let Some(r) = rows.next()? {
-            let rk = r.get_ref(0)?.as_str()?;
-            let mid = r.get_ref(1)?.as_str()?;
-            let pid = r.get_ref(12)?.as_str()?;
+        db.for_each_file_row(|r| {
+            let (rk, mid, pid) = (r.rating_key, r.media_id, r.part_id);
             if item.as_deref() != Some(rk) {
                 b.close_item(item_start);
                 item_start = b.versions.len() as u32;
@@ -295,11 +286,11 @@ impl Library {
                 let known = last
                     .filter(|&i| i >= item_start as usize)
                     .filter(|&i| b.text_of(b.versions[i].media_id) == mid);
-                let file = b.push_text(r.get_ref(13)?.as_str()?)?;
+                let file = b.push_text(r.file)?;
                 first_part = known.is_none();
                 version_of_part = match known {
                     Some(i) => i as u32,
-                    None => b.push_version(r, mid, file)?,
+                    None => b.push_version(r, file)?,
                 };
                 b.files.push(FileRec {
                     hash: 0,
@@ -309,14 +300,15 @@ impl Library {
             }
             // Streams count for the first part of a version only (what a lookup answers).
             if first_part {
-                if let Some(s) = b.stream(r)? {
+                if let Some(s) = r.stream.as_ref().map(|s| b.stream(s)) {
                     b.streams.push(s);
                     if let Some(v) = b.versions.get_mut(version_of_part as usize) {
                         v.streams_end = b.streams.len() as u32;
                     }
                 }
             }
-        }
+            Ok(())
+        })?;
         b.close_item(item_start);
         Ok(b.finish())
     }
@@ -364,18 +356,16 @@ impl Builder {
         id
     }
 
-    fn push_version(&mut self, r: &rusqlite::Row<'_>, mid: &str, file: Span) -> Result<u32> {
+    fn push_version(&mut self, r: &FileRow<'_>, file: Span) -> Result<u32> {
         let mut flags = 0u8;
         let mut opt = |bit: u8, v: Option<u32>| {
             flags |= if v.is_some() { bit } else { 0 };
             v.unwrap_or(0)
         };
-        let width = opt(HAS_WIDTH, r.get(2)?);
-        let height = opt(HAS_HEIGHT, r.get(3)?);
-        let bitrate_kbps = opt(HAS_BITRATE, r.get(8)?);
-        let bit_depth: Option<u8> = r.get(4)?;
-        let dv_profile: Option<u8> = r.get(6)?;
-        let dv_bl: Option<bool> = r.get(7)?;
+        let width = opt(HAS_WIDTH, r.width);
+        let height = opt(HAS_HEIGHT, r.height);
+        let bitrate_kbps = opt(HAS_BITRATE, r.bitrate_kbps);
+        let (bit_depth, dv_profile, dv_bl) = (r.bit_depth, r.dv_profile, r.dv_bl_compatible);
         flags |= if bit_depth.is_some() {
             HAS_BIT_DEPTH
         } else {
@@ -389,12 +379,12 @@ impl Builder {
             Some(false) => HAS_DV_BL,
             None => 0,
         };
-        let dynamic_range = dynamic_range_code(r.get_ref(5)?.as_str_or_null()?);
-        let media_id = self.push_text(mid)?;
+        let dynamic_range = dynamic_range_code(r.dynamic_range);
+        let media_id = self.push_text(r.media_id)?;
         let (container, edition, codec) = (
-            self.intern(r.get_ref(9)?.as_str_or_null()?),
-            self.intern(r.get_ref(10)?.as_str_or_null()?),
-            self.intern(r.get_ref(11)?.as_str_or_null()?),
+            self.intern(r.container),
+            self.intern(r.edition),
+            self.intern(r.video_codec),
         );
         let streams_start = self.streams.len() as u32;
         self.versions.push(VersionRec {
@@ -417,33 +407,28 @@ impl Builder {
         Ok(self.versions.len() as u32 - 1)
     }
 
-    /// The stream of a row (`None` for a part without streams).
-    fn stream(&mut self, r: &rusqlite::Row<'_>) -> Result<Option<StreamRec>> {
-        let Some(index) = r.get::<_, Option<u32>>(14)? else {
-            return Ok(None);
-        };
-        let kind = match r.get_ref(15)?.as_str_or_null()? {
+    /// A stream row as stored in memory.
+    fn stream(&mut self, r: &StreamRow<'_>) -> StreamRec {
+        let kind = match r.kind {
             Some("audio") => StreamKind::Audio,
             Some("subtitle") => StreamKind::Subtitle,
             _ => StreamKind::Video,
         };
-        let channels: Option<u32> = r.get(18)?;
-        let (default, forced): (bool, bool) = (r.get(19)?, r.get(20)?);
-        let flags = if default { STREAM_DEFAULT } else { 0 }
-            | if forced { STREAM_FORCED } else { 0 }
-            | if channels.is_some() {
+        let flags = if r.default { STREAM_DEFAULT } else { 0 }
+            | if r.forced { STREAM_FORCED } else { 0 }
+            | if r.channels.is_some() {
                 STREAM_HAS_CHANNELS
             } else {
                 0
             };
-        Ok(Some(StreamRec {
-            index,
-            codec: self.intern(r.get_ref(16)?.as_str_or_null()?),
-            language: self.intern(r.get_ref(17)?.as_str_or_null()?),
-            channels: channels.unwrap_or(0),
+        StreamRec {
+            index: r.index,
+            codec: self.intern(r.codec),
+            language: self.intern(r.language),
+            channels: r.channels.unwrap_or(0),
             kind,
             flags,
-        }))
+        }
     }
 
     /// Gives the versions pushed since `start` (one item's) their item range.
@@ -523,7 +508,9 @@ fn dynamic_range_of(code: u8) -> Option<DynamicRange> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::index::{open, upsert_item, upsert_section};
+    use crate::jobs::index::open;
+    use crate::plex::json::Item;
+    use rusqlite::Connection;
     use serde_json::{json, Value};
 
     /// The map as the daemon built it before issue 9 (a `String` → `Entry` hash map with a
@@ -630,9 +617,15 @@ mod tests {
     /// edition, a two-part film, Dolby Vision with and without a compatible base layer,
     /// HDR10+, HLG, versions without sizes or streams, streams without codec, language or
     /// channels, one file listed by two items, and shows with episodes.
-    fn library(db: &Connection, movies: u64, shows: u64, episodes: u64) {
-        upsert_section(db, &json!({"key": "1", "type": "movie", "title": "Movies"})).unwrap();
-        upsert_section(db, &json!({"key": "2", "type": "show", "title": "TV"})).unwrap();
+    fn up(db: &Store, section: &str, item: &Value) -> Result<bool> {
+        db.upsert_item(section, &Item::from_value(item))
+    }
+
+    fn library(db: &Store, movies: u64, shows: u64, episodes: u64) {
+        db.upsert_section(&json!({"key": "1", "type": "movie", "title": "Movies"}))
+            .unwrap();
+        db.upsert_section(&json!({"key": "2", "type": "show", "title": "TV"}))
+            .unwrap();
         let langs = ["eng", "ger", "fra", "jpn", "spa"];
         let mut rk = 100u64;
         for i in 0..movies {
@@ -703,22 +696,22 @@ mod tests {
             if i % 8 == 0 {
                 movie["editionTitle"] = json!("Director's Cut");
             }
-            upsert_item(db, "1", &movie).unwrap();
+            up(db, "1", &movie).unwrap();
         }
         // One file under two items (a copy Plex lists twice): the one read last answers.
         rk += 1;
-        upsert_item(db, "1", &json!({"ratingKey": rk.to_string(), "type": "movie", "title": "Copy",
+        up(db, "1", &json!({"ratingKey": rk.to_string(), "type": "movie", "title": "Copy",
             "Media": [{"id": 7, "width": 720, "height": 576, "Part": [{"id": 70, "file": "/data/Movies/Film 1 (1951)/Film 1 - 1080p.mkv"}]}]}))
         .unwrap();
         for sh in 0..shows {
             rk += 1;
             let show = rk;
-            upsert_item(db, "2", &json!({"ratingKey": show.to_string(), "type": "show", "title": format!("Show {sh}")}))
+            up(db, "2", &json!({"ratingKey": show.to_string(), "type": "show", "title": format!("Show {sh}")}))
                 .unwrap();
             for e in 0..episodes {
                 rk += 1;
                 let file = format!("/data/TV/Show {sh}/Season 01/Show {sh} - S01E{e:02}.mkv");
-                upsert_item(db, "2", &json!({"ratingKey": rk.to_string(), "type": "episode", "title": format!("Episode {e}"),
+                up(db, "2", &json!({"ratingKey": rk.to_string(), "type": "episode", "title": format!("Episode {e}"),
                     "grandparentRatingKey": show.to_string(), "parentIndex": 1, "index": e,
                     "Media": [{"id": 8_000_000 + rk, "width": 1920, "height": 1080, "videoCodec": "h264", "container": "mkv",
                         "Part": [{"id": 9_000_000 + rk, "file": file, "Stream": [
@@ -744,11 +737,13 @@ mod tests {
     #[test]
     fn answers_exactly_what_the_hash_map_answered() {
         let d = tempfile::tempdir().unwrap();
-        let mut db = open(&d.path().join("index.sqlite")).unwrap();
-        let tx = db.transaction().unwrap();
-        library(&tx, 600, 20, 30);
-        tx.commit().unwrap();
-        let (map, media) = reference(&db);
+        let db = open(&d.path().join("index.sqlite")).unwrap();
+        db.write(|db| {
+            library(db, 600, 20, 30);
+            Ok(())
+        })
+        .unwrap();
+        let (map, media) = reference(db.conn_for_tests());
         let l = Lookup::default();
         l.rebuild(&db).unwrap();
         assert_eq!(l.len(), map.len());
@@ -828,12 +823,14 @@ mod tests {
     #[test]
     fn holds_a_fraction_of_the_memory_of_the_hash_map() {
         let d = tempfile::tempdir().unwrap();
-        let mut db = open(&d.path().join("index.sqlite")).unwrap();
-        let tx = db.transaction().unwrap();
-        library(&tx, 600, 40, 60);
-        tx.commit().unwrap();
+        let db = open(&d.path().join("index.sqlite")).unwrap();
+        db.write(|db| {
+            library(db, 600, 40, 60);
+            Ok(())
+        })
+        .unwrap();
         let before = heap::live();
-        let old = reference(&db);
+        let old = reference(db.conn_for_tests());
         let old_bytes = heap::live() - before;
         let files = old.0.len() as isize;
         drop(old);

@@ -22,12 +22,12 @@ use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use rusqlite::Connection;
 use serde_json::Value;
 
 use super::deletions;
-use crate::plex::json::{n, s};
+use crate::plex::json::{s, Item};
 use crate::plex::Plex;
+use crate::store::{Store, DEFAULT_CACHE_KIB};
 
 /// Plex listing types.
 const MOVIE: u8 = 1;
@@ -110,7 +110,26 @@ pub enum Progress<'a> {
 /// [`Stopped`], leaving a consistent index.
 pub fn run(
     plex: &Plex,
-    db: &mut Connection,
+    db: &Store,
+    opts: &Options,
+    progress: &mut dyn FnMut(Progress<'_>),
+    stop: &dyn Fn() -> bool,
+) -> Result<Summary> {
+    // A larger page cache while writing: a full sync touches every index of every table, and
+    // with SQLite's 2 MiB default it re-reads its own pages from the OS over and over. Given
+    // back when the pass ends, so the daemon does not keep it.
+    db.set_cache_kib(SYNC_CACHE_KIB)?;
+    let r = pass(plex, db, opts, progress, stop);
+    db.set_cache_kib(DEFAULT_CACHE_KIB)?;
+    r
+}
+
+/// SQLite's page cache during a pass, in KiB.
+const SYNC_CACHE_KIB: u32 = 32 * 1024;
+
+fn pass(
+    plex: &Plex,
+    db: &Store,
     opts: &Options,
     progress: &mut dyn FnMut(Progress<'_>),
     stop: &dyn Fn() -> bool,
@@ -142,7 +161,7 @@ pub fn run(
             continue;
         }
         if !opts.dry_run {
-            super::upsert_section(db, d)?;
+            db.upsert_section(d)?;
         }
         section(plex, db, opts, &key, &kind, &mut sum, progress, stop)
             .with_context(|| format!("syncing section {title:?}"))?;
@@ -157,9 +176,9 @@ fn watermark_key(section: &str) -> String {
 }
 
 /// Whether the server honours `updatedAt>>=` for this section (cached).
-fn filter_honoured(plex: &Plex, db: &Connection, section: &str, kind: u8) -> Result<bool> {
+fn filter_honoured(plex: &Plex, db: &Store, section: &str, kind: u8) -> Result<bool> {
     let key = format!("section:{section}:filter");
-    if let Some(v) = super::meta_get(db, &key)? {
+    if let Some(v) = db.meta_get(&key)? {
         return Ok(v == "1");
     }
     let future = now() + 86_400 * 365;
@@ -170,7 +189,7 @@ fn filter_honoured(plex: &Plex, db: &Connection, section: &str, kind: u8) -> Res
             "the server ignores updatedAt>>=: syncing by full listings compared client-side"
         );
     }
-    super::meta_set(db, &key, if honoured { "1" } else { "0" })?;
+    db.meta_set(&key, if honoured { "1" } else { "0" })?;
     Ok(honoured)
 }
 
@@ -197,7 +216,7 @@ const SETTLE_MARGIN_S: i64 = 1;
 #[allow(clippy::too_many_arguments)]
 fn section(
     plex: &Plex,
-    db: &mut Connection,
+    db: &Store,
     opts: &Options,
     key: &str,
     kind: &str,
@@ -207,8 +226,8 @@ fn section(
 ) -> Result<()> {
     let pass_started = now();
     let leaf = if kind == "movie" { MOVIE } else { EPISODE };
-    let meta_i64 = |db: &Connection, k: String| -> Result<Option<i64>> {
-        Ok(super::meta_get(db, &k)?.and_then(|v| v.parse().ok()))
+    let meta_i64 = |db: &Store, k: String| -> Result<Option<i64>> {
+        Ok(db.meta_get(&k)?.and_then(|v| v.parse().ok()))
     };
     let watermark = meta_i64(db, watermark_key(key))?;
     // Items stamped at or after this were read in (or just before) their own second by the
@@ -227,24 +246,24 @@ fn section(
     } else {
         None
     };
-    let stored = stored_updated(db, key)?;
-    let title_filter = |v: &Value| match &opts.title {
+    let stored = db.stored_updated(key)?;
+    let title_filter = |v: &Item| match &opts.title {
         None => true,
         Some((t, y)) => {
-            let title = s(v, "grandparentTitle").or_else(|| s(v, "title"));
+            let title = v.grandparent_title.s().or_else(|| v.title.s());
             title.is_some_and(|x| x.eq_ignore_ascii_case(t))
-                && y.is_none_or(|y| n(v, "year") == Some(y) || n(v, "parentYear") == Some(y))
+                && y.is_none_or(|y| v.year.n() == Some(y) || v.parent_year.n() == Some(y))
         }
     };
     let mut listed: Vec<Listed> = Vec::new();
     let mut listing = deletions::Listing::default();
     {
-        let mut keep = |v: &Value| {
-            if let Some(rk) = s(v, "ratingKey") {
+        let mut keep = |v: &Item| {
+            if let Some(rk) = v.rating_key.s() {
                 if title_filter(v) {
                     listed.push(Listed {
                         rk,
-                        updated: n(v, "updatedAt"),
+                        updated: v.updated_at.n(),
                     });
                 }
             }
@@ -288,14 +307,20 @@ fn section(
             changed.push(l.rk.clone());
         }
     }
-    // Full metadata for the changed items, in batches, one transaction each.
+    // Full metadata for the changed items, `metadata_batch` keys per request, written
+    // `WRITE_BATCH` items per transaction: each commit rewrites the B-tree pages it touched,
+    // so a transaction per request cost a full sync most of its CPU (issue 9). Items fetched
+    // but not yet written when Plex fails or the daemon stops are fetched again by the next
+    // pass: the watermark has not moved.
     let total = changed.len() as u64;
     let mut done = 0u64;
-    for batch in changed.chunks(opts.metadata_batch.max(1)) {
+    let mut fetched: Vec<Item> = Vec::new();
+    let batches: Vec<&[String]> = changed.chunks(opts.metadata_batch.max(1)).collect();
+    for (i, batch) in batches.iter().enumerate() {
         if stop() {
             return Err(Stopped.into());
         }
-        let items = plex.metadata(batch)?;
+        let items = plex.metadata_items(batch)?;
         if items.len() < batch.len() {
             tracing::debug!(
                 "plex returned {} of {} requested items (some were deleted meanwhile)",
@@ -303,10 +328,14 @@ fn section(
                 batch.len()
             );
         }
+        fetched.extend(items);
+        if fetched.len() < WRITE_BATCH && i + 1 < batches.len() {
+            continue;
+        }
         store(
             db,
             key,
-            &items,
+            &std::mem::take(&mut fetched),
             &stored,
             opts.dry_run,
             sum,
@@ -315,12 +344,12 @@ fn section(
                 progress(Progress::Items {
                     done,
                     total,
-                    label: &label(it),
+                    label: &it.label(),
                 });
                 if let Some(what) = what {
                     progress(Progress::Changed {
                         what,
-                        title: label(it),
+                        title: it.label(),
                     });
                 }
             },
@@ -333,7 +362,7 @@ fn section(
         let presence = if incremental {
             let mut presence = deletions::Listing::default();
             let page = opts.page_size.max(2000);
-            let mut add = |v: &Value| present.extend(s(v, "ratingKey"));
+            let mut add = |v: &Item| present.extend(v.rating_key.s());
             list(plex, key, leaf, page, None, &mut presence, stop, &mut add)?;
             if kind == "show" {
                 list(plex, key, SHOW, page, None, &mut presence, stop, &mut add)?;
@@ -351,7 +380,7 @@ fn section(
         let mut indexed = 0usize;
         let mut candidates: Vec<String> = Vec::new();
         for level in levels {
-            let keys = super::rating_keys(db, key, level)?;
+            let keys = db.rating_keys(key, level)?;
             indexed += keys.len();
             candidates.extend(keys.into_iter().filter(|k| !present.contains(k)));
         }
@@ -377,7 +406,7 @@ fn section(
                         if let Some(what) = what {
                             progress(Progress::Changed {
                                 what,
-                                title: label(it),
+                                title: it.label(),
                             });
                         }
                     },
@@ -404,15 +433,12 @@ fn section(
             }
             sum.removed += gone.len() as u64;
             if !opts.dry_run {
-                let tx = db.transaction()?;
-                super::delete_items(&tx, &gone)?;
-                tx.commit()?;
+                super::delete_items(db, &gone)?;
             }
         }
         // A held-back check is due again on the next pass, not in six hours.
         if !opts.dry_run && deletions_settled {
-            super::meta_set(
-                db,
+            db.meta_set(
                 &format!("section:{key}:deletions_checked"),
                 &now().to_string(),
             )?;
@@ -421,8 +447,10 @@ fn section(
     // The watermark moves only past a listing that held every changed item: a page shift
     // could have hidden one whose `updatedAt` is below the new maximum.
     if !opts.dry_run && opts.title.is_none() && listing.complete() {
-        super::meta_set(db, &watermark_key(key), &max_updated.to_string())?;
-        super::meta_set(db, &read_at_key(key), &pass_started.to_string())?;
+        db.write(|db| {
+            db.meta_set(&watermark_key(key), &max_updated.to_string())?;
+            db.meta_set(&read_at_key(key), &pass_started.to_string())
+        })?;
     } else if !listing.complete() {
         tracing::warn!(
             section = key,
@@ -461,7 +489,7 @@ fn list(
     since: Option<i64>,
     listing: &mut deletions::Listing,
     stop: &dyn Fn() -> bool,
-    f: &mut dyn FnMut(&Value),
+    f: &mut dyn FnMut(&Item),
 ) -> Result<()> {
     let page = page.max(1);
     let mut level = deletions::Listing::default();
@@ -491,43 +519,58 @@ fn list(
     Ok(())
 }
 
+/// Items written per transaction during a pass.
+const WRITE_BATCH: usize = 1000;
+
 /// Writes full items (one transaction; none in a dry run) and tells `each` what happened to
 /// every item: `Some("added" | "changed" | "would update")` or `None` when unchanged.
 fn store(
-    db: &mut Connection,
+    db: &Store,
     section: &str,
-    items: &[Value],
+    items: &[Item],
     stored: &HashMap<String, Option<i64>>,
     dry_run: bool,
     sum: &mut Summary,
-    each: &mut dyn FnMut(&Value, Option<&'static str>),
+    each: &mut dyn FnMut(&Item, Option<&'static str>),
 ) -> Result<()> {
-    // A dry run walks the same items and says what it would do, writing nothing.
-    let tx = if dry_run {
-        None
-    } else {
-        Some(db.transaction()?)
-    };
-    for it in items {
-        let is_new = !stored.contains_key(&s(it, "ratingKey").unwrap_or_default());
-        let what = match &tx {
+    let mut one = |it: &Item, written: Option<bool>| {
+        let Some(rk) = it.rating_key.s() else {
+            // Nothing to index it by: skipped, and said (hostile or broken answers).
+            tracing::warn!(
+                section,
+                "skipped an item without a ratingKey: {:?}",
+                it.label()
+            );
+            return;
+        };
+        let is_new = !stored.contains_key(&rk);
+        let what = match written {
             None => Some("would update"),
-            Some(tx) => super::upsert_item(tx, section, it)?.then_some(if is_new {
-                "added"
-            } else {
-                "changed"
-            }),
+            Some(w) => w.then_some(if is_new { "added" } else { "changed" }),
         };
         if what.is_some() {
             sum.changed += 1;
-            if is_new && tx.is_some() {
+            if is_new && written.is_some() {
                 sum.added += 1;
             }
         }
         each(it, what);
+    };
+    // A dry run walks the same items and says what it would do, writing nothing.
+    if dry_run {
+        for it in items {
+            one(it, None);
+        }
+        return Ok(());
     }
-    if let Some(tx) = tx {
-        tx.commit()?;
+    let written = db.write(|db| {
+        items
+            .iter()
+            .map(|it| db.upsert_item(section, it))
+            .collect::<Result<Vec<bool>>>()
+    })?;
+    for (it, w) in items.iter().zip(written) {
+        one(it, Some(w));
     }
     Ok(())
 }
@@ -537,7 +580,7 @@ const HELD_BACK_NAMED: usize = 20;
 
 /// Says which candidate deletions were not applied and why (titles, not just keys).
 fn held_back(
-    db: &Connection,
+    db: &Store,
     section: &str,
     reason: &str,
     keys: &[String],
@@ -568,35 +611,13 @@ fn held_back(
     Ok(())
 }
 
-/// `updated_at` of every indexed item of a section, in one query.
-fn stored_updated(db: &Connection, section: &str) -> Result<HashMap<String, Option<i64>>> {
-    let mut q = db.prepare("SELECT rating_key, updated_at FROM items WHERE section_key = ?1")?;
-    let rows = q.query_map([section], |r| {
-        Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
-    })?;
-    Ok(rows.collect::<rusqlite::Result<HashMap<_, _>>>()?)
-}
-
-fn deletion_check_due(db: &Connection, section: &str, opts: &Options) -> Result<bool> {
+fn deletion_check_due(db: &Store, section: &str, opts: &Options) -> Result<bool> {
     if opts.full || opts.deletion_interval_s == 0 {
         return Ok(true);
     }
-    let last: i64 = super::meta_get(db, &format!("section:{section}:deletions_checked"))?
+    let last: i64 = db
+        .meta_get(&format!("section:{section}:deletions_checked"))?
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     Ok(now() - last >= opts.deletion_interval_s as i64)
-}
-
-/// "Show / S01E02 Title" or "Title (Year)" for progress lines.
-fn label(v: &Value) -> String {
-    match (s(v, "grandparentTitle"), n(v, "parentIndex"), n(v, "index")) {
-        (Some(show), Some(season), Some(ep)) => format!(
-            "{show} / S{season:02}E{ep:02} {}",
-            s(v, "title").unwrap_or_default()
-        ),
-        _ => match n(v, "year") {
-            Some(y) => format!("{} ({y})", s(v, "title").unwrap_or_default()),
-            None => s(v, "title").unwrap_or_default(),
-        },
-    }
 }
