@@ -21,10 +21,10 @@ use super::lifecycle::Shutdown;
 use super::memory::Memory;
 use crate::clients::tautulli::Tautulli;
 use crate::config::Config;
-use crate::jobs::index::Lookup;
 use crate::plex::events::Bus;
 use crate::plex::sessions::Sessions;
 use crate::plex::Plex;
+use crate::store::lookup::Lookup;
 
 /// The cap on a Plex request made on a viewer's behalf (terminate, switch, a session lookup):
 /// a slow Plex must not hold the guard for the whole `plex.read_timeout_ms` of a sync.

@@ -15,7 +15,7 @@ use super::status::{
     SyncSummary,
 };
 use crate::jobs::index::sync::Summary;
-use crate::jobs::index::Counts;
+use crate::store::library::Counts;
 
 /// The shim socket's counters (`status` → `shim`, `/metrics`).
 pub struct Stats {

@@ -11,6 +11,7 @@
 
 pub mod decisions;
 pub mod library;
+pub mod lookup;
 pub mod state;
 
 use std::path::Path;

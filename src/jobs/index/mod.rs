@@ -8,10 +8,10 @@
 
 pub mod deletions;
 pub mod job;
-mod lookup;
+
 pub mod sync;
 
-pub use lookup::Lookup;
+pub use crate::store::lookup::Lookup;
 
 use std::path::Path;
 

@@ -508,7 +508,10 @@ fn dynamic_range_of(code: u8) -> Option<DynamicRange> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::index::open;
+    use crate::store::Store;
+    fn open(p: &std::path::Path) -> anyhow::Result<Store> {
+        Store::open(p)
+    }
     use crate::plex::json::Item;
     use rusqlite::Connection;
     use serde_json::{json, Value};
