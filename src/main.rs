@@ -1,7 +1,7 @@
 //! `downshiftarr`: the companion daemon and the admin CLI. Dispatch only.
 
 use clap::Parser;
-use downshiftarr::{cli, jobs};
+use downshiftarr::cli;
 
 fn main() -> std::process::ExitCode {
     let cli = cli::Cli::parse();
@@ -12,7 +12,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Sync(args) => cli::library::sync(args),
         cli::Command::Discover(args) => cli::library::discover(args),
         cli::Command::Status(args) => cli::status::run(args),
-        cli::Command::Tautulli(args) => jobs::guard::trigger::run(args),
+        cli::Command::Tautulli(args) => cli::tautulli::run(args),
         cli::Command::Decisions(args) => cli::decisions::run(args),
     };
     match result {

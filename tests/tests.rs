@@ -13,6 +13,7 @@ mod faults;
 mod golden;
 mod index_drift;
 mod install;
+mod layers;
 #[path = "support/plex_job.rs"]
 mod plex_job;
 mod probe_media;

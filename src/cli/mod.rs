@@ -6,6 +6,7 @@ pub mod decisions;
 pub mod explain;
 pub mod library;
 pub mod status;
+pub mod tautulli;
 
 use std::path::PathBuf;
 

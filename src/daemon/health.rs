@@ -14,7 +14,6 @@ use super::status::{
     EnforcementCount, EnforcementStatus, IndexStatus, JobStatus, ShimStatus, Status, SyncStatus,
     SyncSummary,
 };
-use crate::jobs::index::sync::Summary;
 use crate::store::library::Counts;
 
 /// The shim socket's counters (`status` → `shim`, `/metrics`).
@@ -144,6 +143,31 @@ impl Metrics {
     }
 }
 
+/// What a sync pass did (`jobs::index::sync::Summary`).
+#[derive(Clone, Debug, Default, serde::Serialize)]
+pub struct SyncPass {
+    pub seen: u64,
+    pub changed: u64,
+    pub added: u64,
+    pub removed: u64,
+    /// Candidate deletions not applied this pass (see `jobs::index::deletions`).
+    pub held_back: u64,
+    pub skipped_sections: u64,
+    pub api_calls: u64,
+    pub seconds: f64,
+}
+
+/// What enforcing did, as health counts it (built by `enforce::Outcome::health`).
+#[derive(Clone, Debug, Default)]
+pub struct Enforced {
+    pub action: &'static str,
+    pub reason: &'static str,
+    pub via: Option<&'static str>,
+    pub plex_pass_missing: bool,
+    /// The outcome's one-line description.
+    pub line: String,
+}
+
 /// Shared by every job.
 pub struct Health {
     started: Instant,
@@ -202,7 +226,7 @@ impl Health {
         self.m.job_restarts.add_with(&[name], 0.0);
     }
 
-    pub fn synced(&self, result: Result<&Summary, String>, counts: Option<Counts>) {
+    pub fn synced(&self, result: Result<&SyncPass, String>, counts: Option<Counts>) {
         self.m.sync_passes.inc();
         match &result {
             Ok(sum) => {
@@ -243,7 +267,7 @@ impl Health {
     }
 
     /// Counts what enforcement did; remembers the last failure and a missing Plex Pass.
-    pub fn enforced(&self, o: &crate::jobs::guard::enforce::Outcome) {
+    pub fn enforced(&self, o: &Enforced) {
         self.m.enforcements.inc_with(&[o.action, o.reason]);
         if o.plex_pass_missing {
             self.m.plex_pass_missing.set(1.0);
@@ -255,7 +279,7 @@ impl Health {
                 .unwrap_or_else(|e| e.into_inner()) = Some(format!(
                 "{} {}",
                 downshiftarr_shim::record::now_rfc3339(),
-                o.line()
+                o.line
             ));
         } else if o.action == "terminated" && o.via == Some("plex") {
             self.m.plex_pass_missing.set(0.0);
@@ -341,7 +365,7 @@ impl Health {
     }
 }
 
-fn summary(s: &Summary) -> SyncSummary {
+fn summary(s: &SyncPass) -> SyncSummary {
     SyncSummary {
         seen: s.seen,
         changed: s.changed,
@@ -357,7 +381,6 @@ fn summary(s: &Summary) -> SyncSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::guard::enforce::Outcome;
 
     #[test]
     fn metrics_keep_the_names_and_labels_of_the_hand_written_exposition() {
@@ -370,10 +393,10 @@ mod tests {
             files: 16,
         });
         h.synced(
-            Ok(&Summary {
+            Ok(&SyncPass {
                 api_calls: 7,
                 seconds: 0.5,
-                ..Summary::default()
+                ..SyncPass::default()
             }),
             None,
         );
@@ -385,9 +408,12 @@ mod tests {
         h.socket.bad_frames.inc();
         h.job_started("sync");
         h.job_failed("socket", "x".into());
-        let mut o = Outcome::new("terminated", "refused by the shim", "");
-        o.plex_pass_missing = true;
-        h.enforced(&o);
+        h.enforced(&Enforced {
+            action: "terminated",
+            reason: "refused by the shim",
+            plex_pass_missing: true,
+            ..Enforced::default()
+        });
         let text = h.metrics();
         for line in [
             "# TYPE downshiftarr_uptime_seconds gauge",

@@ -66,7 +66,7 @@ fn events(ctx: &Ctx) -> Result<Option<Job>> {
     };
     let ctx = ctx.clone();
     Ok(Some(Box::new(move |sd: &Shutdown| {
-        crate::plex::events::listen(&url, &token, &ctx.events, sd)
+        crate::plex::events::listen(&url, &token, &ctx.events, &|| sd.is_set())
     })))
 }
 

@@ -17,7 +17,6 @@ use tungstenite::client::IntoClientRequest;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::Message;
 
-use crate::daemon::lifecycle::Shutdown;
 use crate::plex::json::{n, s};
 
 /// A notification, typed.
@@ -157,9 +156,9 @@ impl Bus {
     }
 }
 
-/// Connects and publishes events until shutdown; returns an error when the connection drops
+/// Connects and publishes events until `stop()` says so (the daemon's shutdown); returns an error when the connection drops
 /// (the supervisor reconnects with back-off).
-pub fn listen(base: &str, token: &str, bus: &Bus, shutdown: &Shutdown) -> Result<()> {
+pub fn listen(base: &str, token: &str, bus: &Bus, stop: &dyn Fn() -> bool) -> Result<()> {
     let url = notification_url(base)?;
     let mut req = url
         .as_str()
@@ -177,7 +176,7 @@ pub fn listen(base: &str, token: &str, bus: &Bus, shutdown: &Shutdown) -> Result
     tracing::info!("listening to Plex notifications");
     let mut last_seen = Instant::now();
     let mut last_ping = Instant::now();
-    while !shutdown.is_set() {
+    while !stop() {
         match ws.read() {
             Ok(Message::Text(t)) => {
                 last_seen = Instant::now();
@@ -318,7 +317,7 @@ mod tests {
             &format!("https://127.0.0.1:{port}"),
             "token-not-logged-0000",
             &Bus::default(),
-            &Shutdown::default(),
+            &|| false,
         )
         .unwrap_err()
         .to_string();

@@ -107,6 +107,17 @@ impl Outcome {
         }
     }
 
+    /// What health and metrics count of it.
+    pub fn health(&self) -> crate::daemon::health::Enforced {
+        crate::daemon::health::Enforced {
+            action: self.action,
+            reason: self.reason,
+            via: self.via,
+            plex_pass_missing: self.plex_pass_missing,
+            line: self.line(),
+        }
+    }
+
     /// One line for logs, `decisions` and the Tautulli notifier.
     pub fn line(&self) -> String {
         let mut s = format!("{}: {}", self.action, self.reason);

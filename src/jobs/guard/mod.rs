@@ -72,7 +72,7 @@ impl Guard {
         outcome: &Outcome,
     ) {
         self.ctx.health.decision(origin, outcome.decision(), reason);
-        self.ctx.health.enforced(outcome);
+        self.ctx.health.enforced(&outcome.health());
         let rec = outcome.record(origin, session, input, reason);
         self.ctx.audit.send(AuditMsg::Daemon(rec));
     }
@@ -166,7 +166,7 @@ impl Guard {
             ),
             Err(e) => Outcome::new("failed", "session lookup failed", e.to_string()),
         };
-        self.ctx.health.enforced(&outcome);
+        self.ctx.health.enforced(&outcome.health());
         self.log("refused transcode", &outcome);
         enf.notify("refused transcode", &outcome);
         self.ctx.audit.send(AuditMsg::Outcome {

@@ -68,19 +68,7 @@ impl Default for Options {
     }
 }
 
-/// What a sync did.
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct Summary {
-    pub seen: u64,
-    pub changed: u64,
-    pub added: u64,
-    pub removed: u64,
-    /// Candidate deletions not applied this pass (see `deletions`).
-    pub held_back: u64,
-    pub skipped_sections: u64,
-    pub api_calls: u64,
-    pub seconds: f64,
-}
+pub use crate::daemon::health::SyncPass as Summary;
 
 /// Progress reported while syncing.
 pub enum Progress<'a> {
