@@ -143,20 +143,6 @@ impl Metrics {
     }
 }
 
-/// What a sync pass did (`jobs::index::sync::Summary`).
-#[derive(Clone, Debug, Default, serde::Serialize)]
-pub struct SyncPass {
-    pub seen: u64,
-    pub changed: u64,
-    pub added: u64,
-    pub removed: u64,
-    /// Candidate deletions not applied this pass (see `jobs::index::deletions`).
-    pub held_back: u64,
-    pub skipped_sections: u64,
-    pub api_calls: u64,
-    pub seconds: f64,
-}
-
 /// What enforcing did, as health counts it (built by `enforce::Outcome::health`).
 #[derive(Clone, Debug, Default)]
 pub struct Enforced {
@@ -226,7 +212,7 @@ impl Health {
         self.m.job_restarts.add_with(&[name], 0.0);
     }
 
-    pub fn synced(&self, result: Result<&SyncPass, String>, counts: Option<Counts>) {
+    pub fn synced(&self, result: Result<&SyncSummary, String>, counts: Option<Counts>) {
         self.m.sync_passes.inc();
         match &result {
             Ok(sum) => {
@@ -239,7 +225,7 @@ impl Health {
         *self.last_sync.lock().unwrap_or_else(|e| e.into_inner()) = Some(SyncStatus {
             at: downshiftarr_shim::record::now_rfc3339(),
             ok: result.is_ok(),
-            summary: result.as_ref().ok().map(|s| summary(s)),
+            summary: result.as_ref().ok().map(|s| (*s).clone()),
             error: result.err(),
         });
         if let Some(c) = counts {
@@ -365,19 +351,6 @@ impl Health {
     }
 }
 
-fn summary(s: &SyncPass) -> SyncSummary {
-    SyncSummary {
-        seen: s.seen,
-        changed: s.changed,
-        added: s.added,
-        removed: s.removed,
-        held_back: s.held_back,
-        skipped_sections: s.skipped_sections,
-        api_calls: s.api_calls,
-        seconds: s.seconds,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -393,10 +366,10 @@ mod tests {
             files: 16,
         });
         h.synced(
-            Ok(&SyncPass {
+            Ok(&SyncSummary {
                 api_calls: 7,
                 seconds: 0.5,
-                ..SyncPass::default()
+                ..SyncSummary::default()
             }),
             None,
         );

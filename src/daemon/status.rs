@@ -56,7 +56,8 @@ pub struct SyncStatus {
     pub error: Option<String>,
 }
 
-/// What a sync pass did (the fields of `jobs::index::sync::Summary`).
+/// What a sync pass did (`jobs::index::sync::Summary`); `held_back`: candidate deletions
+/// not applied this pass.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SyncSummary {

@@ -68,7 +68,8 @@ impl Default for Options {
     }
 }
 
-pub use crate::daemon::health::SyncPass as Summary;
+/// What a pass did: the status's own type, so `status` shows it as it is.
+pub use crate::daemon::status::SyncSummary as Summary;
 
 /// Progress reported while syncing.
 pub enum Progress<'a> {
