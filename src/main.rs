@@ -14,6 +14,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Status(args) => cli::status::run(args),
         cli::Command::Tautulli(args) => cli::tautulli::run(args),
         cli::Command::Decisions(args) => cli::decisions::run(args),
+        cli::Command::Throttle(args) => cli::throttle::run(args),
     };
     match result {
         Ok(code) => code,

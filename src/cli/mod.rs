@@ -7,6 +7,7 @@ pub mod explain;
 pub mod library;
 pub mod status;
 pub mod tautulli;
+pub mod throttle;
 
 use std::path::PathBuf;
 
@@ -39,6 +40,37 @@ pub enum Command {
     Tautulli(TautulliArgs),
     /// Every decision (shim, reactive guard, Tautulli trigger) with its reason and outcome.
     Decisions(DecisionsArgs),
+    /// Slow qBittorrent while someone streams remotely, on its own (drop-in for the original
+    /// plex-helper: same --config file, --once, --dry-run, --verbose); --restore gives back
+    /// what a throttle changed.
+    Throttle(ThrottleArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ThrottleArgs {
+    /// The downshiftarr config (its `throttle` section), or the original tool's JSON file
+    /// (`plex_url`, `qbittorrent_url`, `streaming_upload_kbps`…), recognised by its keys.
+    /// Default: $DOWNSHIFTARR_CONFIG or /etc/downshiftarr/config.json.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Look once, decide as if every threshold were met, print the decision, exit.
+    #[arg(long)]
+    pub once: bool,
+    /// Decide and print, change nothing in qBittorrent.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Debug logs.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Give back what a throttle changed (and is recorded), then exit.
+    #[arg(long, conflicts_with_all = ["once", "dry_run"])]
+    pub restore: bool,
+    /// Where the record of what was changed is kept (with the original's file; default:
+    /// $STATE_DIRECTORY, else /var/lib/downshiftarr when writable, else
+    /// $XDG_STATE_HOME/downshiftarr or ~/.local/state/downshiftarr). With a downshiftarr
+    /// config: its `index.database`.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -16,14 +16,25 @@ fn none(_: &str) -> Option<String> {
 
 #[test]
 fn reserved_sections_are_accepted_and_unknown_ones_still_refused() {
-    let c = parse(r#"{"throttle": {"anything": [1]}, "scrobble": {}}"#).unwrap();
-    assert_eq!(c.throttle, Some(serde_json::json!({"anything": [1]})));
-    assert_eq!(c.scrobble, Some(serde_json::json!({})));
+    let c = parse(r#"{"scrobble": {"anything": [1]}}"#).unwrap();
+    assert_eq!(c.scrobble, Some(serde_json::json!({"anything": [1]})));
     assert_eq!(c.downloads, None);
     assert!(c
         .notes()
         .iter()
-        .any(|n| n.starts_with("throttle: a reserved section")));
+        .any(|n| n.starts_with("scrobble: a reserved section")));
+    // The throttle section is a real one now: its keys are checked.
+    let e = parse(r#"{"throttle": {"anything": [1]}}"#).unwrap_err();
+    assert!(e.starts_with("throttle.anything: unknown field"), "{e}");
+    let c = parse(r#"{"throttle": {"qbittorrent_url": "http://127.0.0.1:8080", "streaming_upload_kib_s": 500}}"#).unwrap();
+    assert!(c.throttle.enabled());
+    assert!(c.validate().is_ok());
+    let c = parse(r#"{"throttle": {"qbittorrent_url": "http://127.0.0.1:8080"}}"#).unwrap();
+    let e = format!("{:#}", c.validate().unwrap_err());
+    assert!(
+        e.contains("throttle.streaming_upload_kib_s: required"),
+        "{e}"
+    );
     let e = parse(r#"{"downloads": 5}"#).unwrap_err();
     assert!(e.starts_with("downloads: must be an object"), "{e}");
     let e = parse(r#"{"throtle": {}}"#).unwrap_err();

@@ -15,8 +15,10 @@ use anyhow::{bail, Context, Result};
 use downshiftarr_shim::config::ShimConfig;
 use serde::{Deserialize, Serialize};
 
+pub mod cidr;
 pub mod secret;
 pub mod table;
+pub mod throttle;
 
 pub use secret::Secret;
 
@@ -38,7 +40,7 @@ pub const SECTIONS: &[Section] = &[
     Section { name: "enforce", about: "the guard and refused sessions", reserved: false },
     Section { name: "tautulli", about: "the terminate fallback and notifier", reserved: false },
     Section { name: "daemon", about: "the daemon process", reserved: false },
-    Section { name: "throttle", about: "qBittorrent throttling while people watch", reserved: true },
+    Section { name: "throttle", about: "qBittorrent throttling while people watch", reserved: false },
     Section { name: "scrobble", about: "Trakt scrobbling", reserved: true },
     Section { name: "downloads", about: "smart downloads through Radarr", reserved: true },
 ];
@@ -52,9 +54,8 @@ pub struct Config {
     pub daemon: DaemonConfig,
     pub enforce: EnforceConfig,
     pub tautulli: TautulliConfig,
-    /// Reserved for the throttling job: kept as given, not interpreted yet.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub throttle: Option<serde_json::Value>,
+    /// The throttle job; off without `throttle.qbittorrent_url`.
+    pub throttle: throttle::ThrottleSettings,
     /// Reserved for the scrobbling job.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scrobble: Option<serde_json::Value>,
@@ -440,7 +441,7 @@ pub fn parse(text: &str) -> std::result::Result<Config, String> {
         daemon: section(obj, "daemon")?,
         enforce: section(obj, "enforce")?,
         tautulli: section(obj, "tautulli")?,
-        throttle: reserved(obj, "throttle")?,
+        throttle: section(obj, "throttle")?,
         scrobble: reserved(obj, "scrobble")?,
         downloads: reserved(obj, "downloads")?,
     })
@@ -466,7 +467,12 @@ impl Config {
             bail!("{e}");
         }
         self.daemon.validate()?;
-        self.enforce.validate()
+        self.enforce.validate()?;
+        let throttle = self.throttle.validate();
+        if !throttle.is_empty() {
+            bail!("{}", throttle.join("; "));
+        }
+        Ok(())
     }
 
     /// Reads the secrets' files, once (again on each reload); a file that cannot be used is
@@ -478,6 +484,7 @@ impl Config {
         self.tautulli
             .api_key
             .load_file("tautulli.api_key_file", &self.tautulli.api_key_file);
+        self.throttle.load_secrets();
     }
 
     /// The keys whose change between `old` and `new` takes effect only at a restart, as the
@@ -514,7 +521,6 @@ impl Config {
         }
         for s in SECTIONS.iter().filter(|s| s.reserved) {
             let given = match s.name {
-                "throttle" => self.throttle.is_some(),
                 "scrobble" => self.scrobble.is_some(),
                 "downloads" => self.downloads.is_some(),
                 _ => false,

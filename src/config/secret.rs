@@ -55,6 +55,11 @@ impl Secret {
         }
     }
 
+    /// Whether the value came from the environment.
+    pub fn is_from_env(&self) -> bool {
+        self.origin == Origin::Env
+    }
+
     /// The value, for the one place that sends it (a header, a form).
     pub fn expose(&self) -> &str {
         &self.value
@@ -73,10 +78,20 @@ impl Secret {
     /// `file` (named `file_key` in messages) replaces the inline value, or records why it
     /// could not.
     pub fn load_file(&mut self, file_key: &str, file: &str) {
+        self.load_with(file_key, file, GROUP_MAY_READ);
+    }
+
+    /// [`load_file`](Self::load_file) for a secret only its owner may read (mode 0600 or
+    /// stricter): a password that unlocks more than this service.
+    pub fn load_private_file(&mut self, file_key: &str, file: &str) {
+        self.load_with(file_key, file, OWNER_ONLY);
+    }
+
+    fn load_with(&mut self, file_key: &str, file: &str, mode: FileMode) {
         if self.origin == Origin::Env || file.is_empty() {
             return;
         }
-        *self = match read_file(file_key, Path::new(file)) {
+        *self = match read_file_mode(file_key, Path::new(file), mode) {
             Ok(value) => Secret {
                 value,
                 origin: Origin::File,
@@ -94,16 +109,23 @@ impl Secret {
 /// Reads a secret file: a regular file others may not read or write and the group may not
 /// write (mode 0640 or stricter), its first line trimmed, not empty. Errors name the key and the path and say what to do.
 pub fn read_file(key: &str, path: &Path) -> Result<String, String> {
+    read_file_mode(key, path, GROUP_MAY_READ)
+}
+
+/// Which permission bits a secret file may not have, and the advice when it has them.
+type FileMode = (u32, &'static str);
+const GROUP_MAY_READ: FileMode = (0o027, "chmod 0640 or stricter");
+const OWNER_ONLY: FileMode = (0o077, "chmod 0600");
+
+fn read_file_mode(key: &str, path: &Path, (forbidden, advice): FileMode) -> Result<String, String> {
     use std::os::unix::fs::MetadataExt;
     let at = format!("{key} {}", path.display());
     // Non-blocking, regular files only: a FIFO must not hang the daemon's start.
     let file = downshiftarr_shim::open::read(path, downshiftarr_shim::open::Kind::Regular)
         .map_err(|e| format!("{at}: {e}"))?;
     let mode = file.metadata().map_err(|e| format!("{at}: {e}"))?.mode();
-    if mode & 0o027 != 0 {
-        return Err(format!(
-            "{at}: readable or writable by others (chmod 0640 or stricter)"
-        ));
+    if mode & forbidden != 0 {
+        return Err(format!("{at}: readable or writable by others ({advice})"));
     }
     let mut text = String::new();
     file.take(MAX_SECRET_FILE_BYTES)

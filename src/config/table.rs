@@ -93,7 +93,30 @@ pub const DAEMON: &[Setting<Config>] = {
         S::env("tautulli.log_subject", "TAUTULLI_LOG_SUBJECT", set_unless_empty!(tautulli.log_subject, String::from), Text, "Downshiftarr"),
         S::file("tautulli.timeout_ms", Number, "8000"),
         // Reserved sections: accepted as they are until their job lands.
-        S::file("throttle", Structured, "reserved"),
+        S::file("throttle.qbittorrent_url", Text, "\"\""),
+        S::file("throttle.username", Text, "\"\""),
+        S::env("throttle.password", "QBITTORRENT_PASSWORD", set_unless_empty!(throttle.password, secret::Secret::from_env), Secret, "\"\""),
+        S::file("throttle.password_file", Path, "\"\""),
+        S::file("throttle.api_key", Secret, "\"\""),
+        S::file("throttle.mode", Text, "limit"),
+        S::file("throttle.poll_interval_s", Number, "10"),
+        S::file("throttle.streaming_threshold", Number, "2"),
+        S::file("throttle.idle_threshold", Number, "3"),
+        S::file("throttle.restore_delay_s", Number, "30"),
+        S::file("throttle.lan_cidrs", List, "[]"),
+        S::file("throttle.remote_cidrs", List, "[]"),
+        S::file("throttle.count_paused", Flag, "false"),
+        S::file("throttle.count_buffering", Flag, "false"),
+        S::file("throttle.count_local", Flag, "false"),
+        S::file("throttle.exclude_users", List, "[]"),
+        S::file("throttle.exclude_clients", List, "[]"),
+        S::file("throttle.streaming_upload_kib_s", Number, "unset"),
+        S::file("throttle.streaming_download_kib_s", Number, "unset"),
+        S::file("throttle.upload_capacity_mbit_s", Number, "unset"),
+        S::file("throttle.safety_margin_mbit_s", Number, "0"),
+        S::file("throttle.floor_kib_s", Number, "64"),
+        S::file("throttle.idle_upload_kib_s", Number, "unset"),
+        S::file("throttle.request_timeout_ms", Number, "5000"),
         S::file("scrobble", Structured, "reserved"),
         S::file("downloads", Structured, "reserved"),
     ]
@@ -169,6 +192,7 @@ mod tests {
             "TAUTULLI_APIKEY" => "env-key",
             "TAUTULLI_LOG_NOTIFIER_ID" => "4",
             "TAUTULLI_LOG_SUBJECT" => "Guard",
+            "QBITTORRENT_PASSWORD" => "env-qbit-pass",
             other => panic!("no sample value for {other}: add one to this test"),
         };
         v.to_string()
@@ -320,7 +344,7 @@ mod tests {
         let sections: BTreeSet<&str> = all().map(|r| r.key.split('.').next().unwrap()).collect();
         let listed: BTreeSet<&str> = crate::config::SECTIONS.iter().map(|s| s.name).collect();
         assert_eq!(sections, listed);
-        assert_eq!(reserved, ["throttle", "scrobble", "downloads"]);
+        assert_eq!(reserved, ["scrobble", "downloads"]);
     }
 
     /// The README's configuration reference names every key and every environment name.
@@ -364,7 +388,11 @@ mod tests {
             let candidates = match old {
                 Value::Bool(b) => vec![Value::Bool(!b)],
                 Value::Number(_) => vec![Value::from(7)],
-                Value::String(_) => vec![Value::from("/elsewhere/x"), Value::from("mobius")],
+                Value::String(_) => vec![
+                    Value::from("/elsewhere/x"),
+                    Value::from("mobius"),
+                    Value::from("budget"),
+                ],
                 Value::Array(_) => vec![serde_json::json!([7]), serde_json::json!(["optimize"])],
                 Value::Null => vec![Value::Bool(true), Value::from(7)],
                 other => panic!("{key}: {other}"),

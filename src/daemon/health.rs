@@ -168,6 +168,8 @@ pub struct Health {
     counts: Mutex<IndexStatus>,
     /// The last enforcement failure, with its time.
     enforcement_error: Mutex<Option<String>>,
+    /// The sections jobs bring to `status` (`throttle`…), by job name.
+    sections: Mutex<BTreeMap<String, serde_json::Value>>,
 }
 
 impl Default for Health {
@@ -191,6 +193,7 @@ impl Health {
             last_sync: Mutex::default(),
             counts: Mutex::default(),
             enforcement_error: Mutex::default(),
+            sections: Mutex::default(),
         }
     }
 
@@ -272,6 +275,14 @@ impl Health {
         }
     }
 
+    /// A job's own `status` section, replaced whole.
+    pub fn set_section(&self, job: &str, value: serde_json::Value) {
+        self.sections
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job.to_string(), value);
+    }
+
     /// Whether every job is healthy (no job failing right now).
     pub fn healthy(&self) -> bool {
         self.jobs
@@ -335,7 +346,11 @@ impl Health {
                 decisions: n(&st.decisions),
                 rejected_connections: n(&st.rejected),
             },
-            sections: BTreeMap::new(),
+            sections: self
+                .sections
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clone(),
         }
     }
 

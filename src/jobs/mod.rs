@@ -37,6 +37,7 @@ pub const TABLE: &[(&str, Builder)] = &[
     ("refusals", guard::refusals_job),
     ("sessions", sessions::job),
     ("guard", guard::job),
+    ("throttle", throttle::run::job),
     ("sync", index::job::job),
     ("events", events),
     ("http", http),
@@ -44,8 +45,14 @@ pub const TABLE: &[(&str, Builder)] = &[
 
 /// Builds and starts every configured job of [`TABLE`].
 pub fn start(ctx: &Ctx) -> Result<Vec<JoinHandle<()>>> {
+    start_only(ctx, &TABLE.iter().map(|(n, _)| *n).collect::<Vec<_>>())
+}
+
+/// [`start`] for the jobs of [`TABLE`] named in `names` (a command that runs one job on its
+/// own, with the jobs it consumes).
+pub fn start_only(ctx: &Ctx, names: &[&str]) -> Result<Vec<JoinHandle<()>>> {
     let mut handles = Vec::new();
-    for (name, build) in TABLE {
+    for (name, build) in TABLE.iter().filter(|(n, _)| names.contains(n)) {
         if let Some(job) = build(ctx)? {
             handles.push(supervisor::spawn(
                 name,

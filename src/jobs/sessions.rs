@@ -1,9 +1,13 @@
 //! Who is playing now: polls `/status/sessions` soon after each playback or transcode
-//! notification (debounced 300 ms, at most one poll per 900 ms) and every
-//! `enforce.guard_interval_s` as a backstop for a dropped websocket, and publishes each
-//! listing (read with the context's interactive client: at most 8 s) as a snapshot for every job (`ctx.sessions`). Notifications also update the
-//! tracker between polls, so the shim's viewer question is answered from memory. A failed poll
-//! publishes nothing: "Plex did not answer" is never "nobody is playing".
+//! notification (debounced 300 ms, at most one poll per 900 ms), again 250 ms after a
+//! consumer asks for a confirmation (the throttle's first sight of a remote stream), and as a
+//! backstop for a dropped websocket every `enforce.guard_interval_s` (or
+//! `throttle.poll_interval_s` when the throttle is on and polls more often). Each listing
+//! (read with the context's interactive client: at most 8 s) is published as a snapshot for
+//! every job (`ctx.sessions`). Notifications also update the tracker between polls, so the
+//! shim's viewer question is answered from memory. A failed poll publishes nothing: "Plex did
+//! not answer" is never "nobody is playing". The loop sleeps until its next deadline: no
+//! wake-ups while nothing plays but the backstop.
 
 use std::time::{Duration, Instant};
 
@@ -20,6 +24,21 @@ use crate::plex::sessions::parse_sessions;
 const DEBOUNCE: Duration = Duration::from_millis(300);
 /// The least time between two polls.
 const SPACING: Duration = Duration::from_millis(900);
+/// A confirmation asked by a consumer: this soon after the listing it confirms.
+const CONFIRM: Duration = Duration::from_millis(250);
+/// The longest sleep (how soon a shutdown is seen).
+const TICK: Duration = Duration::from_millis(500);
+
+/// The backstop between two polls when no notification asks for one.
+fn backstop(cfg: &crate::config::Config) -> Duration {
+    let guard = cfg.enforce.guard_interval_s.max(1);
+    let s = if cfg.throttle.enabled() {
+        guard.min(cfg.throttle.poll_interval_s.max(1))
+    } else {
+        guard
+    };
+    Duration::from_secs(s)
+}
 
 /// A notification worth a fresh listing: a transcode starting, or a playback the listing does
 /// not show as it is now (a new session, a state change). `known` is the state the tracker
@@ -53,8 +72,23 @@ fn run(
     let mut dirty: Option<Instant> = None;
     let mut last_poll: Option<Instant> = None;
     let mut last_error: Option<String> = None;
+    let mut confirm: Option<Instant> = None;
     while !shutdown.is_set() {
-        if let Ok(e) = events.recv_timeout(Duration::from_millis(100)) {
+        // Sleep until the next poll can be due (its own time, and the spacing after the last
+        // poll), at most a tick; a notification wakes it earlier.
+        let now = Instant::now();
+        let spaced = |spacing: Duration| last_poll.map_or(now, |l| l + spacing);
+        let mut until = (now + TICK).min(next_poll.max(spaced(SPACING)));
+        if let Some(d) = dirty {
+            until = until.min((d + DEBOUNCE).max(spaced(SPACING)));
+        }
+        if let Some(c) = confirm {
+            until = until.min(c.max(spaced(CONFIRM)));
+        }
+        let wait = until
+            .saturating_duration_since(now)
+            .max(Duration::from_millis(1));
+        if let Ok(e) = events.recv_timeout(wait) {
             let known = match &e {
                 Event::Playing { session_key, .. } => ctx.sessions.tracker.state_of(session_key),
                 _ => None,
@@ -65,14 +99,20 @@ fn run(
             }
         }
         let now = Instant::now();
-        let spaced = last_poll.is_none_or(|t| t.elapsed() >= SPACING);
-        let due = now >= next_poll || dirty.is_some_and(|t| t.elapsed() >= DEBOUNCE);
+        if ctx.sessions.take_confirmation() {
+            confirm.get_or_insert(last_poll.map_or(now, |t| t + CONFIRM).max(now));
+        }
+        let confirming = confirm.is_some_and(|c| now >= c);
+        let spacing = if confirming { CONFIRM } else { SPACING };
+        let spaced = last_poll.is_none_or(|t| now.saturating_duration_since(t) >= spacing);
+        let due = now >= next_poll || dirty.is_some_and(|t| t.elapsed() >= DEBOUNCE) || confirming;
         if !due || !spaced {
             continue;
         }
         let cfg = ctx.config();
-        next_poll = now + Duration::from_secs(cfg.enforce.guard_interval_s.max(1));
-        dirty = None;
+        next_poll = now + backstop(&cfg);
+        let cause = dirty.take();
+        confirm = None;
         last_poll = Some(now);
         let Some(plex) = ctx.plex_interactive() else {
             continue;
@@ -82,7 +122,7 @@ fn run(
                 if last_error.take().is_some() {
                     tracing::info!("session poll: Plex answers again");
                 }
-                ctx.sessions.publish(parse_sessions(&list));
+                ctx.sessions.publish_caused(parse_sessions(&list), cause);
             }
             Err(e) => {
                 let msg = e.to_string();

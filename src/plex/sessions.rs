@@ -252,6 +252,9 @@ pub struct Sessions {
     changed: Condvar,
     /// One on-demand listing at a time (the shim's viewer question).
     pub refreshing: Mutex<()>,
+    /// A consumer saw something worth confirming at once (the throttle's first sight of a
+    /// remote stream): the sessions job polls again soon instead of at the backstop.
+    confirm: std::sync::atomic::AtomicBool,
 }
 
 /// The latest snapshot and its generation (0: none yet).
@@ -260,6 +263,8 @@ pub struct Published {
     pub generation: u64,
     pub at: Option<Instant>,
     pub list: Arc<[Session]>,
+    /// When the notification that asked for this listing arrived (`None`: a backstop poll).
+    pub cause: Option<Instant>,
 }
 
 impl Sessions {
@@ -269,13 +274,31 @@ impl Sessions {
 
     /// A fresh listing: the tracker takes it and waiting consumers wake up.
     pub fn publish(&self, list: Vec<Session>) {
+        self.publish_caused(list, None);
+    }
+
+    /// [`publish`](Self::publish), with the arrival of the notification that asked for it.
+    pub fn publish_caused(&self, list: Vec<Session>, cause: Option<Instant>) {
         self.tracker.replace(list.clone());
         let mut p = self.latest_lock();
         p.generation += 1;
         p.at = Some(Instant::now());
+        p.cause = cause;
         p.list = list.into();
         drop(p);
         self.changed.notify_all();
+    }
+
+    /// Asks the sessions job for a confirming listing soon.
+    pub fn request_confirmation(&self) {
+        self.confirm
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether a confirmation was asked for since the last call.
+    pub fn take_confirmation(&self) -> bool {
+        self.confirm
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn latest(&self) -> Published {

@@ -11,7 +11,6 @@ use serde::Serialize;
 
 use super::Store;
 
-#[allow(dead_code)] // the jobs that need it (throttle, scrobble, downloads) are next: issue 10
 fn now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -19,7 +18,6 @@ fn now() -> i64 {
         .unwrap_or(0)
 }
 
-#[allow(dead_code)] // the jobs that need it (throttle, scrobble, downloads) are next: issue 10
 impl Store {
     /// The value stored for `(job, key)`, if any. A value that no longer reads as `T` (a
     /// format change) is an error naming the key, not "absent".
@@ -47,6 +45,17 @@ impl Store {
             )?
             .execute(params![job, key, v, now()])?;
         Ok(())
+    }
+
+    /// Every key `job` has a value for, sorted.
+    pub fn state_keys(&self, job: &str) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT key FROM job_state WHERE job = ?1 ORDER BY key")?;
+        let keys = st
+            .query_map(params![job], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()?;
+        Ok(keys)
     }
 
     /// Forgets `(job, key)`; whether there was a value.

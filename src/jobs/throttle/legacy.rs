@@ -10,7 +10,8 @@
 
 use serde::Deserialize;
 
-use super::settings::{Mode, ThrottleSettings};
+use crate::config::throttle::{Mode, ThrottleSettings};
+use crate::config::Secret;
 
 /// Keys of later versions of the original that are read and ignored.
 const IGNORED_KEYS: [&str; 6] = [
@@ -138,7 +139,7 @@ pub fn parse_legacy(
     let throttle = ThrottleSettings {
         qbittorrent_url: o.qbittorrent_url,
         username: o.qbittorrent_username,
-        password,
+        password: Secret::new(password),
         mode: Mode::Limit,
         poll_interval_s: or_default(o.poll_interval_sec, 10),
         streaming_threshold: threshold(o.streaming_threshold, 2),
@@ -185,7 +186,7 @@ mod tests {
         let t = &c.throttle;
         assert_eq!(t.qbittorrent_url, "http://192.168.1.10:8080");
         assert_eq!(
-            (t.username.as_str(), t.password.as_str()),
+            (t.username.as_str(), t.password.expose()),
             ("admin", "file-pass")
         );
         assert_eq!(t.mode, Mode::Limit);
@@ -219,7 +220,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.plex_token, "env-token");
-        assert_eq!(c.throttle.password, "env-pass");
+        assert_eq!(c.throttle.password.expose(), "env-pass");
         assert_eq!(
             (c.throttle.poll_interval_s, c.throttle.idle_threshold),
             (10, 3)
@@ -236,7 +237,7 @@ mod tests {
             c.plex_token, "file-token",
             "an empty PLEX_TOKEN does not override"
         );
-        assert_eq!(c.throttle.password, "env-pass");
+        assert_eq!(c.throttle.password.expose(), "env-pass");
     }
 
     #[test]

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::settings::{Mode, ThrottleSettings};
 use super::streams::CountedStream;
 use crate::clients::qbittorrent::RateLimit;
+use crate::config::throttle::{Mode, ThrottleSettings};
 
 /// A stream whose bitrate Plex does not report is assumed to use this much (a good 1080p
 /// stream), so the budget errs on the side of the viewer.

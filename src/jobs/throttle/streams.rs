@@ -9,7 +9,8 @@
 
 use std::net::IpAddr;
 
-use super::cidr::Cidr;
+use crate::config::cidr::Cidr;
+use crate::config::throttle::ThrottleSettings;
 
 /// One session as the throttle job needs it; the daemon maps its session snapshot onto this.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -47,6 +48,23 @@ pub struct CountRules {
     pub exclude_users: Vec<String>,
     /// Player titles or products never counted (case-insensitive).
     pub exclude_clients: Vec<String>,
+}
+
+impl CountRules {
+    /// The rules of a validated `throttle` section (a range that does not parse is skipped;
+    /// validation names it).
+    pub fn from_settings(s: &ThrottleSettings) -> CountRules {
+        let parse = |list: &[String]| list.iter().filter_map(|c| Cidr::parse(c).ok()).collect();
+        CountRules {
+            lan_cidrs: parse(&s.lan_cidrs),
+            remote_cidrs: parse(&s.remote_cidrs),
+            count_paused: s.count_paused,
+            count_buffering: s.count_buffering,
+            count_local: s.count_local,
+            exclude_users: s.exclude_users.clone(),
+            exclude_clients: s.exclude_clients.clone(),
+        }
+    }
 }
 
 /// A stream that counts.

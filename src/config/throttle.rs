@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::cidr::Cidr;
-use super::streams::CountRules;
+use super::secret::Secret;
 use crate::clients::qbittorrent::{QbitOptions, RateLimit};
 
 /// How the job throttles.
@@ -33,11 +33,11 @@ pub struct ThrottleSettings {
     pub qbittorrent_url: String,
     pub username: String,
     /// Prefer `password_file` or `QBITTORRENT_PASSWORD` (which wins).
-    pub password: String,
+    pub password: Secret,
     /// A file holding the password (first line); must be 0600 or stricter.
     pub password_file: String,
     /// `qbt_…` (qBittorrent ≥ 5.2).
-    pub api_key: String,
+    pub api_key: Secret,
     pub mode: Mode,
     /// Seconds between session polls when no event arrives.
     pub poll_interval_s: u64,
@@ -80,9 +80,9 @@ impl Default for ThrottleSettings {
         ThrottleSettings {
             qbittorrent_url: String::new(),
             username: String::new(),
-            password: String::new(),
+            password: Secret::default(),
             password_file: String::new(),
-            api_key: String::new(),
+            api_key: Secret::default(),
             mode: Mode::Limit,
             poll_interval_s: 10,
             streaming_threshold: 2,
@@ -108,13 +108,12 @@ impl Default for ThrottleSettings {
 
 impl std::fmt::Debug for ThrottleSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let redacted = |s: &str| if s.is_empty() { "" } else { "<redacted>" };
         f.debug_struct("ThrottleSettings")
             .field("qbittorrent_url", &self.qbittorrent_url)
             .field("username", &self.username)
-            .field("password", &redacted(&self.password))
+            .field("password", &self.password)
             .field("password_file", &self.password_file)
-            .field("api_key", &redacted(&self.api_key))
+            .field("api_key", &self.api_key)
             .field("mode", &self.mode)
             .field("poll_interval_s", &self.poll_interval_s)
             .field("streaming_threshold", &self.streaming_threshold)
@@ -147,7 +146,10 @@ impl ThrottleSettings {
                 format!("{url:?} is not an http(s)://host:port URL"),
             ),
         }
-        if !self.password.is_empty() && !self.password_file.is_empty() {
+        if !self.password.expose().is_empty()
+            && !self.password_file.is_empty()
+            && !self.password_from_env()
+        {
             err(
                 "password_file",
                 "set either password or password_file, not both".into(),
@@ -227,49 +229,21 @@ impl ThrottleSettings {
         errors
     }
 
-    /// Which sessions count; call after [`validate`](Self::validate) (bad ranges are skipped).
-    pub fn count_rules(&self) -> CountRules {
-        let parse = |list: &[String]| list.iter().filter_map(|c| Cidr::parse(c).ok()).collect();
-        CountRules {
-            lan_cidrs: parse(&self.lan_cidrs),
-            remote_cidrs: parse(&self.remote_cidrs),
-            count_paused: self.count_paused,
-            count_buffering: self.count_buffering,
-            count_local: self.count_local,
-            exclude_users: self.exclude_users.clone(),
-            exclude_clients: self.exclude_clients.clone(),
-        }
+    /// Reads `password_file` (once per load): refused when others can read or write it.
+    /// `QBITTORRENT_PASSWORD` wins over the file, the file over the inline `password`.
+    pub fn load_secrets(&mut self) {
+        self.password
+            .load_private_file("throttle.password_file", &self.password_file);
     }
 
-    /// The password in effect: `env` (`QBITTORRENT_PASSWORD`) first, then `password_file`
-    /// (refused when others can read or write it), then `password`; `None`: no login.
-    pub fn resolve_password(&self, env: Option<String>) -> Result<Option<String>, String> {
-        if let Some(p) = env.filter(|p| !p.is_empty()) {
-            return Ok(Some(p));
-        }
-        if !self.password_file.is_empty() {
-            use std::os::unix::fs::PermissionsExt;
-            let path = &self.password_file;
-            let meta = std::fs::metadata(path)
-                .map_err(|e| format!("throttle.password_file {path}: {e}"))?;
-            if meta.permissions().mode() & 0o077 != 0 {
-                return Err(format!(
-                    "throttle.password_file {path}: readable or writable by others (chmod 0600)"
-                ));
-            }
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("throttle.password_file {path}: {e}"))?;
-            let p = text
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .trim_end_matches('\r');
-            if p.is_empty() {
-                return Err(format!("throttle.password_file {path} is empty"));
-            }
-            return Ok(Some(p.to_string()));
-        }
-        Ok((!self.password.is_empty()).then(|| self.password.clone()))
+    fn password_from_env(&self) -> bool {
+        self.password.is_from_env()
+    }
+
+    /// The password in effect: `Ok(None)` when none is set (the localhost bypass or an API
+    /// key), `Err` when its file cannot be used.
+    pub fn password(&self) -> Result<Option<String>, String> {
+        Ok(self.password.get()?.map(|s| s.expose().to_string()))
     }
 
     /// What the upload limit goes back to on release: `idle_upload_kib_s`, or `None` for
@@ -278,14 +252,15 @@ impl ThrottleSettings {
         self.idle_upload_kib_s.map(RateLimit::from_kib)
     }
 
-    /// The client's options, with the password resolved by [`resolve_password`](Self::resolve_password).
-    pub fn qbit_options(&self, password: Option<String>) -> QbitOptions {
+    /// The client's options; `Err` names the password file that cannot be used.
+    pub fn qbit_options(&self) -> Result<QbitOptions, String> {
         let mut o = QbitOptions::new(self.qbittorrent_url.trim());
         o.username = self.username.clone();
-        o.password = password;
-        o.api_key = (!self.api_key.is_empty()).then(|| self.api_key.clone());
+        o.password = self.password()?;
+        let key = self.api_key.expose();
+        o.api_key = (!key.is_empty()).then(|| key.to_string());
         o.timeout = Duration::from_millis(self.request_timeout_ms.max(1));
-        o
+        Ok(o)
     }
 }
 
@@ -392,43 +367,64 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("qbit.pass");
         std::fs::write(&file, "from-file\nsecond line\n").unwrap();
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o640)).unwrap();
         let mut s = ThrottleSettings {
-            password: "from-config".into(),
+            password: Secret::new("from-config"),
             ..ThrottleSettings::default()
         };
-        assert_eq!(
-            s.resolve_password(None).unwrap().as_deref(),
-            Some("from-config")
-        );
-        assert_eq!(
-            s.resolve_password(Some("env".into())).unwrap().as_deref(),
-            Some("env")
-        );
-        s.password.clear();
-        assert_eq!(s.resolve_password(Some(String::new())).unwrap(), None);
+        s.load_secrets();
+        assert_eq!(s.password().unwrap().as_deref(), Some("from-config"));
+        s.password = Secret::from_env("env");
         s.password_file = file.display().to_string();
-        let e = s.resolve_password(None).unwrap_err();
+        s.load_secrets();
+        assert_eq!(
+            s.password().unwrap().as_deref(),
+            Some("env"),
+            "the environment wins"
+        );
+        assert!(s.validate().is_empty() || !s.enabled());
+        s.password = Secret::default();
+        assert_eq!(ThrottleSettings::default().password().unwrap(), None);
+        // Group-readable is refused: a qBittorrent password is the owner's alone.
+        s.load_secrets();
+        let e = s.password().unwrap_err();
         assert!(
             e.contains("throttle.password_file") && e.contains("chmod 0600"),
             "{e}"
         );
         assert!(!e.contains("from-file"));
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
-        assert_eq!(
-            s.resolve_password(None).unwrap().as_deref(),
-            Some("from-file")
-        );
+        s.password = Secret::default();
+        s.load_secrets();
+        assert_eq!(s.password().unwrap().as_deref(), Some("from-file"));
+        s.password = Secret::default();
         s.password_file = dir.path().join("missing").display().to_string();
-        assert!(s.resolve_password(None).unwrap_err().contains("missing"));
-        let dbg = format!(
-            "{:?}",
-            ThrottleSettings {
-                password: "hunter2".into(),
-                api_key: "qbt_k".into(),
-                ..ThrottleSettings::default()
-            }
-        );
+        s.load_secrets();
+        assert!(s.password().unwrap_err().contains("missing"));
+        let both = ThrottleSettings {
+            qbittorrent_url: "http://127.0.0.1:8080".into(),
+            streaming_upload_kib_s: Some(5),
+            password: Secret::new("a"),
+            password_file: "/x".into(),
+            ..ThrottleSettings::default()
+        };
+        assert!(both.validate().join("").contains("throttle.password_file"));
+        let shown = ThrottleSettings {
+            password: Secret::new("hunter2"),
+            api_key: Secret::new("qbt_k"),
+            ..ThrottleSettings::default()
+        };
+        let dbg = format!("{shown:?}");
         assert!(!dbg.contains("hunter2") && !dbg.contains("qbt_k"), "{dbg}");
+        let json = serde_json::to_string(&shown).unwrap();
+        assert!(
+            !json.contains("hunter2") && !json.contains("qbt_k"),
+            "{json}"
+        );
+        let o = shown.qbit_options().unwrap();
+        assert_eq!(
+            (o.password.as_deref(), o.api_key.as_deref()),
+            (Some("hunter2"), Some("qbt_k"))
+        );
     }
 }

@@ -1,0 +1,682 @@
+//! The throttle loop: who is streaming (the `sessions` job's snapshots) in, qBittorrent's
+//! limits out, and the record of every change in the store before it is made.
+//!
+//! [`Engine`] holds the decision ([`Throttler`]), the qBittorrent client and what we changed
+//! ([`ThrottleState`]). Each pass reconciles what the decision wants with what is in force:
+//! engage, move (budget), verify (qBittorrent restarted: re-apply; the user changed it by
+//! hand: leave it and forget ours), release. A failed qBittorrent call is retried on the next
+//! pass; a failed Plex poll is no observation at all (the sessions job publishes nothing).
+//! The daemon's job ([`job`]) and `downshiftarr throttle` drive the same engine.
+
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+use super::apply::{retarget, Applier, ApplyError, ThrottleState};
+use super::machine::{describe, Action, Phase, Policy, Throttler};
+use super::restore::Plan;
+use super::streams::{count_streams, CountRules, CountedStream, StreamInput};
+use crate::clients::qbittorrent::{QbitError, Qbittorrent};
+use crate::config::throttle::{Mode, ThrottleSettings};
+use crate::daemon::ctx::Ctx;
+use crate::daemon::lifecycle::Shutdown;
+use crate::daemon::metrics::{Counter, Gauge, Histogram, Registry};
+use crate::jobs::Job;
+use crate::plex::sessions::Session;
+use crate::store::Store;
+
+/// The job's name: in the job table, the store, `status` and the metrics.
+pub const JOB: &str = "throttle";
+
+/// After a failed qBittorrent call, the next try waits at least this long.
+const RETRY: Duration = Duration::from_secs(5);
+
+/// Where the record of what we changed is kept (the store; a map in tests). Keyed by the
+/// qBittorrent URL, so a record made on one server is never restored onto another.
+pub trait Record {
+    /// Every record, by URL.
+    fn all(&self) -> Result<Vec<ThrottleState>, String>;
+    fn save(&self, state: &ThrottleState) -> Result<(), String>;
+    fn clear(&self, url: &str) -> Result<(), String>;
+}
+
+impl Record for Store {
+    fn all(&self) -> Result<Vec<ThrottleState>, String> {
+        let keys = self.state_keys(JOB).map_err(|e| format!("{e:#}"))?;
+        let mut out = Vec::new();
+        for k in keys {
+            let raw: Option<serde_json::Value> =
+                self.state_get(JOB, &k).map_err(|e| format!("{e:#}"))?;
+            if let Some(v) = raw {
+                out.push(ThrottleState::from_json(&v.to_string())?);
+            }
+        }
+        Ok(out)
+    }
+
+    fn save(&self, state: &ThrottleState) -> Result<(), String> {
+        self.state_put(JOB, &state.qbittorrent_url, state)
+            .map_err(|e| format!("{e:#}"))
+    }
+
+    fn clear(&self, url: &str) -> Result<(), String> {
+        self.state_delete(JOB, url)
+            .map(drop)
+            .map_err(|e| format!("{e:#}"))
+    }
+}
+
+/// The job's metrics (registered once; a restarted job gets the same series).
+#[derive(Clone)]
+pub struct Metrics {
+    state: Gauge,
+    streams: Gauge,
+    transitions: Counter,
+    reaction: Histogram,
+    errors: Counter,
+}
+
+impl Metrics {
+    pub fn register(r: &Registry) -> Metrics {
+        Metrics {
+            state: r.gauge(
+                "downshiftarr_throttle_state",
+                "1 while qBittorrent is throttled for remote streams, else 0.",
+                &[],
+            ),
+            streams: r.gauge(
+                "downshiftarr_throttle_remote_streams",
+                "Remote streams counted at the last observation.",
+                &[],
+            ),
+            transitions: r.counter(
+                "downshiftarr_throttle_transitions_total",
+                "Throttle changes carried out, by kind (engage, move, reapply, release, left_to_user).",
+                &["kind"],
+            ),
+            reaction: r.histogram(
+                "downshiftarr_throttle_reaction_seconds",
+                "From the Plex notification (or poll) that showed a change to qBittorrent's limit changed.",
+                &[],
+                &[0.1, 0.25, 0.5, 0.75, 1.0, 2.0, 5.0, 15.0, 60.0],
+            ),
+            errors: r.counter(
+                "downshiftarr_throttle_qbittorrent_errors_total",
+                "Failed qBittorrent calls, by kind.",
+                &["kind"],
+            ),
+        }
+    }
+}
+
+/// The `throttle` section of `downshiftarr status` (and `/health`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ThrottleStatus {
+    /// `idle` or `streaming`.
+    pub state: Phase,
+    pub mode: Mode,
+    pub qbittorrent_url: String,
+    /// The remote streams counted at the last observation, each with why.
+    pub remote_streams: Vec<String>,
+    /// What we set and what it was (`upload 500 KiB/s (found unlimited)`); `null`: nothing.
+    pub in_force: Option<String>,
+    /// What goes back on release.
+    pub will_restore: Option<String>,
+    /// When the throttle began (RFC 3339).
+    pub since: Option<String>,
+    /// The last transition, with its reason.
+    pub last_transition: Option<String>,
+    /// The user changed what we set: left to them until the streams end.
+    pub left_to_user: Option<String>,
+    /// What is wrong now (qBittorrent unreachable, login refused and backing off…).
+    pub problem: Option<String>,
+    /// qBittorrent login attempts since start (a wrong password must stay low).
+    pub login_attempts: u64,
+}
+
+/// What one pass did, for the CLI's `--once` and for tests.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Nothing,
+    Engaged(ThrottleState),
+    Moved(ThrottleState),
+    Reapplied(Vec<String>),
+    Released {
+        plan: Plan,
+    },
+    LeftToUser(Vec<String>),
+    /// `--dry-run`: what would be set.
+    WouldEngage(ThrottleState),
+    WouldRelease(ThrottleState),
+}
+
+/// The throttle's state and its client.
+pub struct Engine {
+    settings: ThrottleSettings,
+    rules: CountRules,
+    throttler: Throttler,
+    client: Qbittorrent,
+    /// What we changed, as stored.
+    current: Option<ThrottleState>,
+    /// The user changed our setting by hand; nothing is touched until the streams end.
+    left_to_user: Option<String>,
+    dry_run: bool,
+    /// The reason of the last decision (for the engage/move log line).
+    reason: String,
+    last_streams: Vec<CountedStream>,
+    last_transition: Option<String>,
+    problem: Option<String>,
+    next_try: Option<Instant>,
+    next_verify: Option<Instant>,
+    /// When the streak that led to the pending change began (its first notification).
+    cause: Option<Instant>,
+    metrics: Option<Metrics>,
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn rfc3339(unix_s: u64) -> String {
+    downshiftarr_shim::record::rfc3339(UNIX_EPOCH + Duration::from_secs(unix_s))
+}
+
+/// One session as the throttle counts it.
+pub fn input(s: &Session) -> StreamInput {
+    let kbps = |v: Option<i64>| v.and_then(|b| u64::try_from(b).ok());
+    StreamInput {
+        user: s.viewer.user.clone().unwrap_or_default(),
+        player: s.viewer.device.clone().unwrap_or_default(),
+        product: s.viewer.client.clone().unwrap_or_default(),
+        address: s.address.clone(),
+        location: s.location.clone(),
+        local: s.viewer.local,
+        state: s.state.clone(),
+        bandwidth_kbps: kbps(s.bandwidth_kbps),
+        media_bitrate_kbps: kbps(s.bitrate_kbps),
+    }
+}
+
+impl Engine {
+    /// A client for `settings` (validated); `Err` names what cannot be used.
+    pub fn new(settings: ThrottleSettings, dry_run: bool) -> Result<Engine, String> {
+        let opts = settings.qbit_options()?;
+        let client = Qbittorrent::new(opts).map_err(|e| e.to_string())?;
+        Ok(Engine {
+            rules: CountRules::from_settings(&settings),
+            throttler: Throttler::new(Policy::from_settings(&settings)),
+            settings,
+            client,
+            current: None,
+            left_to_user: None,
+            dry_run,
+            reason: String::new(),
+            last_streams: Vec::new(),
+            last_transition: None,
+            problem: None,
+            next_try: None,
+            next_verify: None,
+            cause: None,
+            metrics: None,
+        })
+    }
+
+    pub fn with_metrics(mut self, m: Metrics) -> Engine {
+        self.metrics = Some(m);
+        self
+    }
+
+    /// Decides on one observation, as if every threshold were met (`--once`: one look, one
+    /// decision).
+    pub fn decide_now(mut self) -> Engine {
+        let mut s = self.settings.clone();
+        s.streaming_threshold = 1;
+        s.idle_threshold = 1;
+        s.restore_delay_s = 0;
+        self.throttler = Throttler::new(Policy::from_settings(&s));
+        self
+    }
+
+    pub fn settings(&self) -> &ThrottleSettings {
+        &self.settings
+    }
+
+    /// Picks up a record left by an earlier run: one made on this qBittorrent resumes (the
+    /// streams playing now keep it, their absence releases it); one made on another URL is
+    /// given back there if that server answers, else kept and said.
+    pub fn resume(&mut self, record: &dyn Record, now: Instant) -> Result<(), String> {
+        for state in record.all()? {
+            if state.qbittorrent_url == self.client.url() {
+                tracing::info!(
+                    "throttle left in force by an earlier run: {}; it is released when no remote stream is left",
+                    state.describe()
+                );
+                self.throttler =
+                    Throttler::resume(self.throttler.policy().clone(), state.target, now);
+                self.reason = state.reason.clone();
+                self.current = Some(state);
+                self.next_verify = Some(now);
+            } else {
+                self.restore_elsewhere(record, &state);
+            }
+        }
+        Ok(())
+    }
+
+    fn restore_elsewhere(&mut self, record: &dyn Record, state: &ThrottleState) {
+        let mut other = self.settings.clone();
+        other.qbittorrent_url = state.qbittorrent_url.clone();
+        let restored = other
+            .qbit_options()
+            .and_then(|o| Qbittorrent::new(o).map_err(|e| e.to_string()))
+            .and_then(|mut c| {
+                Applier::new(&mut c)
+                    .release(state, self.settings.idle_upload())
+                    .map_err(|e| e.to_string())
+            });
+        match restored {
+            Ok(plan) => {
+                log_release(&plan, &state.qbittorrent_url, "qbittorrent_url changed");
+                if let Err(e) = record.clear(&state.qbittorrent_url) {
+                    tracing::warn!("throttle: {e}");
+                }
+            }
+            Err(e) => tracing::warn!(
+                "throttle: a throttle recorded on {} (before throttle.qbittorrent_url changed) could not be given back: {e}; it stays recorded, run `downshiftarr throttle --restore` once that server answers",
+                state.qbittorrent_url
+            ),
+        }
+    }
+
+    /// One successful listing of Plex's sessions at `now`; `cause` is when the notification
+    /// that asked for it arrived. Returns whether the decision would like a confirmation soon
+    /// (a stream seen, the threshold not met yet).
+    pub fn observe(&mut self, now: Instant, sessions: &[Session], cause: Option<Instant>) -> bool {
+        let inputs: Vec<StreamInput> = sessions.iter().map(input).collect();
+        let streams = count_streams(&inputs, &self.rules);
+        if let Some(m) = &self.metrics {
+            m.streams.set(streams.len() as f64);
+        }
+        let was = self.throttler.phase();
+        let action = self.throttler.observe(now, &streams);
+        let changed_side = (was == Phase::Idle) != streams.is_empty();
+        if changed_side {
+            self.cause.get_or_insert(cause.unwrap_or(now));
+        } else if action.is_none() {
+            self.cause = None;
+        }
+        match action {
+            Some(Action::Apply { reason, .. }) => self.reason = reason,
+            Some(Action::Release { reason }) => self.reason = reason,
+            None if !streams.is_empty() => self.reason = describe(&streams),
+            None => {}
+        }
+        self.last_streams = streams;
+        self.next_try = None;
+        // A stream seen while idle: confirm it soon instead of at the next backstop poll.
+        self.throttler.phase() == Phase::Idle && !self.last_streams.is_empty()
+    }
+
+    /// Brings qBittorrent to what the decision wants, if it is time to try.
+    pub fn reconcile(&mut self, record: &dyn Record, now: Instant) -> Outcome {
+        if self.next_try.is_some_and(|t| now < t) {
+            return Outcome::Nothing;
+        }
+        match self.step(record, now) {
+            Ok(o) => {
+                if self.problem.take().is_some() {
+                    tracing::info!("throttle: qbittorrent answers again");
+                }
+                self.next_try = None;
+                o
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                if let Some(m) = &self.metrics {
+                    m.errors.inc_with(&[error_kind(&e)]);
+                }
+                if self.problem.as_ref() != Some(&msg) {
+                    tracing::warn!("throttle: {msg}");
+                }
+                self.problem = Some(msg);
+                self.next_try = Some(now + RETRY);
+                Outcome::Nothing
+            }
+        }
+    }
+
+    fn step(&mut self, record: &dyn Record, now: Instant) -> Result<Outcome, ApplyError> {
+        let want = if self.throttler.phase() == Phase::Streaming {
+            self.throttler.applied()
+        } else {
+            None
+        };
+        if want.is_none() {
+            self.left_to_user = None;
+        }
+        let reason = self.reason.clone();
+        match (want, self.current.clone()) {
+            (Some(target), None) if self.left_to_user.is_none() => {
+                let mut applier = Applier::new(&mut self.client);
+                if self.dry_run {
+                    // Remembered, not stored: the next passes see it "in force".
+                    let s = applier.prepare(target, &reason, unix_now())?;
+                    self.transition(
+                        "engage",
+                        format!("dry run: would throttle: {}; {reason}", s.describe()),
+                    );
+                    self.current = Some(s.clone());
+                    return Ok(Outcome::WouldEngage(s));
+                }
+                let s = applier.engage(target, &reason, unix_now(), |s| record.save(s))?;
+                self.transition("engage", format!("throttled: {}; {reason}", s.describe()));
+                self.current = Some(s.clone());
+                self.next_verify = Some(now + self.verify_every());
+                Ok(Outcome::Engaged(s))
+            }
+            (Some(target), Some(s)) if s.target != target => {
+                let moved = retarget(&s, target, &reason);
+                if self.dry_run {
+                    self.transition(
+                        "move",
+                        format!(
+                            "dry run: would move the throttle: {}; {reason}",
+                            moved.describe()
+                        ),
+                    );
+                    self.current = Some(moved.clone());
+                    return Ok(Outcome::WouldEngage(moved));
+                }
+                record.save(&moved).map_err(ApplyError::Persist)?;
+                self.current = Some(moved.clone());
+                Applier::new(&mut self.client).apply(&moved)?;
+                self.transition(
+                    "move",
+                    format!("throttle moved: {}; {reason}", moved.describe()),
+                );
+                Ok(Outcome::Moved(moved))
+            }
+            (Some(_), Some(s)) => {
+                if self.dry_run || self.next_verify.is_some_and(|t| now < t) {
+                    return Ok(Outcome::Nothing);
+                }
+                self.next_verify = Some(now + self.verify_every());
+                let plan = Applier::new(&mut self.client).verify(&s)?;
+                if !plan.user_changed.is_empty() {
+                    self.forget(record, &s)?;
+                    let what = plan.user_changed.join(", ");
+                    self.left_to_user = Some(what.clone());
+                    self.transition(
+                        "left_to_user",
+                        format!("changed by hand while throttled ({what}): left as the user set it, and not restored"),
+                    );
+                    return Ok(Outcome::LeftToUser(plan.user_changed));
+                }
+                if plan.writes.is_empty() {
+                    return Ok(Outcome::Nothing);
+                }
+                let writes: Vec<String> = plan.writes.iter().map(|w| w.to_string()).collect();
+                self.transition(
+                    "reapply",
+                    format!(
+                        "qbittorrent dropped our limits (it restarted?): re-applied {}",
+                        writes.join(", ")
+                    ),
+                );
+                Ok(Outcome::Reapplied(writes))
+            }
+            (None, Some(s)) => {
+                if self.dry_run {
+                    self.current = None;
+                    let back = self.restores(&s);
+                    self.transition(
+                        "release",
+                        format!("dry run: would give back {back}; {reason}"),
+                    );
+                    return Ok(Outcome::WouldRelease(s));
+                }
+                let plan =
+                    Applier::new(&mut self.client).release(&s, self.settings.idle_upload())?;
+                self.forget(record, &s)?;
+                let line = log_release(&plan, &s.qbittorrent_url, &reason);
+                self.transition("release", line);
+                Ok(Outcome::Released { plan })
+            }
+            _ => Ok(Outcome::Nothing),
+        }
+    }
+
+    fn forget(&mut self, record: &dyn Record, s: &ThrottleState) -> Result<(), ApplyError> {
+        self.current = None;
+        record
+            .clear(&s.qbittorrent_url)
+            .map_err(ApplyError::Persist)
+    }
+
+    fn verify_every(&self) -> Duration {
+        Duration::from_secs(self.settings.poll_interval_s.max(1))
+    }
+
+    fn transition(&mut self, kind: &str, line: String) {
+        tracing::info!("throttle: {line}");
+        if let Some(m) = &self.metrics {
+            m.transitions.inc_with(&[kind]);
+            m.state.set(f64::from(u8::from(self.current.is_some())));
+            // Engaging is what a viewer waits for; a release waits for the restore delay
+            // on purpose.
+            if let Some(c) = self.cause.take() {
+                if kind == "engage" {
+                    m.reaction.observe(c.elapsed().as_secs_f64());
+                }
+            }
+        }
+        self.last_transition = Some(format!(
+            "{} {line}",
+            downshiftarr_shim::record::now_rfc3339()
+        ));
+    }
+
+    /// Gives back whatever we changed, now (shutdown, `--restore`). The record is cleared
+    /// only when qBittorrent took it back (or the user's own choice stands).
+    pub fn restore(&mut self, record: &dyn Record, why: &str) -> Result<Option<Plan>, String> {
+        let Some(s) = self.current.clone() else {
+            return Ok(None);
+        };
+        if self.dry_run {
+            self.current = None;
+            return Ok(None);
+        }
+        let plan = Applier::new(&mut self.client)
+            .release(&s, self.settings.idle_upload())
+            .map_err(|e| e.to_string())?;
+        self.current = None;
+        record.clear(&s.qbittorrent_url)?;
+        let line = log_release(&plan, &s.qbittorrent_url, why);
+        self.transition("release", line);
+        Ok(Some(plan))
+    }
+
+    /// What a restart of the settings keeps: the decision's phase and our record. The client
+    /// is new when the URL or the credentials changed (a changed URL is released first).
+    pub fn reconfigure(
+        &mut self,
+        settings: ThrottleSettings,
+        record: &dyn Record,
+        now: Instant,
+    ) -> Result<(), String> {
+        if settings == self.settings {
+            return Ok(());
+        }
+        let url_changed = settings.qbittorrent_url.trim() != self.settings.qbittorrent_url.trim();
+        if url_changed {
+            self.restore(record, "throttle.qbittorrent_url changed")?;
+        }
+        let fresh = Engine::new(settings, self.dry_run)?;
+        let policy = fresh.throttler.policy().clone();
+        self.throttler = match (self.throttler.phase(), self.throttler.applied()) {
+            (Phase::Streaming, Some(t)) if !url_changed => Throttler::resume(policy, t, now),
+            _ => Throttler::new(policy),
+        };
+        self.rules = fresh.rules;
+        self.client = fresh.client;
+        self.settings = fresh.settings;
+        self.next_try = None;
+        tracing::info!("throttle: settings reloaded");
+        Ok(())
+    }
+
+    pub fn phase(&self) -> Phase {
+        self.throttler.phase()
+    }
+
+    pub fn current(&self) -> Option<&ThrottleState> {
+        self.current.as_ref()
+    }
+
+    pub fn status(&self) -> ThrottleStatus {
+        let problem = self.client.auth_problem().or_else(|| self.problem.clone());
+        ThrottleStatus {
+            state: self.throttler.phase(),
+            mode: self.settings.mode,
+            qbittorrent_url: self.client.url().to_string(),
+            remote_streams: self.last_streams.iter().map(|s| s.reason.clone()).collect(),
+            in_force: self.current.as_ref().map(ThrottleState::describe),
+            will_restore: self.current.as_ref().map(|s| self.restores(s)),
+            since: self.current.as_ref().map(|s| rfc3339(s.since_unix_s)),
+            last_transition: self.last_transition.clone(),
+            left_to_user: self.left_to_user.clone(),
+            problem,
+            login_attempts: self.client.login_attempts(),
+        }
+    }
+
+    /// "upload unlimited" — what the release writes back.
+    fn restores(&self, s: &ThrottleState) -> String {
+        let mut parts = Vec::new();
+        if s.set.upload.is_some() {
+            let back = self.settings.idle_upload().unwrap_or(s.found.upload);
+            parts.push(format!("upload {back}"));
+        }
+        if s.set.download.is_some() {
+            parts.push(format!("download {}", s.found.download));
+        }
+        if s.set.alt_mode.is_some() {
+            parts.push(format!(
+                "alternative speed mode {}",
+                if s.found.alt_mode { "on" } else { "off" }
+            ));
+        }
+        if parts.is_empty() {
+            return "nothing".into();
+        }
+        parts.join(", ")
+    }
+}
+
+fn log_release(plan: &Plan, url: &str, why: &str) -> String {
+    if !plan.user_changed.is_empty() {
+        return format!(
+            "released on {url} ({why}); changed by hand meanwhile, left as the user set it: {}",
+            plan.user_changed.join(", ")
+        );
+    }
+    if plan.writes.is_empty() {
+        return format!("released on {url} ({why}); qbittorrent already had its own limits back");
+    }
+    let writes: Vec<String> = plan.writes.iter().map(|w| w.to_string()).collect();
+    format!("released on {url} ({why}): {}", writes.join(", "))
+}
+
+fn error_kind(e: &ApplyError) -> &'static str {
+    match e {
+        ApplyError::Persist(_) => "store",
+        ApplyError::Qbittorrent(q) => match q {
+            QbitError::BadUrl { .. } => "bad_url",
+            QbitError::Unreachable { .. } => "unreachable",
+            QbitError::LoginRefused { .. } => "login_refused",
+            QbitError::Banned { .. } => "banned",
+            QbitError::BackingOff { .. } => "backing_off",
+            QbitError::NoCredentials { .. } => "no_credentials",
+            QbitError::Forbidden { .. } => "forbidden",
+            QbitError::Status { .. } => "status",
+            QbitError::BadAnswer { .. } => "bad_answer",
+        },
+    }
+}
+
+/// The daemon's job: on when `throttle.qbittorrent_url` is set.
+pub fn job(ctx: &Ctx) -> Result<Option<Job>> {
+    let cfg = ctx.config();
+    if !cfg.throttle.enabled() {
+        return Ok(None);
+    }
+    if ctx.config().plex_access.is_err() {
+        tracing::warn!(
+            "throttle: Plex is not configured, so no stream can be seen; the throttle job is off"
+        );
+        return Ok(None);
+    }
+    let ctx = ctx.clone();
+    Ok(Some(Box::new(move |sd: &Shutdown| run(&ctx, sd, false))))
+}
+
+/// The loop, until `sd` is set; then whatever we changed is given back. `dry_run`: decide and
+/// log, change nothing (`downshiftarr throttle --dry-run`).
+pub fn run(ctx: &Ctx, sd: &Shutdown, dry_run: bool) -> Result<()> {
+    let metrics = Metrics::register(&ctx.health.metrics);
+    let store = Store::open(&ctx.db_path)?;
+    let settings = ctx.config().throttle.clone();
+    let mut engine = Engine::new(settings, dry_run)
+        .map_err(anyhow::Error::msg)?
+        .with_metrics(metrics.clone());
+    engine
+        .resume(&store, Instant::now())
+        .map_err(anyhow::Error::msg)?;
+    tracing::info!(
+        qbittorrent = engine.settings().qbittorrent_url.as_str(),
+        mode = ?engine.settings().mode,
+        "throttle: watching for remote streams"
+    );
+    let publish = |e: &Engine| {
+        if let Ok(v) = serde_json::to_value(e.status()) {
+            ctx.health.set_section(JOB, v);
+        }
+    };
+    let mut seen = ctx.sessions.latest().generation;
+    let mut shown = engine.status();
+    publish(&engine);
+    while !sd.is_set() {
+        // Woken by each snapshot; else once a second for retries, re-checks and shutdown.
+        let latest = ctx.sessions.wait_newer(seen, Duration::from_secs(1));
+        let now = Instant::now();
+        let live = ctx.config();
+        if let Err(e) = engine.reconfigure(live.throttle.clone(), &store, now) {
+            tracing::warn!("throttle: {e}");
+        }
+        if let Some(p) = latest {
+            seen = p.generation;
+            if engine.observe(now, &p.list, p.cause) {
+                ctx.sessions.request_confirmation();
+            }
+        }
+        engine.reconcile(&store, now);
+        let status = engine.status();
+        if status != shown {
+            publish(&engine);
+            shown = status;
+        }
+    }
+    match engine.restore(&store, "the daemon is stopping") {
+        Ok(_) => {}
+        Err(e) => tracing::error!(
+            "throttle: could not give the bandwidth back while stopping: {e}; it stays recorded and is restored at the next start (or run `downshiftarr throttle --restore`)"
+        ),
+    }
+    publish(&engine);
+    Ok(())
+}
