@@ -74,6 +74,9 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
                     } else {
                         tracing::info!("configuration reloaded");
                     }
+                    if new.throttle.enabled() && !old.throttle.enabled() {
+                        tracing::warn!("throttle: turned on by the reload; the throttle job starts at the next restart");
+                    }
                     ctx.set_config(new);
                 }
                 Err(e) => {

@@ -73,6 +73,9 @@ fn run(
     let mut last_poll: Option<Instant> = None;
     let mut last_error: Option<String> = None;
     let mut confirm: Option<Instant> = None;
+    // A look, shortly after each poll, for a consumer's confirmation request (asked within
+    // milliseconds of the snapshot): one wake-up per poll instead of a busy tick.
+    let mut recheck: Option<Instant> = None;
     while !shutdown.is_set() {
         // Sleep until the next poll can be due (its own time, and the spacing after the last
         // poll), at most a tick; a notification wakes it earlier.
@@ -84,6 +87,9 @@ fn run(
         }
         if let Some(c) = confirm {
             until = until.min(c.max(spaced(CONFIRM)));
+        }
+        if let Some(r) = recheck {
+            until = until.min(r);
         }
         let wait = until
             .saturating_duration_since(now)
@@ -99,6 +105,9 @@ fn run(
             }
         }
         let now = Instant::now();
+        if recheck.is_some_and(|r| now >= r) {
+            recheck = None;
+        }
         if ctx.sessions.take_confirmation() {
             confirm.get_or_insert(last_poll.map_or(now, |t| t + CONFIRM).max(now));
         }
@@ -114,6 +123,7 @@ fn run(
         let cause = dirty.take();
         confirm = None;
         last_poll = Some(now);
+        recheck = Some(now + CONFIRM);
         let Some(plex) = ctx.plex_interactive() else {
             continue;
         };

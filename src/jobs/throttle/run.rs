@@ -310,14 +310,18 @@ impl Engine {
         } else if action.is_none() {
             self.cause = None;
         }
-        match action {
-            Some(Action::Apply { reason, .. }) => self.reason = reason,
-            Some(Action::Release { reason }) => self.reason = reason,
+        match &action {
+            Some(Action::Apply { reason, .. }) | Some(Action::Release { reason }) => {
+                self.reason = reason.clone()
+            }
             None if !streams.is_empty() => self.reason = describe(&streams),
             None => {}
         }
         self.last_streams = streams;
-        self.next_try = None;
+        if action.is_some() {
+            // A new decision is tried at once, whatever the pacing of the last failure.
+            self.next_try = None;
+        }
         // A stream seen while idle: confirm it soon instead of at the next backstop poll.
         self.throttler.phase() == Phase::Idle && !self.last_streams.is_empty()
     }
@@ -655,6 +659,15 @@ pub fn run(ctx: &Ctx, sd: &Shutdown, dry_run: bool) -> Result<()> {
         let latest = ctx.sessions.wait_newer(seen, Duration::from_secs(1));
         let now = Instant::now();
         let live = ctx.config();
+        if !live.throttle.enabled() {
+            // Turned off by a reload: give back what we changed, then wait to be turned on.
+            if engine.current().is_some() {
+                if let Err(e) = engine.restore(&store, "the throttle section was turned off") {
+                    tracing::warn!("throttle: {e}");
+                }
+            }
+            continue;
+        }
         if let Err(e) = engine.reconfigure(live.throttle.clone(), &store, now) {
             tracing::warn!("throttle: {e}");
         }
