@@ -61,6 +61,7 @@ struct State {
     sessions: Vec<String>,
     log: Vec<Req>,
     up: u64,
+    down: u64,
     alt: bool,
 }
 
@@ -78,6 +79,7 @@ impl FakeQbit {
             sessions: Vec::new(),
             log: Vec::new(),
             up: 0,
+            down: 0,
             alt: false,
         }));
         let shared = state.clone();
@@ -97,6 +99,23 @@ impl FakeQbit {
 
     pub fn log(&self) -> Vec<Req> {
         self.state.lock().unwrap().log.clone()
+    }
+
+    /// The global upload limit (bytes/s), as the user would set it in the UI.
+    pub fn set_upload(&self, bytes_per_s: u64) {
+        self.state.lock().unwrap().up = bytes_per_s;
+    }
+
+    pub fn upload(&self) -> u64 {
+        self.state.lock().unwrap().up
+    }
+
+    /// Setter calls received (`POST transfer/set…`).
+    pub fn writes(&self) -> usize {
+        self.log()
+            .iter()
+            .filter(|r| r.method == "POST" && r.path.starts_with("/api/v2/transfer/set"))
+            .count()
     }
 
     pub fn logins(&self) -> usize {
@@ -255,6 +274,13 @@ fn answer(req: &Req, port: u16, st: &mut State) -> (u16, String, String) {
                 st.up.to_string()
             };
             (200, String::new(), body)
+        }
+        "transfer/downloadLimit" if want("GET") => (200, String::new(), st.down.to_string()),
+        "transfer/setDownloadLimit" if want("POST") => {
+            st.down = form_value(&req.body, "limit")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(st.down);
+            (204, String::new(), String::new())
         }
         "transfer/speedLimitsMode" if want("GET") => {
             (200, String::new(), if st.alt { "1" } else { "0" }.into())
