@@ -8,6 +8,7 @@
 //! pass; a failed Plex poll is no observation at all (the sessions job publishes nothing).
 //! The daemon's job ([`job`]) and `downshiftarr throttle` drive the same engine.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Result;
@@ -652,6 +653,7 @@ pub fn run(ctx: &Ctx, sd: &Shutdown, dry_run: bool) -> Result<()> {
         }
     };
     let mut seen = ctx.sessions.latest().generation;
+    let mut loaded = ctx.config();
     let mut shown = engine.status();
     publish(&engine);
     while !sd.is_set() {
@@ -659,6 +661,8 @@ pub fn run(ctx: &Ctx, sd: &Shutdown, dry_run: bool) -> Result<()> {
         let latest = ctx.sessions.wait_newer(seen, Duration::from_secs(1));
         let now = Instant::now();
         let live = ctx.config();
+        let reloaded = !Arc::ptr_eq(&live, &loaded);
+        loaded = live.clone();
         if !live.throttle.enabled() {
             // Turned off by a reload: give back what we changed, then wait to be turned on.
             if engine.current().is_some() {
@@ -668,8 +672,10 @@ pub fn run(ctx: &Ctx, sd: &Shutdown, dry_run: bool) -> Result<()> {
             }
             continue;
         }
-        if let Err(e) = engine.reconfigure(live.throttle.clone(), &store, now) {
-            tracing::warn!("throttle: {e}");
+        if reloaded {
+            if let Err(e) = engine.reconfigure(live.throttle.clone(), &store, now) {
+                tracing::warn!("throttle: {e}");
+            }
         }
         if let Some(p) = latest {
             seen = p.generation;
