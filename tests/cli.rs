@@ -358,9 +358,13 @@ fn status_when_the_daemon_is_not_running() {
     assert!(v["error"].as_str().is_some_and(|e| !e.is_empty()), "{v}");
 }
 
-/// A daemon stand-in that answers `status` with this object.
-fn status_daemon(socket: &Path, status: serde_json::Value) -> std::thread::JoinHandle<()> {
-    use downshiftarr_shim::protocol::{self, Request, Response};
+/// A daemon stand-in that answers `status` with this status.
+fn status_daemon(
+    socket: &Path,
+    status: downshiftarr::daemon::status::Status,
+) -> std::thread::JoinHandle<()> {
+    use downshiftarr::daemon::admin::{AdminRequest, AdminResponse};
+    use downshiftarr_shim::protocol;
     use std::io::Write;
     let l = std::os::unix::net::UnixListener::bind(socket).unwrap();
     l.set_nonblocking(true).unwrap();
@@ -378,10 +382,12 @@ fn status_daemon(socket: &Path, status: serde_json::Value) -> std::thread::JoinH
         };
         if let Some(mut c) = conn {
             let _ = c.set_nonblocking(false);
-            if let Ok(Request::Status) =
-                protocol::read_frame(&mut c).and_then(|b| protocol::decode::<Request>(&b))
+            if let Ok(AdminRequest::Status) =
+                protocol::read_frame(&mut c).and_then(|b| protocol::decode::<AdminRequest>(&b))
             {
-                let _ = c.write_all(&protocol::encode(&Response::Status { status }));
+                let _ = c.write_all(&protocol::encode(&AdminResponse::Status {
+                    status: Box::new(status),
+                }));
             }
         }
     })
@@ -394,7 +400,11 @@ fn status_exit_code_says_healthy() {
     let socket = dir.path().join("d.sock");
     let t = status_daemon(
         &socket,
-        serde_json::json!({"healthy": true, "version": "x"}),
+        downshiftarr::daemon::status::Status {
+            healthy: true,
+            version: "x".into(),
+            ..Default::default()
+        },
     );
     let out = cli(&["status"], &none, &socket);
     t.join().unwrap();

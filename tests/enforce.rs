@@ -627,11 +627,11 @@ fn plex_failing_during_enforcement_is_reported_and_nothing_else_stops() {
     )
     .unwrap();
     let r = c
-        .call(&downshiftarr_shim::protocol::Request::TautulliEvent {
+        .call_as(&downshiftarr::daemon::admin::AdminRequest::TautulliEvent {
             event: json!({"rating_key": 12}),
         })
         .unwrap();
-    let downshiftarr_shim::protocol::Response::Enforced { outcome } = r else {
+    let downshiftarr::daemon::admin::AdminResponse::Enforced { outcome } = r else {
         panic!("{r:?}")
     };
     assert_eq!(outcome["reason"], "malformed trigger", "{outcome}");

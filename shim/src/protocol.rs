@@ -19,9 +19,11 @@
 //! | `{"type":"lookup_source","path":P}` | `{"type":"source","found":bool,"facts":{…}?,"versions":[…]}` |
 //! | `{"type":"report_decision","record":{…}}` | `{"type":"ok"}` |
 //! | `{"type":"session_context","transcode_session":S,"wait_ms":N}` | `{"type":"session","viewer":{"user":…,"client":…,"device":…,"local":bool}}` |
-//! | `{"type":"tautulli_event","event":{…}}` (the `tautulli` command) | `{"type":"enforced","outcome":{"action":…,"reason":…}}` |
-//! | `{"type":"status"}` | `{"type":"status","status":{"uptime_s":…,"index":{…},"last_sync":{…},"jobs":{…}}}` |
 //! | anything malformed | `{"type":"error","message":"…"}` |
+//!
+//! The daemon also answers requests only its admin CLI sends (`status`, `tautulli_event`) on
+//! the same socket and in the same framing; they are the daemon's business and are defined in
+//! the daemon's crate (`src/daemon/admin.rs`), whose tags never overlap [`REQUEST_TYPES`].
 //!
 //! # Deadlines
 //!
@@ -37,6 +39,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::facts::SourceFacts;
@@ -111,14 +114,17 @@ pub enum Request {
         #[serde(default)]
         wait_ms: u32,
     },
-    /// The daemon's health, for `downshiftarr status`.
-    Status,
-    /// A Tautulli trigger handed over by `downshiftarr tautulli` (the daemon's business;
-    /// the shim never sends it).
-    TautulliEvent {
-        event: serde_json::Value,
-    },
 }
+
+/// The `"type"` of every [`Request`]: the daemon tells the shim's requests from its own admin
+/// requests by them, and names them in the error an unknown type gets.
+pub const REQUEST_TYPES: &[&str] = &[
+    "ping",
+    "version",
+    "lookup_source",
+    "report_decision",
+    "session_context",
+];
 
 /// A response from the daemon.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -143,16 +149,8 @@ pub enum Response {
         viewer: crate::viewer::Viewer,
     },
     Ok,
-    /// Uptime, index counts, last sync, job health (`downshiftarr status`).
-    Status {
-        status: serde_json::Value,
-    },
     Error {
         message: String,
-    },
-    /// What the daemon did about a Tautulli trigger.
-    Enforced {
-        outcome: serde_json::Value,
     },
 }
 
@@ -320,7 +318,16 @@ impl Client {
 
     /// Sends a request and reads its response.
     pub fn call(&mut self, req: &Request) -> Result<Response, ClientError> {
-        self.send(req)?;
+        self.call_as(req)
+    }
+
+    /// Sends any message in this framing and reads the answer as `Resp`: the daemon's admin
+    /// requests (`downshiftarr status`, `downshiftarr tautulli`) travel this way.
+    pub fn call_as<Req: Serialize, Resp: DeserializeOwned>(
+        &mut self,
+        req: &Req,
+    ) -> Result<Resp, ClientError> {
+        self.io.write_all(&encode(req)).map_err(map_io)?;
         let body = read_frame(&mut self.io)?;
         decode(&body)
     }
@@ -444,6 +451,49 @@ mod tests {
             decode::<Response>(br#"{"v":1,"type":"nope"}"#),
             Err(ClientError::BadFrame(_))
         ));
+    }
+
+    /// `status` and `tautulli_event` are the daemon's admin requests (`src/daemon/admin.rs`):
+    /// the shim's protocol no longer reads them, and every type it does read is listed in
+    /// [`REQUEST_TYPES`], which the daemon uses to tell the two apart.
+    #[test]
+    fn admin_requests_are_not_the_shims_and_every_shim_type_is_listed() {
+        for admin in [
+            &br#"{"v":1,"type":"status"}"#[..],
+            br#"{"v":1,"type":"tautulli_event","event":{}}"#,
+        ] {
+            assert!(
+                matches!(decode::<Request>(admin), Err(ClientError::BadFrame(_))),
+                "{}",
+                String::from_utf8_lossy(admin)
+            );
+        }
+        let all = [
+            Request::Ping,
+            Request::Version,
+            Request::LookupSource { path: "/m".into() },
+            Request::ReportDecision {
+                record: serde_json::json!({}),
+            },
+            Request::SessionContext {
+                transcode_session: "t".into(),
+                wait_ms: 0,
+            },
+        ];
+        for r in &all {
+            // A new variant fails to compile here: add it to `all` and to REQUEST_TYPES.
+            match r {
+                Request::Ping
+                | Request::Version
+                | Request::LookupSource { .. }
+                | Request::ReportDecision { .. }
+                | Request::SessionContext { .. } => {}
+            }
+            let v = serde_json::to_value(r).unwrap();
+            let t = v["type"].as_str().unwrap();
+            assert!(REQUEST_TYPES.contains(&t), "{t} is not in REQUEST_TYPES");
+        }
+        assert_eq!(all.len(), REQUEST_TYPES.len());
     }
 
     #[test]

@@ -66,7 +66,8 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
 fn daemon_status(
     flag: Option<&std::path::Path>,
 ) -> std::result::Result<(String, Status), (Option<String>, String)> {
-    use downshiftarr_shim::protocol::{Client, ClientError, Request, Response};
+    use crate::daemon::admin::{AdminRequest, AdminResponse};
+    use downshiftarr_shim::protocol::{Client, ClientError};
     let (path, _) =
         crate::cli::check_config::config_file(flag).map_err(|e| (None, format!("{e:#}")))?;
     let env = |k: &str| std::env::var(k).ok();
@@ -85,11 +86,15 @@ fn daemon_status(
             e => format!("unable to connect to {socket}: {e}"),
         })
     })?;
-    match c.call(&Request::Status) {
-        Ok(Response::Status { status }) => serde_json::from_value(status)
-            .map(|s| (socket.clone(), s))
-            .map_err(|e| fail(format!("the daemon at {socket} sent a status this version cannot read: {e}"))),
+    match c.call_as(&AdminRequest::Status) {
+        Ok(AdminResponse::Status { status }) => Ok((socket.clone(), *status)),
+        Ok(AdminResponse::Error { message }) => Err(fail(format!(
+            "the daemon at {socket} refused the status request: {message}"
+        ))),
         Ok(_) => Err(fail(format!("the daemon at {socket} answered something else"))),
+        Err(ClientError::BadFrame(e)) => Err(fail(format!(
+            "the daemon at {socket} sent an answer this version cannot read: {e}"
+        ))),
         Err(ClientError::Eof) => Err(fail(format!(
             "the daemon at {socket} closed the connection: this user may not use the socket (run as root, the daemon's user or a member of daemon.socket_group)"
         ))),

@@ -11,10 +11,11 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use downshiftarr_shim::config::ShimConfig;
 use downshiftarr_shim::facts::SourceFacts;
-use downshiftarr_shim::protocol::{Client, MediaVersion, Request, Response};
+use downshiftarr_shim::protocol::{Client, MediaVersion};
 use downshiftarr_shim::switch;
 
 use crate::cli::TautulliArgs;
+use crate::daemon::admin::{AdminRequest, AdminResponse};
 use crate::daemon::logging::{self, ScriptLog};
 use crate::jobs::guard::enforce::{Enforcer, Outcome};
 use crate::jobs::guard::trigger::{handle, notifies, parse_env_file, Knowledge, Trigger};
@@ -135,10 +136,10 @@ fn ask_daemon(shim: &ShimConfig, t: &Trigger) -> Option<serde_json::Value> {
     // Finding the session may take the configured retries; the daemon answers after that.
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut c = Client::connect(Path::new(&shim.socket), deadline).ok()?;
-    match c.call(&Request::TautulliEvent {
+    match c.call_as(&AdminRequest::TautulliEvent {
         event: serde_json::to_value(t).ok()?,
     }) {
-        Ok(Response::Enforced { outcome }) => Some(outcome),
+        Ok(AdminResponse::Enforced { outcome }) => Some(outcome),
         Ok(other) => {
             tracing::warn!("unexpected daemon answer {other:?}; deciding here");
             None

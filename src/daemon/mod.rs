@@ -3,6 +3,7 @@
 //! typed status, the HTTP endpoint and logging. The jobs themselves live in `crate::jobs`; `downshiftarr daemon`
 //! (`crate::cli::daemon`) puts them together.
 
+pub mod admin;
 pub mod ctx;
 pub mod health;
 pub mod http;

@@ -1,6 +1,8 @@
 //! The shim's Unix-socket service.
 //!
-//! Speaks `downshiftarr_shim::protocol` (length-prefixed JSON, version field, 1 MiB frames).
+//! Speaks `downshiftarr_shim::protocol` (length-prefixed JSON, version field, 1 MiB frames),
+//! and on the same socket the admin CLI's requests (`crate::daemon::admin`: `status`,
+//! `tautulli_event`), read only when a frame is not one of the shim's.
 //! The socket is created with an explicit mode (0660, via the umask around `bind`) and group
 //! (the Plex group), a stale socket is removed only by the holder of the instance lock (the
 //! caller), and every connection's peer is checked against root, our own uid, the socket's
@@ -27,6 +29,7 @@ use nix::unistd::{Group, Uid};
 
 use super::guard::Guard;
 use super::Job;
+use crate::daemon::admin::{self, AdminRequest, AdminResponse, Incoming};
 use crate::daemon::ctx::{AuditMsg, Ctx};
 use crate::daemon::lifecycle::Shutdown;
 
@@ -322,8 +325,9 @@ fn handle(mut conn: UnixStream, ctx: &Ctx, answers: &dyn Answers) {
                 return;
             }
         };
-        let response = match protocol::decode::<Request>(&body) {
-            Ok(req) => answer(req, ctx, answers),
+        let response = match admin::decode_request(&body) {
+            Ok(Incoming::Shim(req)) => answer(req, ctx, answers).map(|r| protocol::encode(&r)),
+            Ok(Incoming::Admin(req)) => Some(protocol::encode(&answer_admin(req, ctx, answers))),
             Err(e) => {
                 stats.bad_frames.inc();
                 let _ = conn.write_all(&protocol::encode(&Response::Error {
@@ -333,7 +337,7 @@ fn handle(mut conn: UnixStream, ctx: &Ctx, answers: &dyn Answers) {
             }
         };
         if let Some(r) = response {
-            if conn.write_all(&protocol::encode(&r)).is_err() {
+            if conn.write_all(&r).is_err() {
                 return;
             }
         }
@@ -342,11 +346,8 @@ fn handle(mut conn: UnixStream, ctx: &Ctx, answers: &dyn Answers) {
 
 /// The answer to one request; `None` for fire-and-forget reports.
 fn answer(req: Request, ctx: &Ctx, answers: &dyn Answers) -> Option<Response> {
-    let (health, stats) = (&ctx.health, &ctx.health.socket);
+    let stats = &ctx.health.socket;
     Some(match req {
-        Request::Status => Response::Status {
-            status: health.status_json(),
-        },
         Request::Ping => Response::Pong,
         Request::Version => Response::Version {
             version: downshiftarr_shim::VERSION.into(),
@@ -384,10 +385,19 @@ fn answer(req: Request, ctx: &Ctx, answers: &dyn Answers) -> Option<Response> {
                 Duration::from_millis(wait_ms.min(5000) as u64),
             ),
         },
-        Request::TautulliEvent { event } => Response::Enforced {
+    })
+}
+
+/// The answer to one request of the admin CLI (`status`, `tautulli`).
+fn answer_admin(req: AdminRequest, ctx: &Ctx, answers: &dyn Answers) -> AdminResponse {
+    match req {
+        AdminRequest::Status => AdminResponse::Status {
+            status: Box::new(ctx.health.status()),
+        },
+        AdminRequest::TautulliEvent { event } => AdminResponse::Enforced {
             outcome: answers.tautulli(&event),
         },
-    })
+    }
 }
 
 #[cfg(test)]
@@ -480,6 +490,92 @@ mod tests {
     }
 
     const NOBODY: u32 = 65534;
+
+    /// Fixed answers: what is tested is the service's framing and dispatch.
+    struct Fixed;
+
+    impl Answers for Fixed {
+        fn viewer(&self, _: &str, _: Duration) -> downshiftarr_shim::policy::Viewer {
+            Default::default()
+        }
+        fn tautulli(&self, event: &serde_json::Value) -> serde_json::Value {
+            serde_json::json!({"action": "none", "reason": "test", "seen": event})
+        }
+    }
+
+    /// Sends one raw frame body and reads the answer's body.
+    fn ask(c: &mut UnixStream, body: &[u8]) -> Vec<u8> {
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(body);
+        c.write_all(&frame).unwrap();
+        protocol::read_frame(c).unwrap()
+    }
+
+    /// `status` and `tautulli_event` left the shim's protocol for the daemon's admin one:
+    /// the shim's `Request` no longer reads them, the daemon still answers them (typed) on
+    /// the same connection as the shim's requests, and a frame neither reads gets an error
+    /// naming it before the connection closes.
+    #[test]
+    fn the_daemon_answers_admin_requests_the_shim_protocol_no_longer_reads() {
+        let ctx = Ctx::new(
+            PathBuf::from("/nonexistent/config.json"),
+            crate::config::Config::default(),
+            Shutdown::default(),
+            Arc::new(crate::daemon::health::Health::new()),
+            crate::store::lookup::Lookup::default(),
+        );
+        let (mut c, s) = UnixStream::pair().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let served = {
+            let ctx = ctx.clone();
+            std::thread::spawn(move || handle(s, &ctx, &Fixed))
+        };
+        let status = br#"{"v":1,"type":"status"}"#;
+        assert!(matches!(
+            protocol::decode::<Request>(status),
+            Err(ClientError::BadFrame(_))
+        ));
+        let r: Response = protocol::decode(&ask(
+            &mut c,
+            br#"{"v":1,"type":"lookup_source","path":"/m/none.mkv"}"#,
+        ))
+        .unwrap();
+        assert!(matches!(r, Response::Source { found: false, .. }), "{r:?}");
+        let r: AdminResponse = protocol::decode(&ask(&mut c, status)).unwrap();
+        let AdminResponse::Status { status } = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(status.version, downshiftarr_shim::VERSION);
+        assert!(status.healthy, "{status:?}");
+        assert_eq!((status.shim.lookups, status.shim.lookup_hits), (1, 0));
+        let r: AdminResponse = protocol::decode(&ask(
+            &mut c,
+            br#"{"v":1,"type":"tautulli_event","event":{"rating_key":"5"}}"#,
+        ))
+        .unwrap();
+        let AdminResponse::Enforced { outcome } = r else {
+            panic!("{r:?}")
+        };
+        assert_eq!(outcome["seen"]["rating_key"], "5", "{outcome}");
+        let r: Response = protocol::decode(&ask(&mut c, br#"{"v":1,"type":"ping"}"#)).unwrap();
+        assert_eq!(r, Response::Pong);
+        let r: Response = protocol::decode(&ask(&mut c, br#"{"v":1,"type":"nope"}"#)).unwrap();
+        let Response::Error { message } = r else {
+            panic!("{r:?}")
+        };
+        assert!(
+            message.contains(r#"unknown request type "nope""#)
+                && message.contains("lookup_source")
+                && message.contains("status"),
+            "{message}"
+        );
+        assert!(matches!(
+            protocol::read_frame(&mut c),
+            Err(ClientError::Eof)
+        ));
+        served.join().unwrap();
+        assert_eq!(ctx.health.socket.bad_frames.get(&[]) as u64, 1);
+    }
 
     #[test]
     fn a_peer_holding_the_socket_group_only_as_a_supplementary_group_is_admitted() {
