@@ -196,14 +196,16 @@ impl FakePlex {
                 },
             );
         }
+        // Every item has its own second, as in a real library (where an incremental pass
+        // re-lists only the items of the watermark's second), TV after the movies.
         for sh in 0..shows {
             rk += 1;
             let show_rk = rk;
             let title = format!("Show {sh}");
             items.insert(show_rk, Item {
                 json: json!({"ratingKey": show_rk.to_string(), "type": "show", "title": title, "year": 2000 + (sh % 20) as i64,
-                    "guid": format!("com.plexapp.agents.thetvdb://{}?lang=en", 70000 + sh), "updatedAt": BASE_TIME, "librarySectionID": "2"}),
-                updated: BASE_TIME,
+                    "guid": format!("com.plexapp.agents.thetvdb://{}?lang=en", 70000 + sh), "updatedAt": BASE_TIME + show_rk as i64, "librarySectionID": "2"}),
+                updated: BASE_TIME + show_rk as i64,
                 section: "2",
             });
             for e in 0..episodes {
@@ -215,9 +217,9 @@ impl FakePlex {
                 items.insert(rk, Item {
                     json: json!({"ratingKey": rk.to_string(), "type": "episode", "title": format!("Episode {ep}"),
                         "grandparentTitle": title, "grandparentRatingKey": show_rk.to_string(), "parentIndex": season, "index": ep,
-                        "guid": format!("com.plexapp.agents.thetvdb://{}/{season}/{ep}?lang=en", 70000 + sh), "updatedAt": BASE_TIME,
+                        "guid": format!("com.plexapp.agents.thetvdb://{}/{season}/{ep}?lang=en", 70000 + sh), "updatedAt": BASE_TIME + rk as i64,
                         "librarySectionID": 2, "Media": [media_json(rk * 10, 1920, 1080, "bt709", None, &file, rk)]}),
-                    updated: BASE_TIME,
+                    updated: BASE_TIME + rk as i64,
                     section: "2",
                 });
             }

@@ -172,6 +172,54 @@ fn render(s: &Status) -> String {
     if let Some(e) = &s.enforcement.last_error {
         line(format!("last enforcement error: {e}"));
     }
+    if let Some(t) = s.sections.get(crate::jobs::throttle::run::JOB) {
+        for l in throttle_lines(t) {
+            line(l);
+        }
+    }
+    out
+}
+
+/// The throttle's section, readable; a section this version cannot read is shown as it is.
+fn throttle_lines(v: &serde_json::Value) -> Vec<String> {
+    use crate::jobs::throttle::machine::Phase;
+    let Ok(t) = serde_json::from_value::<crate::jobs::throttle::run::ThrottleStatus>(v.clone())
+    else {
+        return vec![format!("throttle: {v}")];
+    };
+    let mut out = Vec::new();
+    let streams = match t.remote_streams.len() {
+        0 => "no remote stream".to_string(),
+        n => format!("{n} remote stream(s): {}", t.remote_streams.join(", ")),
+    };
+    out.push(match t.state {
+        Phase::Idle => format!(
+            "throttle: idle — {streams} (qbittorrent {})",
+            t.qbittorrent_url
+        ),
+        Phase::Streaming => format!(
+            "throttle: streaming — {streams} (qbittorrent {})",
+            t.qbittorrent_url
+        ),
+    });
+    if let Some(f) = &t.in_force {
+        out.push(format!(
+            "throttle in force since {}: {f}; will restore {}",
+            t.since.as_deref().unwrap_or("?"),
+            t.will_restore.as_deref().unwrap_or("nothing")
+        ));
+    }
+    if let Some(u) = &t.left_to_user {
+        out.push(format!(
+            "throttle: changed by hand, left as the user set it: {u}"
+        ));
+    }
+    if let Some(p) = &t.problem {
+        out.push(format!("throttle PROBLEM: {p}"));
+    }
+    if let Some(l) = &t.last_transition {
+        out.push(format!("throttle last change: {l}"));
+    }
     out
 }
 
@@ -224,6 +272,21 @@ mod tests {
             "job sync: ok\n",
             "enforcement: 1 terminated (refused by the shim)\n",
             "PLEX PASS MISSING",
+        ] {
+            assert!(text.contains(want), "{want:?} not in\n{text}");
+        }
+        s.sections.insert(
+            "throttle".into(),
+            serde_json::json!({"state": "streaming", "qbittorrent_url": "http://127.0.0.1:8080",
+                "remote_streams": ["alice on Roku (wan)"], "in_force": "upload 500 KiB/s (found unlimited)",
+                "will_restore": "upload unlimited", "since": "2026-12-04T09:00:00Z",
+                "problem": "qbittorrent: login refused"}),
+        );
+        let text = render(&s);
+        for want in [
+            "throttle: streaming — 1 remote stream(s): alice on Roku (wan) (qbittorrent http://127.0.0.1:8080)\n",
+            "throttle in force since 2026-12-04T09:00:00Z: upload 500 KiB/s (found unlimited); will restore upload unlimited\n",
+            "throttle PROBLEM: qbittorrent: login refused\n",
         ] {
             assert!(text.contains(want), "{want:?} not in\n{text}");
         }

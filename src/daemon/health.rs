@@ -354,7 +354,7 @@ impl Health {
         }
     }
 
-    /// The status as JSON (the socket's `status` answer).
+    /// The status as JSON (`/health`'s body).
     pub fn status_json(&self) -> serde_json::Value {
         serde_json::to_value(self.status()).unwrap_or_default()
     }
