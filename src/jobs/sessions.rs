@@ -6,8 +6,9 @@
 //! (read with the context's interactive client: at most 8 s) is published as a snapshot for
 //! every job (`ctx.sessions`). Notifications also update the tracker between polls, so the
 //! shim's viewer question is answered from memory. A failed poll publishes nothing: "Plex did
-//! not answer" is never "nobody is playing". The loop sleeps until its next deadline: no
-//! wake-ups while nothing plays but the backstop.
+//! not answer" is never "nobody is playing". The loop sleeps until its next deadline: while
+//! nothing plays it wakes only for the backstop and, every 500 ms, to see a shutdown (and a
+//! confirmation request, looked for 250 ms after each poll).
 
 use std::time::{Duration, Instant};
 
@@ -56,6 +57,33 @@ fn interesting(e: &Event, known: Option<&str>) -> bool {
     }
 }
 
+/// When the loop must look again: the next poll's own time (and the spacing after the last
+/// poll), a debounced notification, a confirmation asked for; at most a tick away. A
+/// notification wakes it earlier. A consumer asks for a confirmation while it handles the
+/// listing just published (the throttle, at once), and nothing wakes this loop for that: so it
+/// looks for the request when the confirmation could be due, `CONFIRM` after the poll, not up
+/// to a whole tick later (that tick was 250 ms of the throttle's ≤ 1 s reaction budget).
+fn wake_at(
+    now: Instant,
+    next_poll: Instant,
+    last_poll: Option<Instant>,
+    dirty: Option<Instant>,
+    confirm: Option<Instant>,
+) -> Instant {
+    let spaced = |spacing: Duration| last_poll.map_or(now, |l| l + spacing);
+    let mut until = (now + TICK).min(next_poll.max(spaced(SPACING)));
+    if let Some(d) = dirty {
+        until = until.min((d + DEBOUNCE).max(spaced(SPACING)));
+    }
+    if let Some(c) = confirm {
+        until = until.min(c.max(spaced(CONFIRM)));
+    }
+    if let Some(asked) = last_poll.map(|l| l + CONFIRM).filter(|c| *c > now) {
+        until = until.min(asked);
+    }
+    until
+}
+
 pub fn job(ctx: &Ctx) -> Result<Option<Job>> {
     let ctx = ctx.clone();
     let events = std::sync::Mutex::new(ctx.events.subscribe());
@@ -73,24 +101,9 @@ fn run(
     let mut last_poll: Option<Instant> = None;
     let mut last_error: Option<String> = None;
     let mut confirm: Option<Instant> = None;
-    // A look, shortly after each poll, for a consumer's confirmation request (asked within
-    // milliseconds of the snapshot): one wake-up per poll instead of a busy tick.
-    let mut recheck: Option<Instant> = None;
     while !shutdown.is_set() {
-        // Sleep until the next poll can be due (its own time, and the spacing after the last
-        // poll), at most a tick; a notification wakes it earlier.
         let now = Instant::now();
-        let spaced = |spacing: Duration| last_poll.map_or(now, |l| l + spacing);
-        let mut until = (now + TICK).min(next_poll.max(spaced(SPACING)));
-        if let Some(d) = dirty {
-            until = until.min((d + DEBOUNCE).max(spaced(SPACING)));
-        }
-        if let Some(c) = confirm {
-            until = until.min(c.max(spaced(CONFIRM)));
-        }
-        if let Some(r) = recheck {
-            until = until.min(r);
-        }
+        let until = wake_at(now, next_poll, last_poll, dirty, confirm);
         let wait = until
             .saturating_duration_since(now)
             .max(Duration::from_millis(1));
@@ -105,9 +118,6 @@ fn run(
             }
         }
         let now = Instant::now();
-        if recheck.is_some_and(|r| now >= r) {
-            recheck = None;
-        }
         if ctx.sessions.take_confirmation() {
             confirm.get_or_insert(last_poll.map_or(now, |t| t + CONFIRM).max(now));
         }
@@ -123,7 +133,6 @@ fn run(
         let cause = dirty.take();
         confirm = None;
         last_poll = Some(now);
-        recheck = Some(now + CONFIRM);
         let Some(plex) = ctx.plex_interactive() else {
             continue;
         };
@@ -159,6 +168,52 @@ mod tests {
             view_offset_ms: None,
             transcode_session: transcode.map(String::from),
         }
+    }
+
+    #[test]
+    fn after_a_poll_the_loop_looks_for_a_confirmation_request_when_it_could_be_due() {
+        let t = Instant::now();
+        let backstop = t + Duration::from_secs(10);
+        // Just polled, nothing pending: wake when a confirmation asked now could be due, not
+        // a tick later.
+        assert_eq!(wake_at(t, backstop, Some(t), None, None), t + CONFIRM);
+        let later = t + Duration::from_millis(100);
+        assert_eq!(wake_at(later, backstop, Some(t), None, None), t + CONFIRM);
+        // Past that point, a request is seen at the next tick at the latest, as before.
+        let past = t + Duration::from_millis(300);
+        assert_eq!(wake_at(past, backstop, Some(t), None, None), past + TICK);
+        // A confirmation asked: at its time, after the spacing from the last poll.
+        assert_eq!(
+            wake_at(past, backstop, Some(t), None, Some(past)),
+            past,
+            "already spaced"
+        );
+        assert_eq!(
+            wake_at(later, backstop, Some(t), None, Some(later)),
+            t + CONFIRM
+        );
+        // A notification: debounced, and spaced from the last poll.
+        let (seen, now) = (
+            t + Duration::from_millis(550),
+            t + Duration::from_millis(600),
+        );
+        assert_eq!(
+            wake_at(now, backstop, Some(t), Some(seen), None),
+            t + SPACING
+        );
+        let (seen, now) = (
+            t + Duration::from_millis(650),
+            t + Duration::from_millis(700),
+        );
+        assert_eq!(
+            wake_at(now, backstop, Some(t), Some(seen), None),
+            seen + DEBOUNCE
+        );
+        assert_eq!(
+            wake_at(t, backstop, None, Some(t), None),
+            t + DEBOUNCE,
+            "no poll yet"
+        );
     }
 
     #[test]
