@@ -241,6 +241,53 @@ fn throttle_check_config_tests_the_qbittorrent_login_once() {
 }
 
 #[test]
+fn throttle_check_config_without_a_usable_password_says_what_to_set() {
+    let Some(r) = rig(json!({})) else {
+        return;
+    };
+    let url = r.qbit.url();
+    let pass = r.env.dir.path().join("qbittorrent.pass");
+    // A password file others can read is refused before anything is sent.
+    std::fs::set_permissions(&pass, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let out = r.run(&["check-config"], &[]);
+    assert!(
+        out.code == Some(1)
+            && out
+                .stdout
+                .contains(&format!("qbittorrent {url}: throttle.password_file"))
+            && out.stdout.contains("chmod 0600"),
+        "{}",
+        out.said()
+    );
+    assert!(!out.said().contains(PASSWORD), "{}", out.said());
+    // No password at all: this qBittorrent wants a login, and we say how to give one.
+    r.env.configure("throttle", json!({"password_file": ""}));
+    let out = r.run(&["check-config"], &[]);
+    assert!(
+        out.code == Some(1)
+            && out.stdout.contains("requires a login: no password is configured: set throttle.password_file or QBITTORRENT_PASSWORD"),
+        "{}",
+        out.said()
+    );
+    // One that lets localhost in without a login: fine, and said so.
+    let Some(open) = RealQbit::start(false) else {
+        return;
+    };
+    r.env
+        .configure("throttle", json!({"qbittorrent_url": open.url()}));
+    let out = r.run(&["check-config"], &[]);
+    assert!(
+        out.code == Some(0)
+            && out.stdout.contains(&format!(
+                "qbittorrent {}: no login needed (localhost bypass), WebAPI 2.",
+                open.url()
+            )),
+        "{}",
+        out.said()
+    );
+}
+
+#[test]
 fn throttle_once_throttles_a_remote_stream_and_gives_back_what_it_found() {
     let Some(r) = rig(json!({})) else {
         return;
