@@ -378,13 +378,27 @@ fn throttle_once_with_plex_down_fails_and_changes_nothing() {
 }
 
 #[test]
-fn throttle_original_json_file_and_its_environment_overrides() {
-    let Some(r) = rig(json!({})) else {
+fn throttle_once_with_qbittorrent_down_fails_and_records_nothing() {
+    let Some(r) = rig(json!({"qbittorrent_url": "http://127.0.0.1:1"})) else {
         return;
     };
-    let dir = util::tempdir();
-    let file = dir.path().join("plex-helper.json");
-    let state = dir.path().join("state");
+    r.play(vec![remote("1", "alice")]);
+    let out = r.once(&[]);
+    assert!(
+        out.code == Some(1)
+            && out
+                .stderr
+                .contains("qbittorrent: no answer from http://127.0.0.1:1/api/v2/"),
+        "{}",
+        out.said()
+    );
+    assert_eq!(records(&r.db()), 0, "nothing changed, nothing recorded");
+}
+
+/// The original tool's `plex-helper.json` for this rig, with a stale token and password
+/// (the environment overrides them), idle 300 KiB/s, streaming 50 KiB/s.
+fn original_file(r: &Rig, dir: &Path, poll_interval_sec: u64) -> PathBuf {
+    let file = dir.join("plex-helper.json");
     std::fs::write(
         &file,
         json!({
@@ -395,13 +409,88 @@ fn throttle_original_json_file_and_its_environment_overrides() {
             "qbittorrent_password": "stale-password",
             "idle_upload_kbps": 300,
             "streaming_upload_kbps": 50,
-            "poll_interval_sec": 10,
+            "poll_interval_sec": poll_interval_sec,
             "streaming_threshold": 2,
             "idle_threshold": 3
         })
         .to_string(),
     )
     .unwrap();
+    file
+}
+
+/// A `downshiftarr throttle` service, killed when the test ends (even by a panic).
+struct Service(std::process::Child);
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn throttle_original_json_file_runs_as_a_service_and_gives_back_on_sigterm() {
+    let Some(r) = rig(json!({})) else {
+        return;
+    };
+    let dir = util::tempdir();
+    let file = original_file(&r, dir.path(), 1);
+    let state = dir.path().join("state");
+    let mut c = command();
+    c.args(["throttle", "--config"])
+        .arg(&file)
+        .arg("--state-dir")
+        .arg(&state)
+        .env("PLEX_TOKEN", &r.env.plex.token)
+        .env("QBITTORRENT_PASSWORD", PASSWORD)
+        .stdout(util::log_stdio(&r.env.log()))
+        .stderr(util::log_stdio(&r.env.log()));
+    let mut service = Service(c.spawn().unwrap());
+    wait_for("the service's notification websocket", || {
+        r.env.plex.websocket_connections() > 0
+    });
+    // The original's hysteresis: two observations with the stream, three without.
+    r.play(vec![remote("1", "alice")]);
+    r.env.plex.notify(playing_frame("1", "playing"));
+    wait_for("throttled", || r.upload() == kib(50));
+    assert_eq!(records(&state.join("index.sqlite")), 1);
+    r.play(vec![]);
+    r.env.plex.notify(playing_frame("1", "stopped"));
+    wait_for("idle: the original's idle_upload_kbps", || {
+        r.upload() == kib(300)
+    });
+    assert_eq!(records(&state.join("index.sqlite")), 0);
+    // Throttled again, then stopped as systemd stops it: the bandwidth is given back.
+    r.play(vec![remote("2", "bob")]);
+    r.env.plex.notify(playing_frame("2", "playing"));
+    wait_for("throttled again", || r.upload() == kib(50));
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(service.0.id() as i32, libc::SIGTERM) };
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = service.0.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(15),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    assert_eq!(r.upload(), kib(300), "given back on SIGTERM");
+    assert_eq!(records(&state.join("index.sqlite")), 0);
+}
+
+#[test]
+fn throttle_original_json_file_and_its_environment_overrides() {
+    let Some(r) = rig(json!({})) else {
+        return;
+    };
+    let dir = util::tempdir();
+    let file = original_file(&r, dir.path(), 10);
+    let state = dir.path().join("state");
     let run = |envs: &[(&str, &str)]| {
         let mut c = command();
         c.args(["throttle", "--once", "--config"])
