@@ -22,7 +22,8 @@ use downshiftarr::jobs::throttle::restore::Write;
 pub(crate) const USER: &str = "admin";
 pub(crate) const PASSWORD: &str = "correct horse battery";
 
-/// A running `qbittorrent-nox`, killed on drop (also used by `benches/throttle_reaction.rs`).
+/// A running `qbittorrent-nox`, killed on drop (also used by `throttle_cli` and
+/// `benches/throttle_reaction.rs`).
 pub(crate) struct RealQbit {
     child: Option<Child>,
     dir: tempfile::TempDir,
@@ -161,7 +162,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn kib(k: u64) -> RateLimit {
+pub(crate) fn kib(k: u64) -> RateLimit {
     RateLimit::from_kib(k)
 }
 

@@ -20,5 +20,6 @@ mod probe_media;
 mod qbittorrent;
 mod quiet;
 mod static_shim;
+mod throttle_cli;
 mod throttle_engine;
 mod util;

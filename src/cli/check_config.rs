@@ -3,7 +3,8 @@
 //! them.
 //!
 //! A file named with `--config` must exist; the default (or `$DOWNSHIFTARR_CONFIG`) may be
-//! absent, which is said. With `--print` the effective configuration is the only thing on
+//! absent, which is said. With `throttle.qbittorrent_url` set, the qBittorrent login is tried
+//! once (never retried: five refusals ban the address, the owner's browser too). With `--print` the effective configuration is the only thing on
 //! stdout (so `| jq` works) and every message goes to stderr.
 
 use std::io::Write;
@@ -13,7 +14,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Result};
 
 use crate::cli::CheckConfigArgs;
+use crate::clients::qbittorrent::Qbittorrent;
 use crate::config;
+use crate::config::throttle::ThrottleSettings;
 
 /// The config file to read: a path given with `--config` must exist, the default may be
 /// absent. Returns the path and, when it is absent, the note to show.
@@ -30,6 +33,53 @@ pub fn config_file(flag: Option<&Path>) -> Result<(PathBuf, Option<String>)> {
             Ok((path, Some(note)))
         }
         Err(e) => bail!("unable to read config {}: {e}", path.display()),
+    }
+}
+
+/// Tests the throttle job's access to qBittorrent and says how it went, on one line:
+/// `qbittorrent <url>: logged in, WebAPI 2.8.19`, or the client's error (which names the URL
+/// and what to do). At most one login is sent: a refused password is not tried again.
+/// Returns whether access works.
+fn check_qbittorrent(t: &ThrottleSettings, out: &mut dyn Write) -> Result<bool> {
+    let url = t.qbittorrent_url.trim();
+    let client = t
+        .qbit_options()
+        .and_then(|o| Qbittorrent::new(o).map_err(|e| e.to_string()));
+    let mut client = match client {
+        Ok(c) => c,
+        Err(e) => {
+            writeln!(out, "qbittorrent {url}: {e}")?;
+            return Ok(false);
+        }
+    };
+    let api_key = !t.api_key.expose().is_empty();
+    let password = !matches!(t.password(), Ok(None));
+    // With a password (and no API key), log in first: the password is what is being checked,
+    // even where "bypass authentication for localhost" would let the calls through. Otherwise
+    // the version call shows whether the API key or the bypass works (the client logs in with
+    // the password only if the key is refused).
+    let checked = if password && !api_key {
+        client.login()
+    } else {
+        Ok(())
+    };
+    match checked.and_then(|()| client.webapi_version()) {
+        Ok(v) => {
+            let how = match (client.login_attempts() > 0, api_key) {
+                (true, false) => "logged in",
+                (true, true) => "logged in with the password (the api_key was not accepted)",
+                (false, true) => "api key accepted",
+                (false, false) => "no login needed (localhost bypass)",
+            };
+            writeln!(out, "qbittorrent {url}: {how}, WebAPI {v}")?;
+            // Leave no session behind; a failed logout changes nothing that matters here.
+            let _ = client.logout();
+            Ok(true)
+        }
+        Err(e) => {
+            writeln!(out, "{e}")?;
+            Ok(false)
+        }
     }
 }
 
@@ -89,6 +139,9 @@ pub fn run(args: CheckConfigArgs) -> Result<ExitCode> {
                     }
                 }
                 Err(e) => writeln!(out, "plex: {e:#} (the daemon will not sync the library)")?,
+            }
+            if c.throttle.enabled() {
+                ok &= check_qbittorrent(&c.throttle, &mut out)?;
             }
             effective = Some(c);
         }
