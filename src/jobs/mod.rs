@@ -28,10 +28,13 @@ pub type Job = supervisor::JobFn;
 /// Builds a job from the context; `Ok(None)`: not configured.
 pub type Builder = fn(&Ctx) -> Result<Option<Job>>;
 
-/// Every job, in start order: the healer first (the shim must be in place), the socket before
-/// anything that takes time, the session tracker before its consumers.
+/// Every job, in start order: the healer first (the shim must be in place), `/health` and
+/// `/metrics` bound before the socket answers (whoever sees the daemon ready on its socket can
+/// read them), the socket before anything that takes time, the session tracker before its
+/// consumers.
 pub const TABLE: &[(&str, Builder)] = &[
     ("heal", heal::job),
+    ("http", http),
     ("socket", socket::job),
     ("audit", audit::writer::job),
     ("refusals", guard::refusals_job),
@@ -40,7 +43,6 @@ pub const TABLE: &[(&str, Builder)] = &[
     ("throttle", throttle::run::job),
     ("sync", index::job::job),
     ("events", events),
-    ("http", http),
 ];
 
 /// Builds and starts every configured job of [`TABLE`].
