@@ -16,17 +16,25 @@
 //!   wire value, so what we found is restored to the byte.
 //!
 //! The password and the API key are never in a log line, an error or `Debug` output.
+//!
+//! Requests go through the one HTTP client builder ([`HttpClient`]): its timeouts, its cookie
+//! jar, its bounded reads, its scrubbing of the password and key from every message, and its
+//! retries — for reads only: a GET that times out or meets a 5xx (a qBittorrent restarting) is
+//! tried again a couple of times; a login or a setter (POST) is sent once.
 
-use std::io::Read;
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::Client;
-use reqwest::header::{HeaderValue, AUTHORIZATION, COOKIE, ORIGIN, REFERER, SET_COOKIE};
+use reqwest::header::HeaderValue;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-/// Answers longer than this are cut: every answer we read is a short text.
+use crate::clients::http::{ErrorKind, HttpClient, HttpError};
+
+/// Longer 2xx answers are an error: every answer we read is a short text.
 const MAX_BODY: u64 = 64 * 1024;
+
+/// The first wait before a GET is tried again (then ×4, two retries at most).
+const RETRY_BACKOFF: Duration = Duration::from_millis(250);
 
 /// `setSpeedLimitsMode` exists from qBittorrent 4.5.0 (WebAPI 2.8.18).
 const SET_SPEED_LIMITS_MODE_SINCE: WebApiVersion = WebApiVersion(2, 8, 18);
@@ -269,23 +277,21 @@ struct Backoff {
     banned: bool,
 }
 
-/// One answer, read whole (up to [`MAX_BODY`]).
+/// One answer: the whole body of a 2xx (up to [`MAX_BODY`]), or the status and a short,
+/// scrubbed excerpt of any other.
 struct Reply {
     status: u16,
     body: String,
-    cookies: Vec<String>,
 }
 
 /// A connection to one qBittorrent WebUI. Blocking; one caller at a time (`&mut self`).
 pub struct Qbittorrent {
-    http: Client,
+    /// Sends `Referer`/`Origin` on every request and keeps the login's cookies (whatever their
+    /// name) in its jar.
+    http: HttpClient,
     opts: QbitOptions,
-    /// `…/api/v2/`.
+    /// `…/api/v2/`, for messages.
     api: String,
-    /// `scheme://host:port`, for `Referer` and `Origin`.
-    origin: String,
-    /// `NAME=value[; NAME2=value2]` from the last successful login.
-    cookie: Option<String>,
     webapi: Option<WebApiVersion>,
     /// The server refused the API key: log in with the password instead.
     api_key_refused: bool,
@@ -298,7 +304,7 @@ impl std::fmt::Debug for Qbittorrent {
         f.debug_struct("Qbittorrent")
             .field("url", &self.opts.url)
             .field("username", &self.opts.username)
-            .field("logged_in", &self.cookie.is_some())
+            .field("logged_in", &self.http.has_cookies())
             .field("webapi", &self.webapi)
             .field("backing_off", &self.backoff.is_some())
             .finish()
@@ -316,18 +322,25 @@ impl Qbittorrent {
             return Err(bad("expected http://host:port or https://host:port"));
         }
         let origin = parsed.origin().ascii_serialization();
-        let api = format!("{}/api/v2/", opts.url.trim().trim_end_matches('/'));
-        let http = Client::builder()
-            .timeout(opts.timeout)
-            .connect_timeout(opts.timeout.min(Duration::from_secs(3)))
-            .build()
-            .map_err(|e| bad(&e.without_url().to_string()))?;
+        let base = opts.url.trim().trim_end_matches('/');
+        let api = format!("{base}/api/v2/");
+        let mut builder = HttpClient::builder("qBittorrent", base)
+            .url_key("throttle.qbittorrent_url", "http://127.0.0.1:8080")
+            .timeouts(opts.timeout.min(Duration::from_secs(3)), opts.timeout)
+            // A read is tried again while a restart is under way, but not past two timeouts.
+            .retries(2, RETRY_BACKOFF, opts.timeout.saturating_mul(2))
+            .cookies(true)
+            .max_body(MAX_BODY)
+            .header("Referer", &origin)
+            .header("Origin", &origin);
+        for secret in [&opts.password, &opts.api_key].into_iter().flatten() {
+            builder = builder.secret(secret);
+        }
+        let http = builder.build().map_err(|e| bad(&e.to_string()))?;
         Ok(Qbittorrent {
             http,
             opts,
             api,
-            origin,
-            cookie: None,
             webapi: None,
             api_key_refused: false,
             backoff: None,
@@ -355,7 +368,7 @@ impl Qbittorrent {
         self.opts.username = username.to_string();
         self.opts.password = password;
         self.backoff = None;
-        self.cookie = None;
+        self.http.clear_cookies();
     }
 
     fn backoff_error(&self, now: Instant) -> Option<QbitError> {
@@ -382,7 +395,8 @@ impl Qbittorrent {
             && self.webapi.is_none_or(|v| v >= API_KEY_SINCE)
     }
 
-    /// Sends one request with the session cookie or API key; reads the whole answer.
+    /// Sends one request with the session cookie (the jar's) or the API key, and reads the
+    /// whole answer. A login carries neither: the jar is emptied before it.
     fn send(
         &self,
         method: Method,
@@ -391,62 +405,39 @@ impl Qbittorrent {
         login: bool,
     ) -> Result<Reply, QbitError> {
         let url = self.endpoint(path);
-        let mut req = self.http.request(method.clone(), &url);
-        if let Ok(origin) = HeaderValue::from_str(&self.origin) {
-            req = req.header(REFERER, origin.clone()).header(ORIGIN, origin);
-        }
-        if !login {
-            if let Some(c) = self
-                .cookie
-                .as_deref()
-                .and_then(|c| HeaderValue::from_str(c).ok())
-            {
-                req = req.header(COOKIE, c);
-            }
-            if self.use_api_key() {
-                if let Some(key) = &self.opts.api_key {
-                    let mut v = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
-                        QbitError::NoCredentials {
-                            url: url.clone(),
-                            hint: "the api_key contains characters an HTTP header cannot carry"
-                                .into(),
-                        }
-                    })?;
-                    v.set_sensitive(true);
-                    req = req.header(AUTHORIZATION, v);
+        let wire = format!("/api/v2/{path}");
+        let mut req = if method == Method::POST {
+            self.http.post_form(&wire, form)
+        } else {
+            self.http.get(&wire)
+        };
+        if !login && self.use_api_key() {
+            if let Some(key) = &self.opts.api_key {
+                let value = format!("Bearer {key}");
+                // Checked here: a value reqwest refuses would fail the request as if the
+                // server were unreachable.
+                if HeaderValue::from_str(&value).is_err() {
+                    return Err(QbitError::NoCredentials {
+                        url,
+                        hint: "the api_key contains characters an HTTP header cannot carry".into(),
+                    });
                 }
+                req = req.header("Authorization", &value);
             }
         }
-        if method == Method::POST {
-            req = req.form(form);
+        match req.send() {
+            Ok(r) => Ok(Reply {
+                status: r.status,
+                body: String::from_utf8_lossy(&r.body).into_owned(),
+            }),
+            Err(e) => match &e.kind {
+                ErrorKind::Status(status, excerpt) => Ok(Reply {
+                    status: *status,
+                    body: excerpt.clone(),
+                }),
+                _ => Err(transport_error(url, &e)),
+            },
         }
-        let resp = req.send().map_err(|e| QbitError::Unreachable {
-            url: url.clone(),
-            detail: describe_transport(&e),
-        })?;
-        let status = resp.status().as_u16();
-        let cookies = resp
-            .headers()
-            .get_all(SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|v| v.split(';').next())
-            .map(str::trim)
-            .filter(|c| c.contains('=') && !c.starts_with('='))
-            .map(str::to_string)
-            .collect();
-        let mut bytes = Vec::new();
-        resp.take(MAX_BODY)
-            .read_to_end(&mut bytes)
-            .map_err(|e| QbitError::Unreachable {
-                url: url.clone(),
-                detail: format!("answer cut short: {e}"),
-            })?;
-        Ok(Reply {
-            status,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-            cookies,
-        })
     }
 
     /// One API call: on `403`/`401`, log in (unless backing off) and try once more.
@@ -488,7 +479,7 @@ impl Qbittorrent {
             status => Err(QbitError::Status {
                 url: self.endpoint(path),
                 status,
-                body: short(&reply.body),
+                body: self.short(&reply.body),
             }),
         }
     }
@@ -510,6 +501,9 @@ impl Qbittorrent {
             return Err(QbitError::NoCredentials { url, hint });
         };
         self.login_attempts += 1;
+        // Whatever cookie a refused session left is not sent; the jar then holds exactly what
+        // this login sets.
+        self.http.clear_cookies();
         let form = [
             ("username", self.opts.username.clone()),
             ("password", password),
@@ -517,9 +511,9 @@ impl Qbittorrent {
         let reply = self.send(Method::POST, "auth/login", &form, true)?;
         match (reply.status, reply.body.trim()) {
             (204, _) | (200, "Ok.") => {
+                // The jar keeps the session cookie, whatever its name (`SID`, `QBT_SID_<port>`).
+                // Localhost bypass may set none: the next calls simply need none.
                 self.backoff = None;
-                // Localhost bypass may set no cookie: the next calls simply need none.
-                self.cookie = (!reply.cookies.is_empty()).then(|| reply.cookies.join("; "));
                 Ok(())
             }
             (200, "Fails.") | (401, _) => {
@@ -535,13 +529,13 @@ impl Qbittorrent {
             }
             (200, body) => Err(QbitError::BadAnswer {
                 url,
-                body: short(body),
+                body: self.short(body),
                 expected: "\"Ok.\" or \"Fails.\"",
             }),
             (status, _) => Err(QbitError::Status {
                 url,
                 status,
-                body: short(&reply.body),
+                body: self.short(&reply.body),
             }),
         }
     }
@@ -549,11 +543,11 @@ impl Qbittorrent {
     /// Ends the server-side session (`auth/logout`) and forgets the cookie; the next call logs
     /// in again if the server asks for it. Nothing to do without a session.
     pub fn logout(&mut self) -> Result<(), QbitError> {
-        if self.cookie.is_none() {
+        if !self.http.has_cookies() {
             return Ok(());
         }
         let reply = self.send(Method::POST, "auth/logout", &[], false)?;
-        self.cookie = None;
+        self.http.clear_cookies();
         self.finish("auth/logout", reply).map(drop)
     }
 
@@ -566,12 +560,23 @@ impl Qbittorrent {
                 None => self.opts.backoff_initial.min(self.opts.backoff_max),
             }
         };
-        self.cookie = None;
+        self.http.clear_cookies();
         self.backoff = Some(Backoff {
             until: now + delay,
             delay,
             banned,
         });
+    }
+
+    /// The first 200 characters of an answer, on one line, without the password or key.
+    fn short(&self, body: &str) -> String {
+        // Scrubbed before it is cut, so no part of a secret survives at the cut.
+        self.http
+            .scrub(body.trim())
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(200)
+            .collect()
     }
 
     /// `app/webapiVersion`, read once.
@@ -582,7 +587,7 @@ impl Qbittorrent {
         let body = self.call(Method::GET, "app/webapiVersion", &[])?;
         let v = WebApiVersion::parse(&body).ok_or_else(|| QbitError::BadAnswer {
             url: self.endpoint("app/webapiVersion"),
-            body: short(&body),
+            body: self.short(&body),
             expected: "a version such as 2.8.19",
         })?;
         self.webapi = Some(v);
@@ -593,7 +598,7 @@ impl Qbittorrent {
         let body = self.call(Method::GET, path, &[])?;
         body.trim().parse().map_err(|_| QbitError::BadAnswer {
             url: self.endpoint(path),
-            body: short(&body),
+            body: self.short(&body),
             expected: "a whole number",
         })
     }
@@ -668,38 +673,38 @@ impl Qbittorrent {
     }
 }
 
-/// The first 200 characters of an answer, on one line.
-fn short(body: &str) -> String {
-    let one_line: String = body
-        .trim()
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(200)
-        .collect();
-    one_line
-}
-
-/// The transport failure in a few words, without the URL (the caller adds it).
-fn describe_transport(e: &reqwest::Error) -> String {
-    use std::error::Error;
-    if e.is_timeout() {
-        return "timed out".into();
-    }
-    let mut cause: &dyn Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    let text = cause.to_string();
-    if e.is_connect() {
-        format!("cannot connect: {text}")
-    } else {
-        text
+/// A request that got no usable answer: no connection, no answer in time, an answer broken
+/// off or too long. `url` is the endpoint's; the builder's message names the server.
+fn transport_error(url: String, e: &HttpError) -> QbitError {
+    match &e.kind {
+        ErrorKind::Timeout { connect, read } => QbitError::Unreachable {
+            url,
+            detail: format!(
+                "timed out (connect {} ms, answer {} ms: throttle.request_timeout_ms)",
+                connect.as_millis(),
+                read.as_millis()
+            ),
+        },
+        ErrorKind::Decode(what) => QbitError::BadAnswer {
+            url,
+            body: format!("<{what}>"),
+            expected: "a short text answer",
+        },
+        ErrorKind::InvalidUrl(detail) => QbitError::BadUrl {
+            url,
+            detail: detail.clone(),
+        },
+        _ => QbitError::Unreachable {
+            url,
+            detail: e.to_string(),
+        },
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clients::http::tests::{answer, serve, Answer, Server};
 
     #[test]
     fn webapi_versions_parse_and_order() {
@@ -763,7 +768,230 @@ mod tests {
         }
         let q = Qbittorrent::new(QbitOptions::new("https://nas.lan/qbittorrent/")).unwrap();
         assert_eq!(q.api, "https://nas.lan/qbittorrent/api/v2/");
-        assert_eq!(q.origin, "https://nas.lan");
+    }
+
+    /// A client of the scripted server, as the throttle job configures one.
+    fn scripted(script: Vec<Answer>, prefix: &str) -> (Server, Qbittorrent) {
+        let s = serve(script);
+        let mut o = QbitOptions::new(&format!("{}{prefix}", s.url));
+        o.username = "admin".into();
+        o.password = Some("hunter2-secret".into());
+        o.timeout = Duration::from_secs(2);
+        let q = Qbittorrent::new(o).unwrap();
+        (s, q)
+    }
+
+    fn with_cookie(mut a: Answer, set_cookie: &'static str) -> Answer {
+        a.headers = set_cookie;
+        a
+    }
+
+    #[test]
+    fn a_path_prefix_is_kept_and_referer_and_origin_are_the_origin() {
+        let (s, mut q) = scripted(vec![answer(200, "2.8.19")], "/qbittorrent/");
+        assert_eq!(q.webapi_version().unwrap(), WebApiVersion(2, 8, 19));
+        let seen = s.seen.lock().unwrap();
+        assert_eq!(
+            seen[0].line,
+            "GET /qbittorrent/api/v2/app/webapiVersion HTTP/1.1"
+        );
+        assert_eq!(seen[0].header("referer"), Some(s.url.clone()));
+        assert_eq!(seen[0].header("origin"), Some(s.url.clone()));
+    }
+
+    #[test]
+    fn a_4x_login_is_200_ok_with_sid_and_fails_is_a_refusal() {
+        let (s, mut q) = scripted(
+            vec![
+                answer(403, "Forbidden"),
+                with_cookie(
+                    answer(200, "Ok."),
+                    "Set-Cookie: SID=abc123; HttpOnly; path=/\r\n",
+                ),
+                answer(200, "512000"),
+                answer(200, "0"),
+            ],
+            "",
+        );
+        assert_eq!(q.upload_limit().unwrap(), RateLimit(512_000));
+        assert!(format!("{q:?}").contains("logged_in: true"));
+        assert_eq!(q.download_limit().unwrap(), RateLimit::UNLIMITED);
+        assert_eq!(q.login_attempts(), 1);
+        let seen = s.seen.lock().unwrap();
+        assert_eq!(seen[1].line, "POST /api/v2/auth/login HTTP/1.1");
+        assert_eq!(seen[1].body, "username=admin&password=hunter2-secret");
+        assert_eq!(seen[1].header("cookie"), None);
+        assert_eq!(seen[2].header("cookie").as_deref(), Some("SID=abc123"));
+        assert_eq!(seen[3].header("cookie").as_deref(), Some("SID=abc123"));
+        drop(seen);
+
+        let (s, mut q) = scripted(vec![answer(403, "Forbidden"), answer(200, "Fails.")], "");
+        let e = q.upload_limit().unwrap_err();
+        assert!(matches!(e, QbitError::LoginRefused { .. }), "{e}");
+        assert!(q.auth_problem().unwrap().contains("next attempt in 60s"));
+        assert_eq!(
+            s.seen.lock().unwrap().len(),
+            2,
+            "a refused login is not retried"
+        );
+    }
+
+    #[test]
+    fn a_session_refused_later_is_renewed_with_one_login_and_no_stale_cookie() {
+        let (s, mut q) = scripted(
+            vec![
+                answer(403, "Forbidden"),
+                with_cookie(answer(200, "Ok."), "Set-Cookie: SID=old\r\n"),
+                answer(200, "1"),
+                answer(403, "Forbidden"),
+                with_cookie(answer(200, "Ok."), "Set-Cookie: SID=new\r\n"),
+                answer(200, "2"),
+            ],
+            "",
+        );
+        assert_eq!(q.upload_limit().unwrap(), RateLimit(1));
+        assert_eq!(q.upload_limit().unwrap(), RateLimit(2));
+        assert_eq!(q.login_attempts(), 2);
+        let seen = s.seen.lock().unwrap();
+        assert_eq!(seen[3].header("cookie").as_deref(), Some("SID=old"));
+        assert_eq!(seen[4].header("cookie"), None, "the login starts afresh");
+        assert_eq!(seen[5].header("cookie").as_deref(), Some("SID=new"));
+    }
+
+    #[test]
+    fn logout_ends_the_session_and_forgets_the_cookie() {
+        let (s, mut q) = scripted(
+            vec![
+                answer(403, "Forbidden"),
+                with_cookie(answer(204, ""), "Set-Cookie: QBT_SID_1=abc; HttpOnly\r\n"),
+                answer(200, "7"),
+                answer(200, ""),
+                answer(200, "7"),
+            ],
+            "",
+        );
+        q.upload_limit().unwrap();
+        q.logout().unwrap();
+        assert!(format!("{q:?}").contains("logged_in: false"));
+        q.logout().unwrap();
+        q.upload_limit().unwrap();
+        let seen = s.seen.lock().unwrap();
+        let lines: Vec<&str> = seen.iter().map(|r| r.line.as_str()).collect();
+        assert_eq!(
+            lines,
+            [
+                "GET /api/v2/transfer/uploadLimit HTTP/1.1",
+                "POST /api/v2/auth/login HTTP/1.1",
+                "GET /api/v2/transfer/uploadLimit HTTP/1.1",
+                "POST /api/v2/auth/logout HTTP/1.1",
+                "GET /api/v2/transfer/uploadLimit HTTP/1.1",
+            ],
+            "a second logout without a session sends nothing"
+        );
+        assert_eq!(seen[3].header("cookie").as_deref(), Some("QBT_SID_1=abc"));
+        assert_eq!(seen[4].header("cookie"), None);
+    }
+
+    #[test]
+    fn a_read_is_retried_through_a_restart_and_a_setter_is_sent_once() {
+        let (s, mut q) = scripted(
+            vec![
+                answer(503, "starting"),
+                answer(502, "bad gateway"),
+                answer(200, "1024"),
+                answer(503, "starting"),
+                answer(200, ""),
+            ],
+            "",
+        );
+        assert_eq!(q.upload_limit().unwrap(), RateLimit(1024));
+        assert_eq!(s.seen.lock().unwrap().len(), 3);
+        let e = q.set_upload_limit(RateLimit(2048)).unwrap_err();
+        assert!(matches!(e, QbitError::Status { status: 503, .. }), "{e}");
+        assert!(
+            e.to_string().ends_with(&format!(
+                "{}/api/v2/transfer/setUploadLimit answered HTTP 503: starting",
+                s.url
+            )),
+            "{e}"
+        );
+        assert_eq!(
+            s.seen.lock().unwrap().len(),
+            4,
+            "the setter was not retried"
+        );
+    }
+
+    #[test]
+    fn a_timeout_is_unreachable_and_retries_stop_at_two_timeouts() {
+        let mut slow = answer(200, "1");
+        slow.delay = Duration::from_millis(1500);
+        let s = serve(vec![slow]);
+        let mut o = QbitOptions::new(&s.url);
+        o.timeout = Duration::from_millis(300);
+        let mut q = Qbittorrent::new(o).unwrap();
+        let t = Instant::now();
+        let e = q.upload_limit().unwrap_err();
+        assert!(matches!(e, QbitError::Unreachable { .. }), "{e}");
+        assert!(
+            e.to_string().contains("timed out") && e.to_string().contains("request_timeout_ms"),
+            "{e}"
+        );
+        // 300 ms, 250 ms back-off, 300 ms; a third try would start past the 600 ms deadline
+        // (the one-at-a-time server is still asleep on the first, so time is what tells).
+        let took = t.elapsed();
+        assert!(
+            took >= Duration::from_millis(800) && took < Duration::from_millis(1400),
+            "{took:?}"
+        );
+    }
+
+    #[test]
+    fn secrets_are_scrubbed_from_answers_and_long_answers_are_errors() {
+        let (s, mut q) = scripted(
+            vec![
+                answer(403, "Forbidden"),
+                answer(500, "login of admin with hunter2-secret crashed"),
+                answer(403, "Forbidden"),
+                answer(200, "echo: hunter2-secret"),
+                answer(200, &"7".repeat(MAX_BODY as usize + 1)),
+            ],
+            "",
+        );
+        let e = q.upload_limit().unwrap_err().to_string();
+        assert!(e.contains("HTTP 500") && e.contains("<redacted>"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = q.upload_limit().unwrap_err().to_string();
+        assert!(e.contains("expected \"Ok.\" or \"Fails.\""), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        q.backoff = None;
+        let e = q.download_limit().unwrap_err();
+        assert!(matches!(e, QbitError::BadAnswer { .. }), "{e}");
+        assert!(e.to_string().contains("larger than 64 KiB"), "{e}");
+        assert_eq!(s.seen.lock().unwrap().len(), 5);
+    }
+
+    #[test]
+    fn the_api_key_is_a_bearer_header_only_from_webapi_2_14_1() {
+        let s = serve(vec![answer(200, "2.11.2"), answer(200, "5")]);
+        let mut o = QbitOptions::new(&s.url);
+        o.api_key = Some("qbt_topsecret".into());
+        let mut q = Qbittorrent::new(o).unwrap();
+        q.webapi_version().unwrap();
+        q.upload_limit().unwrap();
+        let seen = s.seen.lock().unwrap();
+        assert_eq!(
+            seen[0].header("authorization").as_deref(),
+            Some("Bearer qbt_topsecret")
+        );
+        assert_eq!(seen[1].header("authorization"), None);
+        drop(seen);
+
+        let mut o = QbitOptions::new(&s.url);
+        o.api_key = Some("qbt_\nbad".into());
+        let e = Qbittorrent::new(o).unwrap().upload_limit().unwrap_err();
+        assert!(matches!(e, QbitError::NoCredentials { .. }), "{e}");
+        assert!(!e.to_string().contains("bad"), "{e}");
     }
 
     #[test]
