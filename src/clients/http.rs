@@ -1,4 +1,4 @@
-//! One HTTP client for every outside API (Plex, Tautulli now; qBittorrent, Trakt, Radarr next),
+//! One HTTP client for every outside API (Plex, Tautulli, qBittorrent now; Trakt, Radarr next),
 //! so each of them gets the same habits without writing them again:
 //!
 //! - explicit connect and read timeouts, and an overall deadline across retries;
@@ -190,6 +190,7 @@ pub struct Builder {
     backoff: Duration,
     deadline: Duration,
     cookies: bool,
+    max_body: u64,
 }
 
 impl Builder {
@@ -248,7 +249,6 @@ impl Builder {
 
     /// Retries of an idempotent request after a transient failure, the first back-off (then
     /// ×4), and the deadline no retry starts after.
-    #[allow(dead_code)] // Plex and Tautulli use the defaults; the next clients tune them
     pub fn retries(mut self, retries: u32, first_backoff: Duration, deadline: Duration) -> Self {
         self.retries = retries;
         self.backoff = first_backoff;
@@ -257,9 +257,15 @@ impl Builder {
     }
 
     /// Keeps the cookies the server sets and sends them back (qBittorrent's `SID`).
-    #[allow(dead_code)] // for qBittorrent (next)
     pub fn cookies(mut self, on: bool) -> Self {
         self.cookies = on;
+        self
+    }
+
+    /// The largest 2xx body read (default 512 MiB); a longer one is a decode error, never a
+    /// silently cut value. For APIs whose answers are all short (qBittorrent's numbers).
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.max_body = bytes;
         self
     }
 
@@ -312,6 +318,7 @@ impl Builder {
             backoff: self.backoff,
             deadline: self.deadline,
             jar: self.cookies.then(Mutex::default),
+            max_body: self.max_body,
             calls: AtomicU64::new(0),
         })
     }
@@ -335,13 +342,14 @@ pub struct HttpClient {
     backoff: Duration,
     deadline: Duration,
     jar: Option<Mutex<BTreeMap<String, String>>>,
+    max_body: u64,
     calls: AtomicU64,
 }
 
 /// A 2xx answer, read whole.
 #[derive(Debug)]
 pub struct Response {
-    #[allow(dead_code)] // 200 vs 204 matters to some APIs (qBittorrent, Radarr)
+    /// 200 vs 204 matters to some APIs (qBittorrent's logins).
     pub status: u16,
     pub body: Vec<u8>,
 }
@@ -377,6 +385,7 @@ impl HttpClient {
             backoff: Duration::from_millis(250),
             deadline: Duration::from_secs(60),
             cookies: false,
+            max_body: MAX_BODY,
         }
     }
 
@@ -409,7 +418,7 @@ impl HttpClient {
     }
 
     /// A DELETE: never retried.
-    #[allow(dead_code)] // for Radarr and qBittorrent (next)
+    #[allow(dead_code)] // for Radarr (next)
     pub fn delete(&self, path: &str) -> Request<'_> {
         self.request(Method::DELETE, path, 0)
     }
@@ -459,6 +468,26 @@ impl HttpClient {
         }
     }
 
+    /// `text` with every registered secret replaced by `<redacted>`, for messages the caller
+    /// writes about a 2xx body (which may echo what was sent).
+    pub fn scrub(&self, text: &str) -> String {
+        scrub(text, &self.secrets)
+    }
+
+    /// Forgets every cookie: a logout, a login about to start afresh, new credentials.
+    pub fn clear_cookies(&self) {
+        if let Some(jar) = &self.jar {
+            jar.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+    }
+
+    /// True while the jar holds a cookie (a session the server opened).
+    pub fn has_cookies(&self) -> bool {
+        self.jar
+            .as_ref()
+            .is_some_and(|j| !j.lock().unwrap_or_else(|e| e.into_inner()).is_empty())
+    }
+
     fn cookie_header(&self) -> Option<String> {
         let jar = self.jar.as_ref()?.lock().unwrap_or_else(|e| e.into_inner());
         (!jar.is_empty()).then(|| {
@@ -506,7 +535,11 @@ impl HttpClient {
         let status = resp.status().as_u16();
         let ok = (200..300).contains(&status);
         // Bounded reads: a hostile or broken server cannot fill memory within the timeout.
-        let limit = if ok { MAX_BODY } else { 4 * EXCERPT as u64 };
+        let limit = if ok {
+            self.max_body
+        } else {
+            4 * EXCERPT as u64
+        };
         let mut body = Vec::new();
         let mut resp = resp;
         if let Err(e) =
@@ -532,10 +565,10 @@ impl HttpClient {
             ));
         }
         if ok {
-            if body.len() as u64 > MAX_BODY {
+            if body.len() as u64 > self.max_body {
                 return Err(self.error(
                     &r.path,
-                    ErrorKind::Decode(format!("an answer larger than {} MiB", MAX_BODY >> 20)),
+                    ErrorKind::Decode(format!("an answer larger than {}", size(self.max_body))),
                 ));
             }
             return Ok(Response { status, body });
@@ -667,6 +700,15 @@ fn address(base: &str) -> Result<String, String> {
     let host = url.host_str().ok_or("no host")?;
     let port = url.port_or_known_default().ok_or("no port")?;
     Ok(format!("{host}:{port}"))
+}
+
+/// `512 MiB`, `64 KiB`, `100 bytes`.
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
 }
 
 /// `s` with every secret replaced by `<redacted>`.

@@ -334,3 +334,71 @@ fn a_long_error_body_is_cut_and_a_secret_at_the_cut_is_still_scrubbed() {
         "{excerpt}"
     );
 }
+
+#[test]
+fn cleared_or_expired_cookies_are_not_sent_again() {
+    let mut login = answer(204, "");
+    login.headers = "Set-Cookie: QBT_SID_8080=abc; HttpOnly; path=/\r\nSet-Cookie: lang=en\r\n";
+    let mut expire = answer(200, "{}");
+    expire.headers = "Set-Cookie: lang=en; Max-Age=0\r\n";
+    let s = serve(vec![
+        login.clone(),
+        expire,
+        answer(200, "{}"),
+        answer(200, "{}"),
+    ]);
+    let c = HttpClient::builder("qBittorrent", &s.url)
+        .cookies(true)
+        .build()
+        .unwrap();
+    assert!(!c.has_cookies());
+    c.post_form("/api/v2/auth/login", &[]).send().unwrap();
+    assert!(c.has_cookies());
+    c.get("/a").send().unwrap();
+    c.get("/b").send().unwrap();
+    c.clear_cookies();
+    assert!(!c.has_cookies());
+    c.get("/c").send().unwrap();
+    let seen = s.seen.lock().unwrap();
+    assert_eq!(
+        seen[1].header("cookie").as_deref(),
+        Some("QBT_SID_8080=abc; lang=en")
+    );
+    assert_eq!(
+        seen[2].header("cookie").as_deref(),
+        Some("QBT_SID_8080=abc"),
+        "Max-Age=0 deleted lang"
+    );
+    assert_eq!(seen[3].header("cookie"), None, "cleared");
+
+    // A client without a jar has nothing to clear and never holds a cookie.
+    let c = HttpClient::builder("Plex", &s.url).build().unwrap();
+    c.clear_cookies();
+    assert!(!c.has_cookies());
+}
+
+#[test]
+fn a_2xx_body_over_the_limit_is_an_error_not_a_cut_value() {
+    let s = serve(vec![
+        answer(200, &"9".repeat(65)),
+        answer(200, &"9".repeat(64)),
+    ]);
+    let c = HttpClient::builder("qBittorrent", &s.url)
+        .max_body(64)
+        .build()
+        .unwrap();
+    let e = c.get("/api/v2/transfer/uploadLimit").send().unwrap_err();
+    assert!(matches!(e.kind, ErrorKind::Decode(_)), "{e:?}");
+    assert!(
+        e.to_string().ends_with(
+            "sent something unexpected for /api/v2/transfer/uploadLimit: an answer larger than 64 bytes"
+        ),
+        "{e}"
+    );
+    assert_eq!(s.seen.lock().unwrap().len(), 1, "not retried");
+    let r = c.get("/api/v2/transfer/uploadLimit").send().unwrap();
+    assert_eq!(r.body.len(), 64);
+    assert_eq!(size(64 << 10), "64 KiB");
+    assert_eq!(size(512 << 20), "512 MiB");
+    assert_eq!(size(1500), "1500 bytes");
+}

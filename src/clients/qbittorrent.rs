@@ -16,17 +16,25 @@
 //!   wire value, so what we found is restored to the byte.
 //!
 //! The password and the API key are never in a log line, an error or `Debug` output.
+//!
+//! Requests go through the one HTTP client builder ([`HttpClient`]): its timeouts, its cookie
+//! jar, its bounded reads, its scrubbing of the password and key from every message, and its
+//! retries — for reads only: a GET that times out or meets a 5xx (a qBittorrent restarting) is
+//! tried again a couple of times; a login or a setter (POST) is sent once.
 
-use std::io::Read;
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::Client;
-use reqwest::header::{HeaderValue, AUTHORIZATION, COOKIE, ORIGIN, REFERER, SET_COOKIE};
+use reqwest::header::HeaderValue;
 use reqwest::Method;
 use serde::{Deserialize, Serialize};
 
-/// Answers longer than this are cut: every answer we read is a short text.
+use crate::clients::http::{ErrorKind, HttpClient, HttpError};
+
+/// Longer 2xx answers are an error: every answer we read is a short text.
 const MAX_BODY: u64 = 64 * 1024;
+
+/// The first wait before a GET is tried again (then ×4, two retries at most).
+const RETRY_BACKOFF: Duration = Duration::from_millis(250);
 
 /// `setSpeedLimitsMode` exists from qBittorrent 4.5.0 (WebAPI 2.8.18).
 const SET_SPEED_LIMITS_MODE_SINCE: WebApiVersion = WebApiVersion(2, 8, 18);
@@ -269,23 +277,21 @@ struct Backoff {
     banned: bool,
 }
 
-/// One answer, read whole (up to [`MAX_BODY`]).
+/// One answer: the whole body of a 2xx (up to [`MAX_BODY`]), or the status and a short,
+/// scrubbed excerpt of any other.
 struct Reply {
     status: u16,
     body: String,
-    cookies: Vec<String>,
 }
 
 /// A connection to one qBittorrent WebUI. Blocking; one caller at a time (`&mut self`).
 pub struct Qbittorrent {
-    http: Client,
+    /// Sends `Referer`/`Origin` on every request and keeps the login's cookies (whatever their
+    /// name) in its jar.
+    http: HttpClient,
     opts: QbitOptions,
-    /// `…/api/v2/`.
+    /// `…/api/v2/`, for messages.
     api: String,
-    /// `scheme://host:port`, for `Referer` and `Origin`.
-    origin: String,
-    /// `NAME=value[; NAME2=value2]` from the last successful login.
-    cookie: Option<String>,
     webapi: Option<WebApiVersion>,
     /// The server refused the API key: log in with the password instead.
     api_key_refused: bool,
@@ -298,7 +304,7 @@ impl std::fmt::Debug for Qbittorrent {
         f.debug_struct("Qbittorrent")
             .field("url", &self.opts.url)
             .field("username", &self.opts.username)
-            .field("logged_in", &self.cookie.is_some())
+            .field("logged_in", &self.http.has_cookies())
             .field("webapi", &self.webapi)
             .field("backing_off", &self.backoff.is_some())
             .finish()
@@ -316,18 +322,25 @@ impl Qbittorrent {
             return Err(bad("expected http://host:port or https://host:port"));
         }
         let origin = parsed.origin().ascii_serialization();
-        let api = format!("{}/api/v2/", opts.url.trim().trim_end_matches('/'));
-        let http = Client::builder()
-            .timeout(opts.timeout)
-            .connect_timeout(opts.timeout.min(Duration::from_secs(3)))
-            .build()
-            .map_err(|e| bad(&e.without_url().to_string()))?;
+        let base = opts.url.trim().trim_end_matches('/');
+        let api = format!("{base}/api/v2/");
+        let mut builder = HttpClient::builder("qBittorrent", base)
+            .url_key("throttle.qbittorrent_url", "http://127.0.0.1:8080")
+            .timeouts(opts.timeout.min(Duration::from_secs(3)), opts.timeout)
+            // A read is tried again while a restart is under way, but not past two timeouts.
+            .retries(2, RETRY_BACKOFF, opts.timeout.saturating_mul(2))
+            .cookies(true)
+            .max_body(MAX_BODY)
+            .header("Referer", &origin)
+            .header("Origin", &origin);
+        for secret in [&opts.password, &opts.api_key].into_iter().flatten() {
+            builder = builder.secret(secret);
+        }
+        let http = builder.build().map_err(|e| bad(&e.to_string()))?;
         Ok(Qbittorrent {
             http,
             opts,
             api,
-            origin,
-            cookie: None,
             webapi: None,
             api_key_refused: false,
             backoff: None,
@@ -355,7 +368,7 @@ impl Qbittorrent {
         self.opts.username = username.to_string();
         self.opts.password = password;
         self.backoff = None;
-        self.cookie = None;
+        self.http.clear_cookies();
     }
 
     fn backoff_error(&self, now: Instant) -> Option<QbitError> {
@@ -382,7 +395,8 @@ impl Qbittorrent {
             && self.webapi.is_none_or(|v| v >= API_KEY_SINCE)
     }
 
-    /// Sends one request with the session cookie or API key; reads the whole answer.
+    /// Sends one request with the session cookie (the jar's) or the API key, and reads the
+    /// whole answer. A login carries neither: the jar is emptied before it.
     fn send(
         &self,
         method: Method,
@@ -391,62 +405,39 @@ impl Qbittorrent {
         login: bool,
     ) -> Result<Reply, QbitError> {
         let url = self.endpoint(path);
-        let mut req = self.http.request(method.clone(), &url);
-        if let Ok(origin) = HeaderValue::from_str(&self.origin) {
-            req = req.header(REFERER, origin.clone()).header(ORIGIN, origin);
-        }
-        if !login {
-            if let Some(c) = self
-                .cookie
-                .as_deref()
-                .and_then(|c| HeaderValue::from_str(c).ok())
-            {
-                req = req.header(COOKIE, c);
-            }
-            if self.use_api_key() {
-                if let Some(key) = &self.opts.api_key {
-                    let mut v = HeaderValue::from_str(&format!("Bearer {key}")).map_err(|_| {
-                        QbitError::NoCredentials {
-                            url: url.clone(),
-                            hint: "the api_key contains characters an HTTP header cannot carry"
-                                .into(),
-                        }
-                    })?;
-                    v.set_sensitive(true);
-                    req = req.header(AUTHORIZATION, v);
+        let wire = format!("/api/v2/{path}");
+        let mut req = if method == Method::POST {
+            self.http.post_form(&wire, form)
+        } else {
+            self.http.get(&wire)
+        };
+        if !login && self.use_api_key() {
+            if let Some(key) = &self.opts.api_key {
+                let value = format!("Bearer {key}");
+                // Checked here: a value reqwest refuses would fail the request as if the
+                // server were unreachable.
+                if HeaderValue::from_str(&value).is_err() {
+                    return Err(QbitError::NoCredentials {
+                        url,
+                        hint: "the api_key contains characters an HTTP header cannot carry".into(),
+                    });
                 }
+                req = req.header("Authorization", &value);
             }
         }
-        if method == Method::POST {
-            req = req.form(form);
+        match req.send() {
+            Ok(r) => Ok(Reply {
+                status: r.status,
+                body: String::from_utf8_lossy(&r.body).into_owned(),
+            }),
+            Err(e) => match &e.kind {
+                ErrorKind::Status(status, excerpt) => Ok(Reply {
+                    status: *status,
+                    body: excerpt.clone(),
+                }),
+                _ => Err(transport_error(url, &e)),
+            },
         }
-        let resp = req.send().map_err(|e| QbitError::Unreachable {
-            url: url.clone(),
-            detail: describe_transport(&e),
-        })?;
-        let status = resp.status().as_u16();
-        let cookies = resp
-            .headers()
-            .get_all(SET_COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .filter_map(|v| v.split(';').next())
-            .map(str::trim)
-            .filter(|c| c.contains('=') && !c.starts_with('='))
-            .map(str::to_string)
-            .collect();
-        let mut bytes = Vec::new();
-        resp.take(MAX_BODY)
-            .read_to_end(&mut bytes)
-            .map_err(|e| QbitError::Unreachable {
-                url: url.clone(),
-                detail: format!("answer cut short: {e}"),
-            })?;
-        Ok(Reply {
-            status,
-            body: String::from_utf8_lossy(&bytes).into_owned(),
-            cookies,
-        })
     }
 
     /// One API call: on `403`/`401`, log in (unless backing off) and try once more.
@@ -488,7 +479,7 @@ impl Qbittorrent {
             status => Err(QbitError::Status {
                 url: self.endpoint(path),
                 status,
-                body: short(&reply.body),
+                body: self.short(&reply.body),
             }),
         }
     }
@@ -510,6 +501,9 @@ impl Qbittorrent {
             return Err(QbitError::NoCredentials { url, hint });
         };
         self.login_attempts += 1;
+        // Whatever cookie a refused session left is not sent; the jar then holds exactly what
+        // this login sets.
+        self.http.clear_cookies();
         let form = [
             ("username", self.opts.username.clone()),
             ("password", password),
@@ -517,9 +511,9 @@ impl Qbittorrent {
         let reply = self.send(Method::POST, "auth/login", &form, true)?;
         match (reply.status, reply.body.trim()) {
             (204, _) | (200, "Ok.") => {
+                // The jar keeps the session cookie, whatever its name (`SID`, `QBT_SID_<port>`).
+                // Localhost bypass may set none: the next calls simply need none.
                 self.backoff = None;
-                // Localhost bypass may set no cookie: the next calls simply need none.
-                self.cookie = (!reply.cookies.is_empty()).then(|| reply.cookies.join("; "));
                 Ok(())
             }
             (200, "Fails.") | (401, _) => {
@@ -535,13 +529,13 @@ impl Qbittorrent {
             }
             (200, body) => Err(QbitError::BadAnswer {
                 url,
-                body: short(body),
+                body: self.short(body),
                 expected: "\"Ok.\" or \"Fails.\"",
             }),
             (status, _) => Err(QbitError::Status {
                 url,
                 status,
-                body: short(&reply.body),
+                body: self.short(&reply.body),
             }),
         }
     }
@@ -549,11 +543,11 @@ impl Qbittorrent {
     /// Ends the server-side session (`auth/logout`) and forgets the cookie; the next call logs
     /// in again if the server asks for it. Nothing to do without a session.
     pub fn logout(&mut self) -> Result<(), QbitError> {
-        if self.cookie.is_none() {
+        if !self.http.has_cookies() {
             return Ok(());
         }
         let reply = self.send(Method::POST, "auth/logout", &[], false)?;
-        self.cookie = None;
+        self.http.clear_cookies();
         self.finish("auth/logout", reply).map(drop)
     }
 
@@ -566,12 +560,23 @@ impl Qbittorrent {
                 None => self.opts.backoff_initial.min(self.opts.backoff_max),
             }
         };
-        self.cookie = None;
+        self.http.clear_cookies();
         self.backoff = Some(Backoff {
             until: now + delay,
             delay,
             banned,
         });
+    }
+
+    /// The first 200 characters of an answer, on one line, without the password or key.
+    fn short(&self, body: &str) -> String {
+        // Scrubbed before it is cut, so no part of a secret survives at the cut.
+        self.http
+            .scrub(body.trim())
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(200)
+            .collect()
     }
 
     /// `app/webapiVersion`, read once.
@@ -582,7 +587,7 @@ impl Qbittorrent {
         let body = self.call(Method::GET, "app/webapiVersion", &[])?;
         let v = WebApiVersion::parse(&body).ok_or_else(|| QbitError::BadAnswer {
             url: self.endpoint("app/webapiVersion"),
-            body: short(&body),
+            body: self.short(&body),
             expected: "a version such as 2.8.19",
         })?;
         self.webapi = Some(v);
@@ -593,7 +598,7 @@ impl Qbittorrent {
         let body = self.call(Method::GET, path, &[])?;
         body.trim().parse().map_err(|_| QbitError::BadAnswer {
             url: self.endpoint(path),
-            body: short(&body),
+            body: self.short(&body),
             expected: "a whole number",
         })
     }
@@ -668,131 +673,34 @@ impl Qbittorrent {
     }
 }
 
-/// The first 200 characters of an answer, on one line.
-fn short(body: &str) -> String {
-    let one_line: String = body
-        .trim()
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(200)
-        .collect();
-    one_line
-}
-
-/// The transport failure in a few words, without the URL (the caller adds it).
-fn describe_transport(e: &reqwest::Error) -> String {
-    use std::error::Error;
-    if e.is_timeout() {
-        return "timed out".into();
-    }
-    let mut cause: &dyn Error = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    let text = cause.to_string();
-    if e.is_connect() {
-        format!("cannot connect: {text}")
-    } else {
-        text
+/// A request that got no usable answer: no connection, no answer in time, an answer broken
+/// off or too long. `url` is the endpoint's; the builder's message names the server.
+fn transport_error(url: String, e: &HttpError) -> QbitError {
+    match &e.kind {
+        ErrorKind::Timeout { connect, read } => QbitError::Unreachable {
+            url,
+            detail: format!(
+                "timed out (connect {} ms, answer {} ms: throttle.request_timeout_ms)",
+                connect.as_millis(),
+                read.as_millis()
+            ),
+        },
+        ErrorKind::Decode(what) => QbitError::BadAnswer {
+            url,
+            body: format!("<{what}>"),
+            expected: "a short text answer",
+        },
+        ErrorKind::InvalidUrl(detail) => QbitError::BadUrl {
+            url,
+            detail: detail.clone(),
+        },
+        _ => QbitError::Unreachable {
+            url,
+            detail: e.to_string(),
+        },
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn webapi_versions_parse_and_order() {
-        assert_eq!(
-            WebApiVersion::parse("2.8.19\n"),
-            Some(WebApiVersion(2, 8, 19))
-        );
-        assert_eq!(WebApiVersion::parse("2.14"), Some(WebApiVersion(2, 14, 0)));
-        assert_eq!(WebApiVersion::parse("v2.8"), None);
-        assert_eq!(WebApiVersion::parse("2.8.1.1"), None);
-        assert_eq!(WebApiVersion::parse(""), None);
-        assert!(WebApiVersion(2, 14, 1) > WebApiVersion(2, 8, 19));
-        assert!(WebApiVersion(2, 8, 18) >= SET_SPEED_LIMITS_MODE_SINCE);
-        assert!(WebApiVersion(2, 8, 17) < SET_SPEED_LIMITS_MODE_SINCE);
-    }
-
-    #[test]
-    fn rate_limits_print_their_unit_and_compare() {
-        assert_eq!(RateLimit::from_kib(500).to_string(), "500 KiB/s");
-        assert_eq!(RateLimit(1000).to_string(), "1000 B/s");
-        assert_eq!(RateLimit::UNLIMITED.to_string(), "unlimited");
-        assert!(RateLimit::from_kib(1).tighter_than(RateLimit::UNLIMITED));
-        assert!(!RateLimit::UNLIMITED.tighter_than(RateLimit::from_kib(1)));
-        assert!(RateLimit::from_kib(1).tighter_than(RateLimit::from_kib(2)));
-        assert!(!RateLimit::from_kib(2).tighter_than(RateLimit::from_kib(2)));
-        assert_eq!(RateLimit::from_kib(u64::MAX), RateLimit(u64::MAX));
-    }
-
-    #[test]
-    fn secrets_stay_out_of_debug_and_errors() {
-        let mut o = QbitOptions::new("http://127.0.0.1:1");
-        o.username = "admin".into();
-        o.password = Some("hunter2-secret".into());
-        o.api_key = Some("qbt_topsecret".into());
-        let dbg = format!("{o:?}");
-        assert!(
-            !dbg.contains("hunter2") && !dbg.contains("topsecret"),
-            "{dbg}"
-        );
-        let mut q = Qbittorrent::new(o).unwrap();
-        assert!(!format!("{q:?}").contains("hunter2"));
-        let e = q.upload_limit().unwrap_err();
-        let text = e.to_string();
-        assert!(matches!(e, QbitError::Unreachable { .. }), "{text}");
-        assert!(
-            text.contains("http://127.0.0.1:1/api/v2/transfer/uploadLimit"),
-            "{text}"
-        );
-        assert!(
-            !text.contains("hunter2") && !text.contains("topsecret"),
-            "{text}"
-        );
-    }
-
-    #[test]
-    fn bad_urls_are_refused_with_the_url() {
-        for url in ["", "127.0.0.1:8080", "ftp://host/", "http://"] {
-            let e = Qbittorrent::new(QbitOptions::new(url)).unwrap_err();
-            assert!(matches!(e, QbitError::BadUrl { .. }), "{url}: {e}");
-            assert!(e.to_string().contains("invalid url"), "{e}");
-        }
-        let q = Qbittorrent::new(QbitOptions::new("https://nas.lan/qbittorrent/")).unwrap();
-        assert_eq!(q.api, "https://nas.lan/qbittorrent/api/v2/");
-        assert_eq!(q.origin, "https://nas.lan");
-    }
-
-    #[test]
-    fn back_off_doubles_caps_and_bans_wait_longest() {
-        let mut o = QbitOptions::new("http://127.0.0.1:1");
-        o.backoff_initial = Duration::from_secs(60);
-        o.backoff_max = Duration::from_secs(3600);
-        let mut q = Qbittorrent::new(o).unwrap();
-        let now = Instant::now();
-        let mut delays = Vec::new();
-        for _ in 0..8 {
-            q.start_backoff(now, false);
-            delays.push(q.backoff.as_ref().unwrap().delay.as_secs());
-        }
-        assert_eq!(delays, [60, 120, 240, 480, 960, 1920, 3600, 3600]);
-        q.backoff = None;
-        q.start_backoff(now, true);
-        assert_eq!(q.backoff.as_ref().unwrap().delay.as_secs(), 3600);
-        let msg = q.auth_problem().unwrap();
-        assert!(
-            msg.contains("banned") && msg.contains("next login attempt in"),
-            "{msg}"
-        );
-        // While backing off, no request leaves: port 1 would answer "connection refused".
-        q.opts.password = Some("x".into());
-        let e = q.login().unwrap_err();
-        assert!(matches!(e, QbitError::BackingOff { .. }), "{e}");
-        assert_eq!(q.login_attempts(), 0);
-        q.set_credentials("admin", Some("y".into()));
-        assert!(q.auth_problem().is_none());
-    }
-}
+#[path = "qbittorrent_tests.rs"]
+mod tests;
