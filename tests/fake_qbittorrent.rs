@@ -23,6 +23,8 @@ pub struct FakeOptions {
     pub banned: bool,
     /// `transfer/uploadLimit` answers an HTML page.
     pub garbage: bool,
+    /// API paths (`transfer/downloadLimit`) answered `404`, as a server without them.
+    pub not_found: &'static [&'static str],
 }
 
 impl Default for FakeOptions {
@@ -34,6 +36,7 @@ impl Default for FakeOptions {
             forbid_everything: false,
             banned: false,
             garbage: false,
+            not_found: &[],
         }
     }
 }
@@ -264,6 +267,9 @@ fn answer(req: &Req, port: u16, st: &mut State) -> (u16, String, String) {
     if st.opts.forbid_everything || !(cookie_ok || key_ok) {
         return (403, String::new(), "Forbidden".into());
     }
+    if st.opts.not_found.contains(&path) {
+        return (404, String::new(), "Not Found".into());
+    }
     let want = |m: &str| req.method == m;
     match path {
         "app/webapiVersion" if want("GET") => (200, String::new(), st.opts.webapi.into()),
@@ -456,6 +462,7 @@ fn a_banned_login_waits_the_longest_back_off() {
 fn an_unreadable_answer_is_an_error_never_a_value() {
     let fake = FakeQbit::start(FakeOptions {
         garbage: true,
+        not_found: &["transfer/downloadLimit"],
         ..FakeOptions::default()
     });
     let mut c = fake.client(Some("right"), None);
