@@ -193,7 +193,7 @@ fn check_switch(
         "switch"
     }];
     let new = edit::apply(tokens, &sw.edits);
-    check_graphs(&new);
+    check_graphs(tokens, &new);
     let Some(again) = decide_on(&new, &version_facts(&versions[1]), versions, cfg) else {
         panic!("switched argv {} does not parse", show(&new))
     };
@@ -208,24 +208,34 @@ fn check_switch(
     reached
 }
 
-/// Every graph of `tokens` parses with consistent labels and every `-map [X]` names one of
-/// their outputs.
-fn check_graphs(tokens: &[OsString]) {
+/// An edit leaves the graphs sound if they were: every graph parses with consistent labels
+/// and every `-map [X]` names one of their outputs. (A graph that was broken before — a
+/// label nobody produces — may stay broken: ffmpeg rejects it either way.)
+fn check_graphs(before: &[OsString], after: &[OsString]) {
+    if graph_fault(before).is_some() {
+        return;
+    }
+    if let Some(fault) = graph_fault(after) {
+        panic!("{fault}: {} became {}", show(before), show(after));
+    }
+}
+
+/// What is wrong with the graphs of `tokens`, if anything.
+fn graph_fault(tokens: &[OsString]) -> Option<String> {
     let Parsed::Job(inv) = parse(tokens) else {
-        panic!("{} does not parse", show(tokens))
+        return Some("the argv does not parse".into());
     };
     let mut outputs: Vec<Vec<u8>> = Vec::new();
     for o in inv.all_opts() {
         if matches!(inv.name(&o), b"filter_complex" | b"vf" | b"filter") {
             let Some(v) = inv.value(&o) else { continue };
+            let text = String::from_utf8_lossy(v);
             let Ok(g) = Graph::parse(v) else {
-                panic!("graph {:?} does not parse", String::from_utf8_lossy(v))
+                return Some(format!("graph {text:?} does not parse"));
             };
-            assert!(
-                filtergraph::labels_consistent(&g),
-                "graph {:?}: labels",
-                String::from_utf8_lossy(v)
-            );
+            if !filtergraph::labels_consistent(&g) {
+                return Some(format!("graph {text:?} has inconsistent labels"));
+            }
             outputs.extend(g.open_outputs().into_iter().map(<[u8]>::to_vec));
         }
     }
@@ -233,15 +243,16 @@ fn check_graphs(tokens: &[OsString]) {
         if inv.name(&o) == b"map" {
             let Some(v) = inv.value(&o) else { continue };
             if let Some(l) = v.strip_prefix(b"[").and_then(|v| v.strip_suffix(b"]")) {
-                assert!(
-                    outputs.iter().any(|o| o[..] == l[..]),
-                    "-map {} names no graph output in {}",
-                    String::from_utf8_lossy(v),
-                    show(tokens)
-                );
+                if !outputs.iter().any(|o| o[..] == l[..]) {
+                    return Some(format!(
+                        "-map {} names no graph output",
+                        String::from_utf8_lossy(v)
+                    ));
+                }
             }
         }
     }
+    None
 }
 
 /// `switch`: any token list, decided as if the index knew its input as a 4K HDR10 version
@@ -327,7 +338,7 @@ pub fn filtergraph(data: &[u8]) -> Reached {
         reached.push(d.action.name());
         if let Action::Rewrite(edits) = &d.action {
             let new = edit::apply(&tokens, edits);
-            check_graphs(&new);
+            check_graphs(&tokens, &new);
             let again = decide_on(&new, &uhd, &[], &cfg);
             assert_eq!(
                 again.as_ref().map(|d| &d.action),
