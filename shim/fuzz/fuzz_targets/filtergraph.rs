@@ -1,21 +1,12 @@
-//! Any bytes as a filter graph: parsing, path finding, argument splitting and splicing
-//! never panic, and argument splitting round-trips.
+//! Any bytes as a filter graph: the graph model, then the rewrite's graph edit and the switch's
+//! output plan on a Plex-shaped job carrying it.
+//! The body and its assertions are in `../harness.rs`, shared with the regression replay
+//! (`shim/tests/fuzz_regressions.rs`).
 #![no_main]
 
-use downshiftarr_shim::filtergraph::{self, render_args, split_args, Graph};
-use libfuzzer_sys::fuzz_target;
+#[path = "../harness.rs"]
+mod harness;
 
-fuzz_target!(|data: &[u8]| {
-    if let Ok(g) = Graph::parse(data) {
-        let _ = filtergraph::labels_consistent(&g);
-        for l in g.open_outputs() {
-            let _ = g.path_to(l);
-        }
-        for at in g.positions() {
-            if let Some(r) = &g.filter(at).args {
-                let a = g.text(r);
-                assert_eq!(render_args(&split_args(a)), a);
-            }
-        }
-    }
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = harness::filtergraph(data);
 });

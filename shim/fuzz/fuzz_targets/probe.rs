@@ -1,11 +1,11 @@
-//! Any bytes as a media file: the header probe must return, never panic, never read more
-//! than its budget.
+//! Any bytes as a media file: the header probe and the SPS readers.
+//! The body and its assertions are in `../harness.rs`, shared with the regression replay
+//! (`shim/tests/fuzz_regressions.rs`).
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
+#[path = "../harness.rs"]
+mod harness;
 
-fuzz_target!(|data: &[u8]| {
-    let _ = downshiftarr_shim::probe::probe_bytes(data, 1 << 20);
-    let _ = downshiftarr_shim::probe::sps::hevc(data);
-    let _ = downshiftarr_shim::probe::sps::h264(data);
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = harness::probe(data);
 });

@@ -121,3 +121,105 @@ fn many_maps_codecs_filters_and_labels_stay_linear() {
         })
     });
 }
+
+/// A 4K HDR10 version with a 1080p SDR sibling whose audio tracks are in another order, so a
+/// switch re-points every `-map 0:1` (issue 9 §2's shape, through the switch this time).
+fn switch_versions(file: &str) -> Vec<MediaVersion> {
+    use crate::protocol::{StreamInfo, StreamKind};
+    let streams = |video: &str, langs: [&str; 2]| {
+        let mut v = vec![StreamInfo {
+            index: 0,
+            kind: StreamKind::Video,
+            codec: Some(video.into()),
+            default: true,
+            ..StreamInfo::default()
+        }];
+        for (i, l) in langs.iter().enumerate() {
+            v.push(StreamInfo {
+                index: 1 + i as u32,
+                kind: StreamKind::Audio,
+                codec: Some("eac3".into()),
+                language: Some((*l).into()),
+                channels: Some(6),
+                ..StreamInfo::default()
+            });
+        }
+        v
+    };
+    vec![
+        MediaVersion {
+            media_id: "1".into(),
+            width: Some(3840),
+            height: Some(2160),
+            dynamic_range: Some(DynamicRange::Hdr10),
+            file: file.into(),
+            streams: streams("hevc", ["eng", "ger"]),
+            ..MediaVersion::default()
+        },
+        MediaVersion {
+            media_id: "2".into(),
+            width: Some(1920),
+            height: Some(1080),
+            dynamic_range: Some(DynamicRange::Sdr),
+            file: "/m/a 1080p.mkv".into(),
+            streams: streams("h264", ["ger", "eng"]),
+            ..MediaVersion::default()
+        },
+    ]
+}
+
+/// A switch re-points every `-map 0:N`, so its edits grow with the command line; applying
+/// them (twice: to plan the output, then to exec) scanned every edit for every token, and
+/// 100,000 maps took ~3 minutes (10,000: 1.8 s). Counted looks as above; and since a scan of
+/// the edits is no option or filter look, a time bound too, far on both sides so a busy
+/// machine does not fail it: the 100,000 maps now take ~0.1–0.3 s, the quadratic scan took
+/// 170 s. (A 10k/100k time *ratio* is not used: cache effects alone make it ~40× here.)
+#[test]
+fn a_switch_of_many_maps_stays_linear() {
+    let versions = switch_versions("/m/a 2160p.mkv");
+    let cfg = ShimConfig::default();
+    let mut f = SourceFacts::empty(Origin::Given);
+    f.width = Some(3840);
+    f.height = Some(2160);
+    f.dynamic_range = Some(DynamicRange::Hdr10);
+    let cost = |n: usize| {
+        let tokens = shape(n, &s(&["-map", "0:0"]), &|i| {
+            s(&["-map", &format!("0:{}", 1 + i % 2)])
+        });
+        let mut best = Duration::MAX;
+        let mut looks = 0;
+        for _ in 0..3 {
+            let before = visits();
+            let t = Instant::now();
+            let Parsed::Job(inv) = parse(&tokens) else {
+                panic!("not a job")
+            };
+            let job = classify(&inv);
+            let d = decide(&Context {
+                inv: &inv,
+                job: &job,
+                facts: Some(&f),
+                versions: &versions,
+                viewer: &Viewer::default(),
+                config: &cfg,
+            });
+            let Action::Switch(sw) = &d.action else {
+                panic!("no switch: {}", d.reason)
+            };
+            assert!(sw.edits.len() > n, "every map is re-pointed");
+            let new = crate::edit::apply(&tokens, &sw.edits);
+            std::hint::black_box(new);
+            best = best.min(t.elapsed());
+            looks = visits() - before;
+        }
+        (looks, best)
+    };
+    let (small, ts) = cost(10_000);
+    let (large, tl) = cost(100_000);
+    eprintln!("switch: 10k maps {small} looks {ts:?}; 100k maps {large} looks {tl:?}");
+    assert!(large <= small * 12, "switch: {small} → {large} looks");
+    assert!(
+        tl < Duration::from_secs(15),
+        "switch: 100,000 maps took {tl:?} (10,000: {ts:?})"
+    );
+}

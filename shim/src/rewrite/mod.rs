@@ -24,7 +24,7 @@ mod tests;
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStringExt;
 
-use crate::argv::Invocation;
+use crate::argv::{self, Invocation, Parsed};
 use crate::config::ShimConfig;
 use crate::edit::Edit;
 use crate::facts::SourceFacts;
@@ -88,7 +88,35 @@ pub fn output_target(inv: &Invocation<'_>, job: &Job) -> Option<(u32, u32)> {
 }
 
 /// [`plan`], with the fitting mode spelled out.
+///
+/// A rewrite is only offered once it is known to settle: the rewritten command line, planned
+/// again with the same facts, needs nothing more. A graph whose arguments we misread (a
+/// positional value after a keyed one, a misspelt `pix_fmts`, both of which ffmpeg rejects)
+/// otherwise got a rewrite that changed nothing or scaled 1280×720 *up* to 1920×1080, and was
+/// called compliant (found by the filtergraph fuzzer; `shim/fuzz/regressions/filtergraph`).
 pub fn plan_with(
+    inv: &Invocation<'_>,
+    job: &Job,
+    facts: &SourceFacts,
+    cfg: &ShimConfig,
+    mode: Mode,
+) -> Result<Option<Vec<Edit>>, Unsupported> {
+    let Some(edits) = plan_once(inv, job, facts, cfg, mode)? else {
+        return Ok(None);
+    };
+    let rewritten = crate::edit::apply(inv.tokens, &edits);
+    let Parsed::Job(again) = argv::parse(&rewritten) else {
+        return Err("rewritten command line does not parse");
+    };
+    let again_job = crate::job::classify(&again);
+    match plan_once(&again, &again_job, facts, cfg, mode) {
+        Ok(None) => Ok(Some(edits)),
+        Ok(Some(_)) | Err(_) => Err("rewrite does not settle: planning it again changes it"),
+    }
+}
+
+/// One planning pass (see [`plan_with`]).
+fn plan_once(
     inv: &Invocation<'_>,
     job: &Job,
     facts: &SourceFacts,

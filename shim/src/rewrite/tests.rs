@@ -74,3 +74,50 @@ fn options_are_inserted_before_a_dashdash_output() {
     assert_eq!(new[new.len() - 2], "--");
     assert!(matches!(parse(&new), Parsed::Job(_)));
 }
+
+/// Graphs whose arguments the planner misreads (ffmpeg rejects both: a positional value
+/// after a keyed one, an unknown `pix_bmts` option): a rewrite that scaled 1280×720 *up* to
+/// 1920×1080, or changed nothing, used to be offered as compliant. Found by the filtergraph
+/// fuzzer (`shim/fuzz/regressions/filtergraph/`).
+#[test]
+fn a_rewrite_that_does_not_settle_is_not_offered() {
+    use crate::argv::{parse, Parsed};
+    use crate::facts::{DynamicRange, Origin};
+    let mut f = SourceFacts::empty(Origin::Given);
+    f.width = Some(3840);
+    f.height = Some(2160);
+    f.bit_depth = Some(10);
+    f.dynamic_range = Some(DynamicRange::Hdr10);
+    for graph in [
+        "[0:0]hwupload[0];[0]scale_cuda=w=1280:h=720:f-ormat=p010,tonemap_cuda=hable:nv12[1]",
+        "[0:0]scale=w=1280:h=720,format=p010,tonemap=hable[0];[0]format=pix_bmts=yuv420p|nv12[1]",
+    ] {
+        let t: Vec<OsString> = [
+            "-codec:0",
+            "hevc",
+            "-i",
+            "/m/a.mkv",
+            "-filter_complex",
+            graph,
+            "-map",
+            "[1]",
+            "-codec:0",
+            "libx264",
+            "-f",
+            "dash",
+            "dash",
+        ]
+        .iter()
+        .map(OsString::from)
+        .collect();
+        let Parsed::Job(inv) = parse(&t) else {
+            panic!("{graph}: not a job")
+        };
+        let job = crate::job::classify(&inv);
+        assert_eq!(
+            plan(&inv, &job, &f, &ShimConfig::default()),
+            Err("rewrite does not settle: planning it again changes it"),
+            "{graph}"
+        );
+    }
+}

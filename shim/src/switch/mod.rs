@@ -150,12 +150,26 @@ fn build(
     let mut edits = remap::edits(inv, job, refs, map, current, to)?;
     let output = output::follow(inv.tokens, &edits, to, cfg)?;
     let output_rewritten = !output.is_empty();
-    for e in output {
-        if let Edit::Replace { at, .. } = &e {
-            edits.retain(|x| !matches!(x, Edit::Replace { at: a, .. } if a == at));
-        }
-        edits.push(e);
-    }
+    // A token the output plan replaces keeps only the plan's last replacement (one pass
+    // over the edits, not one per output edit: a switch can carry tens of thousands).
+    let last: std::collections::HashMap<usize, usize> = output
+        .iter()
+        .enumerate()
+        .filter_map(|(j, e)| match e {
+            Edit::Replace { at, .. } => Some((*at, j)),
+            _ => None,
+        })
+        .collect();
+    edits.retain(|x| !matches!(x, Edit::Replace { at, .. } if last.contains_key(at)));
+    edits.extend(
+        output
+            .into_iter()
+            .enumerate()
+            .filter_map(|(j, e)| match &e {
+                Edit::Replace { at, .. } if last.get(at) != Some(&j) => None,
+                _ => Some(e),
+            }),
+    );
     let mut version = to.clone();
     version.streams = Vec::new();
     Ok(Switch {

@@ -43,20 +43,16 @@ pub(super) fn follow(
 ) -> Result<Vec<Edit>, NoSwitch> {
     // Which original token every switched token came from. Stage-one edits only replace,
     // remove and insert decoder hints, so inserted tokens anchor to the token before them.
-    let mut origin: Vec<(usize, bool)> = Vec::with_capacity(tokens.len() + 4);
+    // Built from the same per-token slots as `edit::apply`, in one pass (linear: a switch
+    // of a 100,000-token command line has tens of thousands of edits).
+    let slots = edit::Slots::of(tokens.len(), edits);
+    let mut origin: Vec<(usize, bool)> = Vec::with_capacity(tokens.len() + slots.inserted);
     for i in 0..tokens.len() {
-        if !edits
-            .iter()
-            .any(|e| matches!(e, Edit::Remove { at } if *at == i))
-        {
+        if !slots.removed[i] {
             origin.push((i, false));
         }
-        for e in edits {
-            if let Edit::Insert { after, tokens: t } = e {
-                if *after == i {
-                    origin.extend(std::iter::repeat_n((i, true), t.len()));
-                }
-            }
+        for t in slots.inserts_after(i) {
+            origin.extend(std::iter::repeat_n((i, true), t.len()));
         }
     }
     let switched = edit::apply(tokens, edits);
