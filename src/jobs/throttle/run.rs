@@ -327,7 +327,12 @@ impl Engine {
         if self.next_try.is_some_and(|t| now < t) {
             return Outcome::Nothing;
         }
-        match self.step(record, now) {
+        let outcome = self.step(record, now);
+        // The gauge follows what is in force after the pass (set here, not in `transition`:
+        // an engage logs its transition before it records the state, and a throttle resumed
+        // from the store makes no transition at all).
+        self.show_state();
+        match outcome {
             Ok(o) => {
                 if self.problem.take().is_some() {
                     tracing::info!("throttle: qbittorrent answers again");
@@ -451,6 +456,12 @@ impl Engine {
         }
     }
 
+    fn show_state(&self) {
+        if let Some(m) = &self.metrics {
+            m.state.set(f64::from(u8::from(self.current.is_some())));
+        }
+    }
+
     fn forget(&mut self, record: &dyn Record, s: &ThrottleState) -> Result<(), ApplyError> {
         self.current = None;
         record
@@ -466,7 +477,6 @@ impl Engine {
         tracing::info!("throttle: {line}");
         if let Some(m) = &self.metrics {
             m.transitions.inc_with(&[kind]);
-            m.state.set(f64::from(u8::from(self.current.is_some())));
             // Engaging is what a viewer waits for; a release waits for the restore delay
             // on purpose.
             if let Some(c) = self.cause.take() {
@@ -495,6 +505,7 @@ impl Engine {
             .release(&s, self.settings.idle_upload())
             .map_err(|e| e.to_string())?;
         self.current = None;
+        self.show_state();
         record.clear(&s.qbittorrent_url)?;
         let line = log_release(&plan, &s.qbittorrent_url, why);
         self.transition("release", line);
