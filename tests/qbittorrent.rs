@@ -19,11 +19,11 @@ use downshiftarr::jobs::throttle::apply::Applier;
 use downshiftarr::jobs::throttle::machine::Target;
 use downshiftarr::jobs::throttle::restore::Write;
 
-const USER: &str = "admin";
-const PASSWORD: &str = "correct horse battery";
+pub(crate) const USER: &str = "admin";
+pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// A running `qbittorrent-nox`, killed on drop.
-struct RealQbit {
+pub(crate) struct RealQbit {
     child: Option<Child>,
     dir: tempfile::TempDir,
     port: u16,
@@ -32,7 +32,7 @@ struct RealQbit {
 
 impl RealQbit {
     /// Starts one, or `None` (after saying why) when the binary is absent outside CI.
-    fn start(localhost_auth: bool) -> Option<RealQbit> {
+    pub(crate) fn start(localhost_auth: bool) -> Option<RealQbit> {
         let Some(_) = find_in_path("qbittorrent-nox") else {
             if std::env::var_os("CI").is_some() {
                 panic!("qbittorrent-nox is not installed and CI is set: install the Debian package qbittorrent-nox");
@@ -51,7 +51,7 @@ impl RealQbit {
         Some(q)
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
@@ -119,7 +119,7 @@ impl RealQbit {
 
     /// `kill -9`, then start again with the configuration as the owner left it: the limits it
     /// comes back with are its configured ones, whatever it saved or not before dying.
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         self.write_config();
         self.launch();
@@ -132,7 +132,7 @@ impl RealQbit {
         }
     }
 
-    fn client(&self, password: Option<&str>) -> Qbittorrent {
+    pub(crate) fn client(&self, password: Option<&str>) -> Qbittorrent {
         let mut o = QbitOptions::new(&self.url());
         o.username = USER.into();
         o.password = password.map(str::to_string);
@@ -161,7 +161,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn kib(k: u64) -> RateLimit {
+pub(crate) fn kib(k: u64) -> RateLimit {
     RateLimit::from_kib(k)
 }
 

@@ -20,4 +20,5 @@ mod probe_media;
 mod qbittorrent;
 mod quiet;
 mod static_shim;
+mod throttle_daemon;
 mod util;
