@@ -24,7 +24,7 @@ pub(crate) const PASSWORD: &str = "correct horse battery";
 
 /// A running `qbittorrent-nox`, killed on drop.
 pub(crate) struct RealQbit {
-    child: Option<Child>,
+    pub(crate) child: Option<Child>,
     dir: tempfile::TempDir,
     port: u16,
     localhost_auth: bool,

@@ -601,3 +601,120 @@ fn throttle_budget_follows_the_remote_streams() {
     rig.wait_upload("not released", RateLimit::UNLIMITED);
     stop(d);
 }
+
+#[test]
+fn throttle_plex_failing_is_no_observation_and_the_throttle_holds() {
+    let Some(rig) = Rig::new(json!({"idle_threshold": 2})) else {
+        return;
+    };
+    let d = rig.daemon();
+    rig.play(vec![remote("1", "alice", 12000)]);
+    rig.wait_upload("a remote stream did not throttle", kib(500));
+    // Plex answers 500 to everything, for many session polls (more than idle_threshold).
+    let plex = &rig.env.plex;
+    let n = plex.requests.load(Ordering::SeqCst);
+    plex.faults.fail_after.store(n, Ordering::SeqCst);
+    rig.wait("the failing polls never came", || {
+        plex.requests.load(Ordering::SeqCst) >= n + 6
+    });
+    assert_eq!(
+        rig.upload(),
+        kib(500),
+        "a failed poll is not \"nobody streams\""
+    );
+    let t = rig.status();
+    assert_eq!(t["state"], "streaming", "{t:#}");
+    assert!(t["in_force"].is_string(), "{t:#}");
+    // Plex back, the stream over: released as usual.
+    plex.faults.fail_after.store(0, Ordering::SeqCst);
+    rig.end(&["1"]);
+    rig.wait_upload(
+        "not released once Plex answered again",
+        RateLimit::UNLIMITED,
+    );
+    stop(d);
+}
+
+#[test]
+fn throttle_sigterm_while_qbittorrent_hangs_exits_in_time_and_the_next_start_restores() {
+    let Some(rig) = Rig::new(json!({"request_timeout_ms": 1500, "idle_threshold": 2})) else {
+        return;
+    };
+    rig.owner.borrow_mut().set_upload_limit(kib(2000)).unwrap();
+    let d = rig.daemon();
+    rig.play(vec![remote("1", "alice", 12000)]);
+    rig.wait_upload("a remote stream did not throttle", kib(500));
+    let qbit_pid = rig.qbit.child.as_ref().unwrap().id().to_string();
+    let sig = |s: &str| {
+        assert!(Command::new("kill")
+            .args([s, &qbit_pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    // qBittorrent stops answering (connections accepted, no reply), then SIGTERM: the daemon
+    // still exits within its grace (`stop` allows 5 s) and keeps what it owes.
+    sig("-STOP");
+    stop(d);
+    sig("-CONT");
+    assert_eq!(rig.upload(), kib(500), "nothing could be given back");
+    assert_eq!(
+        rig.records().len(),
+        1,
+        "the record stays for the next start"
+    );
+    assert!(
+        rig.log()
+            .contains("could not give the bandwidth back while stopping"),
+        "{}",
+        rig.log()
+    );
+    // The next start, nobody streaming: given back through the hysteresis.
+    rig.env.plex.play.set_sessions(Vec::new());
+    let d = rig.daemon();
+    rig.wait_upload("the next start did not restore", kib(2000));
+    rig.wait("the record was not cleared", || rig.records().is_empty());
+    stop(d);
+}
+
+#[test]
+fn throttle_a_new_qbittorrent_url_gives_back_on_the_old_one_first() {
+    let Some(rig) = Rig::new(json!({"streaming_threshold": 1})) else {
+        return;
+    };
+    let Some(other) = RealQbit::start(true) else {
+        return;
+    };
+    rig.owner.borrow_mut().set_upload_limit(kib(2000)).unwrap();
+    let d = rig.daemon();
+    rig.play(vec![remote("1", "alice", 12000)]);
+    rig.wait_upload("a remote stream did not throttle", kib(500));
+    // The owner moves the job to another qBittorrent while the stream plays (SIGHUP).
+    rig.env
+        .configure("throttle", json!({"qbittorrent_url": other.url()}));
+    signal(&d, "HUP");
+    rig.wait_upload("the old qbittorrent did not get its limit back", kib(2000));
+    let mut o = other.client(Some(PASSWORD));
+    let t = Instant::now();
+    while o.upload_limit().unwrap() != kib(500) {
+        assert!(
+            t.elapsed() < DEADLINE,
+            "the new qbittorrent was never throttled"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let records = rig.records();
+    assert_eq!(records.len(), 1, "{records:?}");
+    assert_eq!(records[0]["qbittorrent_url"], other.url().as_str());
+    rig.end(&["1"]);
+    let t = Instant::now();
+    while o.upload_limit().unwrap() != RateLimit::UNLIMITED {
+        assert!(
+            t.elapsed() < DEADLINE,
+            "the new qbittorrent was never released"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(rig.upload(), kib(2000));
+    stop(d);
+}
