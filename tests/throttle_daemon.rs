@@ -718,3 +718,73 @@ fn throttle_a_new_qbittorrent_url_gives_back_on_the_old_one_first() {
     assert_eq!(rig.upload(), kib(2000));
     stop(d);
 }
+
+#[test]
+fn throttle_a_new_url_while_the_old_qbittorrent_hangs_moves_on_and_gives_back_later() {
+    let Some(rig) = Rig::new(json!({"streaming_threshold": 1, "request_timeout_ms": 1000})) else {
+        return;
+    };
+    let Some(other) = RealQbit::start(true) else {
+        return;
+    };
+    rig.owner.borrow_mut().set_upload_limit(kib(2000)).unwrap();
+    let d = rig.daemon();
+    rig.play(vec![remote("1", "alice", 12000)]);
+    rig.wait_upload("a remote stream did not throttle", kib(500));
+    let old_pid = rig.qbit.child.as_ref().unwrap().id().to_string();
+    let sig = |s: &str| {
+        assert!(Command::new("kill")
+            .args([s, &old_pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    // The old qBittorrent stops answering, and the owner moves the job to another one.
+    sig("-STOP");
+    rig.env
+        .configure("throttle", json!({"qbittorrent_url": other.url()}));
+    signal(&d, "HUP");
+    let mut o = other.client(Some(PASSWORD));
+    let t = Instant::now();
+    while o.upload_limit().unwrap() != kib(500) {
+        assert!(
+            t.elapsed() < DEADLINE,
+            "the new qbittorrent was never throttled while the old one hung"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let urls: Vec<Value> = rig
+        .records()
+        .iter()
+        .map(|r| r["qbittorrent_url"].clone())
+        .collect();
+    assert_eq!(urls.len(), 2, "both are owed: {urls:?}");
+    // Several retries while it hangs: one warning, not one per pass.
+    std::thread::sleep(Duration::from_secs(6));
+    let log = rig.log();
+    assert_eq!(
+        log.matches("could not give back").count() + log.matches("could not be given back").count(),
+        1,
+        "{log}"
+    );
+    // The old one answers again: given back without a restart of the daemon.
+    sig("-CONT");
+    rig.wait_upload("the old qbittorrent never got its limit back", kib(2000));
+    rig.wait("the old record was not cleared", || {
+        rig.records().len() == 1
+    });
+    assert!(
+        rig.log().contains(&format!(
+            "released on {} (qbittorrent_url changed)",
+            rig.qbit.url()
+        )),
+        "{}",
+        rig.log()
+    );
+    assert_eq!(
+        o.upload_limit().unwrap(),
+        kib(500),
+        "the new one still throttled"
+    );
+    stop(d);
+}

@@ -170,6 +170,8 @@ pub struct Engine {
     problem: Option<String>,
     next_try: Option<Instant>,
     next_verify: Option<Instant>,
+    /// A record on another qBittorrent is still owed: when to try it again.
+    elsewhere_retry: Option<Instant>,
     /// When the streak that led to the pending change began (its first notification).
     cause: Option<Instant>,
     metrics: Option<Metrics>,
@@ -221,6 +223,7 @@ impl Engine {
             problem: None,
             next_try: None,
             next_verify: None,
+            elsewhere_retry: None,
             cause: None,
             metrics: None,
         })
@@ -268,6 +271,8 @@ impl Engine {
         Ok(())
     }
 
+    /// Gives back a record made on another qBittorrent; when that server does not answer the
+    /// record stays and is tried again every [`RETRY`] (`retry_elsewhere`), warned once.
     fn restore_elsewhere(&mut self, record: &dyn Record, state: &ThrottleState) {
         let mut other = self.settings.clone();
         other.qbittorrent_url = state.qbittorrent_url.clone();
@@ -281,15 +286,44 @@ impl Engine {
             });
         match restored {
             Ok(plan) => {
-                log_release(&plan, &state.qbittorrent_url, "qbittorrent_url changed");
+                let line = log_release(&plan, &state.qbittorrent_url, "qbittorrent_url changed");
+                tracing::info!("throttle: {line}");
                 if let Err(e) = record.clear(&state.qbittorrent_url) {
                     tracing::warn!("throttle: {e}");
                 }
             }
-            Err(e) => tracing::warn!(
-                "throttle: a throttle recorded on {} (before throttle.qbittorrent_url changed) could not be given back: {e}; it stays recorded, run `downshiftarr throttle --restore` once that server answers",
-                state.qbittorrent_url
-            ),
+            Err(e) => {
+                if self.elsewhere_retry.is_none() {
+                    tracing::warn!(
+                        "throttle: a throttle recorded on {} (before throttle.qbittorrent_url changed) could not be given back: {e}; it stays recorded and is tried again every {}s (or run `downshiftarr throttle --restore` once that server answers)",
+                        state.qbittorrent_url,
+                        RETRY.as_secs()
+                    );
+                }
+                self.elsewhere_retry = Some(Instant::now() + RETRY);
+            }
+        }
+    }
+
+    /// Tries again to give back what is recorded on another qBittorrent, when one is due.
+    pub fn retry_elsewhere(&mut self, record: &dyn Record, now: Instant) {
+        if self.elsewhere_retry.is_none_or(|t| now < t) {
+            return;
+        }
+        let Ok(all) = record.all() else {
+            self.elsewhere_retry = Some(now + RETRY);
+            return;
+        };
+        let pending: Vec<ThrottleState> = all
+            .into_iter()
+            .filter(|s| s.qbittorrent_url != self.client.url())
+            .collect();
+        for state in pending {
+            self.restore_elsewhere(record, &state);
+        }
+        if self.elsewhere_retry.is_some_and(|t| t <= now) {
+            // Every one was given back.
+            self.elsewhere_retry = None;
         }
     }
 
@@ -525,7 +559,20 @@ impl Engine {
         }
         let url_changed = settings.qbittorrent_url.trim() != self.settings.qbittorrent_url.trim();
         if url_changed {
-            self.restore(record, "throttle.qbittorrent_url changed")?;
+            if let Some(old) = self.current.clone() {
+                // The old server not answering must not hold the new settings back (and
+                // retry on every pass): its record stays, given back by `retry_elsewhere`.
+                if let Err(e) = self.restore(record, "throttle.qbittorrent_url changed") {
+                    tracing::warn!(
+                        "throttle: could not give back what we set on {} before moving to {}: {e}; it stays recorded and is tried again every {}s (or run `downshiftarr throttle --restore` once that server answers)",
+                        old.qbittorrent_url,
+                        settings.qbittorrent_url.trim(),
+                        RETRY.as_secs()
+                    );
+                    self.current = None;
+                    self.elsewhere_retry = Some(now + RETRY);
+                }
+            }
         }
         let fresh = Engine::new(settings, self.dry_run)?;
         let policy = fresh.throttler.policy().clone();
@@ -676,6 +723,7 @@ pub fn run(ctx: &Ctx, sd: &Shutdown, dry_run: bool) -> Result<()> {
             }
         }
         engine.reconcile(&store, now);
+        engine.retry_elsewhere(&store, now);
         let status = engine.status();
         if status != shown {
             publish(&engine);
