@@ -551,15 +551,35 @@ fn throttle_a_wrong_password_is_tried_once_per_back_off_and_never_banned() {
     let problem = t["problem"].as_str().unwrap();
     assert!(problem.contains("login refused"), "{t:#}");
     assert_eq!(t["login_attempts"], 1, "{t:#}");
-    // Many reconcile passes and polls later: still the one attempt.
-    rig.wait_polls(6);
+    // Many reconcile passes, polls and retries (every 5 s) later: still the one attempt,
+    // warned once, and once more for the back-off (not on every retry).
+    rig.wait_polls(12);
     let t = rig.status();
     assert_eq!(t["login_attempts"], 1, "{t:#}");
     assert!(t["problem"].is_string(), "{t:#}");
     assert_eq!(rig.upload(), RateLimit::UNLIMITED);
     let log = rig.log();
     assert!(!log.contains("not the password"), "a password was logged");
-    assert!(log.contains("login refused"), "{log}");
+    let refused = "check the qbittorrent username and password";
+    assert_eq!(log.matches(refused).count(), 1, "one refused login:\n{log}");
+    assert!(
+        log.matches("next attempt in").count() <= 1,
+        "the back-off is warned once, not on every retry:\n{log}"
+    );
+    // A reload that changes something else keeps the back-off: no new login attempt.
+    rig.env.configure("throttle", json!({"poll_interval_s": 2}));
+    signal(&d, "HUP");
+    rig.wait("the reload was not logged", || {
+        rig.log().contains("throttle: settings reloaded")
+    });
+    rig.wait_polls(3);
+    let log = rig.log();
+    assert_eq!(
+        log.matches(refused).count(),
+        1,
+        "a reload must not cost a login:\n{log}"
+    );
+    assert_eq!(rig.status()["login_attempts"], 1);
     // The right password (config + SIGHUP) logs in at once: we were never banned.
     rig.env.configure("throttle", json!({"password": PASSWORD}));
     signal(&d, "HUP");

@@ -168,6 +168,8 @@ pub struct Engine {
     last_streams: Vec<CountedStream>,
     last_transition: Option<String>,
     problem: Option<String>,
+    /// `error_kind` of `problem`.
+    problem_kind: Option<&'static str>,
     next_try: Option<Instant>,
     next_verify: Option<Instant>,
     /// A record on another qBittorrent is still owed: when to try it again.
@@ -221,6 +223,7 @@ impl Engine {
             last_streams: Vec::new(),
             last_transition: None,
             problem: None,
+            problem_kind: None,
             next_try: None,
             next_verify: None,
             elsewhere_retry: None,
@@ -371,17 +374,23 @@ impl Engine {
                 if self.problem.take().is_some() {
                     tracing::info!("throttle: qbittorrent answers again");
                 }
+                self.problem_kind = None;
                 self.next_try = None;
                 o
             }
             Err(e) => {
                 let msg = e.to_string();
+                let kind = error_kind(&e);
                 if let Some(m) = &self.metrics {
-                    m.errors.inc_with(&[error_kind(&e)]);
+                    m.errors.inc_with(&[kind]);
                 }
-                if self.problem.as_ref() != Some(&msg) {
+                // A back-off's message counts down ("next attempt in 55s"): warned once per
+                // back-off, not on every retry.
+                let repeat = kind == "backing_off" && self.problem_kind == Some(kind);
+                if self.problem.as_ref() != Some(&msg) && !repeat {
                     tracing::warn!("throttle: {msg}");
                 }
+                self.problem_kind = Some(kind);
                 self.problem = Some(msg);
                 self.next_try = Some(now + RETRY);
                 Outcome::Nothing
@@ -581,7 +590,11 @@ impl Engine {
             _ => Throttler::new(policy),
         };
         self.rules = fresh.rules;
-        self.client = fresh.client;
+        // A reload that leaves the login as it was keeps the client: a new one would forget
+        // a login back-off, and each reload would then cost a refused login (five = a ban).
+        if !same_login(&self.settings, &fresh.settings) {
+            self.client = fresh.client;
+        }
         self.settings = fresh.settings;
         self.next_try = None;
         tracing::info!("throttle: settings reloaded");
@@ -634,6 +647,16 @@ impl Engine {
         }
         parts.join(", ")
     }
+}
+
+/// Whether two settings reach the same qBittorrent with the same credentials.
+fn same_login(a: &ThrottleSettings, b: &ThrottleSettings) -> bool {
+    a.qbittorrent_url.trim() == b.qbittorrent_url.trim()
+        && a.username == b.username
+        && a.password == b.password
+        && a.password_file == b.password_file
+        && a.api_key == b.api_key
+        && a.request_timeout_ms == b.request_timeout_ms
 }
 
 fn log_release(plan: &Plan, url: &str, why: &str) -> String {
