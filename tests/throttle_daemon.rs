@@ -809,3 +809,57 @@ fn throttle_a_new_url_while_the_old_qbittorrent_hangs_moves_on_and_gives_back_la
     );
     stop(d);
 }
+
+#[test]
+fn throttle_an_old_qbittorrent_refusing_the_new_credentials_is_not_retried_into_a_ban() {
+    let Some(rig) = Rig::new(json!({"streaming_threshold": 1, "request_timeout_ms": 1000})) else {
+        return;
+    };
+    // The new server lets localhost in without a login; the new settings' password would be
+    // refused by the old one.
+    let Some(other) = RealQbit::start(false) else {
+        return;
+    };
+    let d = rig.daemon();
+    rig.play(vec![remote("1", "alice", 12000)]);
+    rig.wait_upload("a remote stream did not throttle", kib(500));
+    let old_pid = rig.qbit.child.as_ref().unwrap().id().to_string();
+    let sig = |s: &str| {
+        assert!(Command::new("kill")
+            .args([s, &old_pid])
+            .status()
+            .unwrap()
+            .success());
+    };
+    sig("-STOP");
+    rig.env.configure(
+        "throttle",
+        json!({"qbittorrent_url": other.url(), "password": "not the password"}),
+    );
+    signal(&d, "HUP");
+    let mut o = other.client(None);
+    let t = Instant::now();
+    while o.upload_limit().unwrap() != kib(500) {
+        assert!(
+            t.elapsed() < DEADLINE,
+            "the new qbittorrent was never throttled"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sig("-CONT");
+    let given_up = "with that server's url and credentials";
+    rig.wait("the refused give-back was not reported", || {
+        rig.log().contains(given_up)
+    });
+    // Long enough for five retries every 5 s: five refused logins would ban the owner.
+    std::thread::sleep(Duration::from_secs(27));
+    assert_eq!(rig.log().matches(given_up).count(), 1, "{}", rig.log());
+    let mut fresh = rig.qbit.client(Some(PASSWORD));
+    assert_eq!(
+        fresh.upload_limit(),
+        Ok(kib(500)),
+        "the owner can still log in, and our record is left for --restore"
+    );
+    assert_eq!(rig.records().len(), 2);
+    stop(d);
+}

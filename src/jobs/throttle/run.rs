@@ -174,6 +174,8 @@ pub struct Engine {
     next_verify: Option<Instant>,
     /// A record on another qBittorrent is still owed: when to try it again.
     elsewhere_retry: Option<Instant>,
+    /// Records on another qBittorrent that refused us: left for `--restore`, never retried.
+    elsewhere_given_up: Vec<String>,
     /// When the streak that led to the pending change began (its first notification).
     cause: Option<Instant>,
     metrics: Option<Metrics>,
@@ -227,6 +229,7 @@ impl Engine {
             next_try: None,
             next_verify: None,
             elsewhere_retry: None,
+            elsewhere_given_up: Vec::new(),
             cause: None,
             metrics: None,
         })
@@ -275,17 +278,25 @@ impl Engine {
     }
 
     /// Gives back a record made on another qBittorrent; when that server does not answer the
-    /// record stays and is tried again every [`RETRY`] (`retry_elsewhere`), warned once.
+    /// record stays and is tried again every [`RETRY`] (`retry_elsewhere`), warned once. A
+    /// refused login is never retried: that server may not take these credentials, and
+    /// five refusals would ban the owner there.
     fn restore_elsewhere(&mut self, record: &dyn Record, state: &ThrottleState) {
         let mut other = self.settings.clone();
         other.qbittorrent_url = state.qbittorrent_url.clone();
+        // (why, worth retrying)
         let restored = other
             .qbit_options()
-            .and_then(|o| Qbittorrent::new(o).map_err(|e| e.to_string()))
+            .map_err(|e| (e, false))
+            .and_then(|o| Qbittorrent::new(o).map_err(|e| (e.to_string(), false)))
             .and_then(|mut c| {
                 Applier::new(&mut c)
                     .release(state, self.settings.idle_upload())
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| {
+                        let again =
+                            matches!(e, QbitError::Unreachable { .. } | QbitError::Status { .. });
+                        (e.to_string(), again)
+                    })
             });
         match restored {
             Ok(plan) => {
@@ -295,7 +306,14 @@ impl Engine {
                     tracing::warn!("throttle: {e}");
                 }
             }
-            Err(e) => {
+            Err((e, false)) => {
+                tracing::warn!(
+                    "throttle: a throttle recorded on {} (before throttle.qbittorrent_url changed) could not be given back: {e}; it stays recorded, run `downshiftarr throttle --restore` with that server's url and credentials",
+                    state.qbittorrent_url
+                );
+                self.elsewhere_given_up.push(state.qbittorrent_url.clone());
+            }
+            Err((e, true)) => {
                 if self.elsewhere_retry.is_none() {
                     tracing::warn!(
                         "throttle: a throttle recorded on {} (before throttle.qbittorrent_url changed) could not be given back: {e}; it stays recorded and is tried again every {}s (or run `downshiftarr throttle --restore` once that server answers)",
@@ -319,7 +337,10 @@ impl Engine {
         };
         let pending: Vec<ThrottleState> = all
             .into_iter()
-            .filter(|s| s.qbittorrent_url != self.client.url())
+            .filter(|s| {
+                s.qbittorrent_url != self.client.url()
+                    && !self.elsewhere_given_up.contains(&s.qbittorrent_url)
+            })
             .collect();
         for state in pending {
             self.restore_elsewhere(record, &state);
