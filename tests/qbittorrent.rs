@@ -22,10 +22,10 @@ use downshiftarr::jobs::throttle::restore::Write;
 pub(crate) const USER: &str = "admin";
 pub(crate) const PASSWORD: &str = "correct horse battery";
 
-/// A running `qbittorrent-nox`, killed on drop (also used by `throttle_cli` and
+/// A running `qbittorrent-nox`, killed on drop (also used by `throttle_cli`, `throttle_daemon` and
 /// `benches/throttle_reaction.rs`).
 pub(crate) struct RealQbit {
-    child: Option<Child>,
+    pub(crate) child: Option<Child>,
     dir: tempfile::TempDir,
     port: u16,
     localhost_auth: bool,
@@ -120,7 +120,7 @@ impl RealQbit {
 
     /// `kill -9`, then start again with the configuration as the owner left it: the limits it
     /// comes back with are its configured ones, whatever it saved or not before dying.
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         self.write_config();
         self.launch();

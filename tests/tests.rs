@@ -21,5 +21,6 @@ mod qbittorrent;
 mod quiet;
 mod static_shim;
 mod throttle_cli;
+mod throttle_daemon;
 mod throttle_engine;
 mod util;

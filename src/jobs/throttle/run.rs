@@ -169,8 +169,14 @@ pub struct Engine {
     last_streams: Vec<CountedStream>,
     last_transition: Option<String>,
     problem: Option<String>,
+    /// `error_kind` of `problem`.
+    problem_kind: Option<&'static str>,
     next_try: Option<Instant>,
     next_verify: Option<Instant>,
+    /// A record on another qBittorrent is still owed: when to try it again.
+    elsewhere_retry: Option<Instant>,
+    /// Records on another qBittorrent that refused us: left for `--restore`, never retried.
+    elsewhere_given_up: Vec<String>,
     /// When the streak that led to the pending change began (its first notification).
     cause: Option<Instant>,
     metrics: Option<Metrics>,
@@ -220,8 +226,11 @@ impl Engine {
             last_streams: Vec::new(),
             last_transition: None,
             problem: None,
+            problem_kind: None,
             next_try: None,
             next_verify: None,
+            elsewhere_retry: None,
+            elsewhere_given_up: Vec::new(),
             cause: None,
             metrics: None,
         })
@@ -269,28 +278,77 @@ impl Engine {
         Ok(())
     }
 
+    /// Gives back a record made on another qBittorrent; when that server does not answer the
+    /// record stays and is tried again every [`RETRY`] (`retry_elsewhere`), warned once. A
+    /// refused login is never retried: that server may not take these credentials, and
+    /// five refusals would ban the owner there.
     fn restore_elsewhere(&mut self, record: &dyn Record, state: &ThrottleState) {
         let mut other = self.settings.clone();
         other.qbittorrent_url = state.qbittorrent_url.clone();
+        // (why, worth retrying)
         let restored = other
             .qbit_options()
-            .and_then(|o| Qbittorrent::new(o).map_err(|e| e.to_string()))
+            .map_err(|e| (e, false))
+            .and_then(|o| Qbittorrent::new(o).map_err(|e| (e.to_string(), false)))
             .and_then(|mut c| {
                 Applier::new(&mut c)
                     .release(state, self.settings.idle_upload())
-                    .map_err(|e| e.to_string())
+                    .map_err(|e| {
+                        let again =
+                            matches!(e, QbitError::Unreachable { .. } | QbitError::Status { .. });
+                        (e.to_string(), again)
+                    })
             });
         match restored {
             Ok(plan) => {
-                log_release(&plan, &state.qbittorrent_url, "qbittorrent_url changed");
+                let line = log_release(&plan, &state.qbittorrent_url, "qbittorrent_url changed");
+                tracing::info!("throttle: {line}");
                 if let Err(e) = record.clear(&state.qbittorrent_url) {
                     tracing::warn!("throttle: {e}");
                 }
             }
-            Err(e) => tracing::warn!(
-                "throttle: a throttle recorded on {} (before throttle.qbittorrent_url changed) could not be given back: {e}; it stays recorded, run `downshiftarr throttle --restore` once that server answers",
-                state.qbittorrent_url
-            ),
+            Err((e, false)) => {
+                tracing::warn!(
+                    "throttle: a throttle recorded on {} (before throttle.qbittorrent_url changed) could not be given back: {e}; it stays recorded, run `downshiftarr throttle --restore` with that server's url and credentials",
+                    state.qbittorrent_url
+                );
+                self.elsewhere_given_up.push(state.qbittorrent_url.clone());
+            }
+            Err((e, true)) => {
+                if self.elsewhere_retry.is_none() {
+                    tracing::warn!(
+                        "throttle: a throttle recorded on {} (before throttle.qbittorrent_url changed) could not be given back: {e}; it stays recorded and is tried again every {}s (or run `downshiftarr throttle --restore` once that server answers)",
+                        state.qbittorrent_url,
+                        RETRY.as_secs()
+                    );
+                }
+                self.elsewhere_retry = Some(Instant::now() + RETRY);
+            }
+        }
+    }
+
+    /// Tries again to give back what is recorded on another qBittorrent, when one is due.
+    pub fn retry_elsewhere(&mut self, record: &dyn Record, now: Instant) {
+        if self.elsewhere_retry.is_none_or(|t| now < t) {
+            return;
+        }
+        let Ok(all) = record.all() else {
+            self.elsewhere_retry = Some(now + RETRY);
+            return;
+        };
+        let pending: Vec<ThrottleState> = all
+            .into_iter()
+            .filter(|s| {
+                s.qbittorrent_url != self.client.url()
+                    && !self.elsewhere_given_up.contains(&s.qbittorrent_url)
+            })
+            .collect();
+        for state in pending {
+            self.restore_elsewhere(record, &state);
+        }
+        if self.elsewhere_retry.is_some_and(|t| t <= now) {
+            // Every one was given back.
+            self.elsewhere_retry = None;
         }
     }
 
@@ -332,22 +390,33 @@ impl Engine {
         if self.next_try.is_some_and(|t| now < t) {
             return Outcome::Nothing;
         }
-        match self.step(record, now) {
+        let outcome = self.step(record, now);
+        // The gauge follows what is in force after the pass (set here, not in `transition`:
+        // an engage logs its transition before it records the state, and a throttle resumed
+        // from the store makes no transition at all).
+        self.show_state();
+        match outcome {
             Ok(o) => {
                 if self.problem.take().is_some() {
                     tracing::info!("throttle: qbittorrent answers again");
                 }
+                self.problem_kind = None;
                 self.next_try = None;
                 o
             }
             Err(e) => {
                 let msg = e.to_string();
+                let kind = error_kind(&e);
                 if let Some(m) = &self.metrics {
-                    m.errors.inc_with(&[error_kind(&e)]);
+                    m.errors.inc_with(&[kind]);
                 }
-                if self.problem.as_ref() != Some(&msg) {
+                // A back-off's message counts down ("next attempt in 55s"): warned once per
+                // back-off, not on every retry.
+                let repeat = kind == "backing_off" && self.problem_kind == Some(kind);
+                if self.problem.as_ref() != Some(&msg) && !repeat {
                     tracing::warn!("throttle: {msg}");
                 }
+                self.problem_kind = Some(kind);
                 self.problem = Some(msg);
                 self.next_try = Some(now + RETRY);
                 Outcome::Nothing
@@ -456,6 +525,12 @@ impl Engine {
         }
     }
 
+    fn show_state(&self) {
+        if let Some(m) = &self.metrics {
+            m.state.set(f64::from(u8::from(self.current.is_some())));
+        }
+    }
+
     fn forget(&mut self, record: &dyn Record, s: &ThrottleState) -> Result<(), ApplyError> {
         self.current = None;
         record
@@ -471,7 +546,6 @@ impl Engine {
         tracing::info!("throttle: {line}");
         if let Some(m) = &self.metrics {
             m.transitions.inc_with(&[kind]);
-            m.state.set(f64::from(u8::from(self.current.is_some())));
             // Engaging is what a viewer waits for; a release waits for the restore delay
             // on purpose.
             if let Some(c) = self.cause.take() {
@@ -500,6 +574,7 @@ impl Engine {
             .release(&s, self.settings.idle_upload())
             .map_err(|e| e.to_string())?;
         self.current = None;
+        self.show_state();
         record.clear(&s.qbittorrent_url)?;
         let line = log_release(&plan, &s.qbittorrent_url, why);
         self.transition("release", line);
@@ -519,7 +594,20 @@ impl Engine {
         }
         let url_changed = settings.qbittorrent_url.trim() != self.settings.qbittorrent_url.trim();
         if url_changed {
-            self.restore(record, "throttle.qbittorrent_url changed")?;
+            if let Some(old) = self.current.clone() {
+                // The old server not answering must not hold the new settings back (and
+                // retry on every pass): its record stays, given back by `retry_elsewhere`.
+                if let Err(e) = self.restore(record, "throttle.qbittorrent_url changed") {
+                    tracing::warn!(
+                        "throttle: could not give back what we set on {} before moving to {}: {e}; it stays recorded and is tried again every {}s (or run `downshiftarr throttle --restore` once that server answers)",
+                        old.qbittorrent_url,
+                        settings.qbittorrent_url.trim(),
+                        RETRY.as_secs()
+                    );
+                    self.current = None;
+                    self.elsewhere_retry = Some(now + RETRY);
+                }
+            }
         }
         let fresh = Engine::new(settings, self.dry_run)?;
         let policy = fresh.throttler.policy().clone();
@@ -528,7 +616,11 @@ impl Engine {
             _ => Throttler::new(policy),
         };
         self.rules = fresh.rules;
-        self.client = fresh.client;
+        // A reload that leaves the login as it was keeps the client: a new one would forget
+        // a login back-off, and each reload would then cost a refused login (five = a ban).
+        if !same_login(&self.settings, &fresh.settings) {
+            self.client = fresh.client;
+        }
         self.settings = fresh.settings;
         self.next_try = None;
         tracing::info!("throttle: settings reloaded");
@@ -581,6 +673,16 @@ impl Engine {
         }
         parts.join(", ")
     }
+}
+
+/// Whether two settings reach the same qBittorrent with the same credentials.
+fn same_login(a: &ThrottleSettings, b: &ThrottleSettings) -> bool {
+    a.qbittorrent_url.trim() == b.qbittorrent_url.trim()
+        && a.username == b.username
+        && a.password == b.password
+        && a.password_file == b.password_file
+        && a.api_key == b.api_key
+        && a.request_timeout_ms == b.request_timeout_ms
 }
 
 fn log_release(plan: &Plan, url: &str, why: &str) -> String {
@@ -684,6 +786,7 @@ pub fn run(ctx: &Ctx, sd: &Shutdown, dry_run: bool) -> Result<()> {
             }
         }
         engine.reconcile(&store, now);
+        engine.retry_elsewhere(&store, now);
         let status = engine.status();
         if status != shown {
             publish(&engine);
