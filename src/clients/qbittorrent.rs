@@ -19,8 +19,10 @@
 //!
 //! Requests go through the one HTTP client builder ([`HttpClient`]): its timeouts, its cookie
 //! jar, its bounded reads, its scrubbing of the password and key from every message, and its
-//! retries — for reads only: a GET that times out or meets a 5xx (a qBittorrent restarting) is
-//! tried again a couple of times; a login or a setter (POST) is sent once.
+//! retries — for reads only: a GET refused or answered 5xx (a qBittorrent restarting) is tried
+//! again a couple of times, within one request timeout, so a server that hangs costs one
+//! timeout, not three (the throttle's give-back at shutdown must fit in the grace); a login or
+//! a setter (POST) is sent once.
 
 use std::time::{Duration, Instant};
 
@@ -297,6 +299,8 @@ pub struct Qbittorrent {
     api_key_refused: bool,
     backoff: Option<Backoff>,
     login_attempts: u64,
+    /// Reads are tried again after a timeout or a 5xx (off when a deadline is near).
+    retry_reads: bool,
 }
 
 impl std::fmt::Debug for Qbittorrent {
@@ -327,8 +331,8 @@ impl Qbittorrent {
         let mut builder = HttpClient::builder("qBittorrent", base)
             .url_key("throttle.qbittorrent_url", "http://127.0.0.1:8080")
             .timeouts(opts.timeout.min(Duration::from_secs(3)), opts.timeout)
-            // A read is tried again while a restart is under way, but not past two timeouts.
-            .retries(2, RETRY_BACKOFF, opts.timeout.saturating_mul(2))
+            // A read is tried again while a restart is under way, but not after a timeout.
+            .retries(2, RETRY_BACKOFF, opts.timeout)
             .cookies(true)
             .max_body(MAX_BODY)
             .header("Referer", &origin)
@@ -345,7 +349,14 @@ impl Qbittorrent {
             api_key_refused: false,
             backoff: None,
             login_attempts: 0,
+            retry_reads: true,
         })
+    }
+
+    /// Whether a read that timed out or met a 5xx is tried again (on by default; off for the
+    /// last requests before a shutdown deadline, where each attempt must count).
+    pub fn set_retry_reads(&mut self, on: bool) {
+        self.retry_reads = on;
     }
 
     /// The base URL, for messages.
@@ -408,8 +419,10 @@ impl Qbittorrent {
         let wire = format!("/api/v2/{path}");
         let mut req = if method == Method::POST {
             self.http.post_form(&wire, form)
-        } else {
+        } else if self.retry_reads {
             self.http.get(&wire)
+        } else {
+            self.http.get(&wire).once()
         };
         if !login && self.use_api_key() {
             if let Some(key) = &self.opts.api_key {

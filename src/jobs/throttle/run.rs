@@ -570,9 +570,11 @@ impl Engine {
             self.current = None;
             return Ok(None);
         }
-        let plan = Applier::new(&mut self.client)
-            .release(&s, self.settings.idle_upload())
-            .map_err(|e| e.to_string())?;
+        // Within a shutdown's grace: one attempt per request, not the reads' retries.
+        self.client.set_retry_reads(false);
+        let released = Applier::new(&mut self.client).release(&s, self.settings.idle_upload());
+        self.client.set_retry_reads(true);
+        let plan = released.map_err(|e| e.to_string())?;
         self.current = None;
         self.show_state();
         record.clear(&s.qbittorrent_url)?;
