@@ -68,7 +68,7 @@ pub enum TraktError {
     /// 429: come back after `retry_after` (from `Retry-After`, else the default).
     RateLimited {
         retry_after: Duration,
-        limit: Option<RateLimitInfo>,
+        limit: Option<Box<RateLimitInfo>>,
         message: String,
     },
     /// 5xx, Cloudflare 52x, a timeout or no connection: retry with back-off.
@@ -667,7 +667,7 @@ fn classify(e: &HttpError, secrets: &[&str]) -> TraktError {
             }
         }
         429 => {
-            let limit: Option<RateLimitInfo> = e
+            let limit: Option<Box<RateLimitInfo>> = e
                 .header("x-ratelimit")
                 .and_then(|h| serde_json::from_str(h).ok());
             let retry_after = e
