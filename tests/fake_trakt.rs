@@ -709,3 +709,25 @@ fn posts_with_one_token_are_a_second_apart_and_others_are_not_held() {
     let _ = t.scrobble("other-user-token", ScrobbleAction::Start, &guardians(), 1.0);
     assert!(t0.elapsed() < Duration::from_millis(500));
 }
+
+#[test]
+fn a_hostile_or_missing_retry_after_gives_a_bounded_wait() {
+    let fake = FakeTrakt::start();
+    let t = fake.client();
+    let mut huge = Answer::new(429, "");
+    huge.headers.push(("Retry-After".into(), "99999999".into()));
+    let mut junk = Answer::new(429, "");
+    junk.headers.push(("Retry-After".into(), "soon".into()));
+    junk.headers
+        .push(("X-Ratelimit".into(), "{not json".into()));
+    fake.script("/scrobble/pause", vec![huge, junk]);
+    let wait = |e: TraktError| match e {
+        TraktError::RateLimited {
+            retry_after, limit, ..
+        } => (retry_after, limit.is_some()),
+        other => panic!("{other:?}"),
+    };
+    let go = || t.scrobble(GOOD_TOKEN, ScrobbleAction::Pause, &guardians(), 40.0);
+    assert_eq!(wait(go().unwrap_err()), (Duration::from_secs(3600), false));
+    assert_eq!(wait(go().unwrap_err()), (Duration::from_secs(30), false));
+}
