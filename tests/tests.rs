@@ -9,6 +9,7 @@ mod enforce;
 mod fake_plex;
 mod fake_qbittorrent;
 mod fake_tautulli;
+mod fake_trakt;
 mod faults;
 mod golden;
 mod index_drift;

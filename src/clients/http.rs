@@ -57,6 +57,9 @@ pub struct Failure {
     timeout_keys: Option<(&'static str, &'static str)>,
     /// What to do about a 401.
     unauthorized_hint: &'static str,
+    /// The rate-limit headers of a failed answer (`Retry-After`, `X-Ratelimit`), lower-case
+    /// names: a 429's caller needs them to know when to come back.
+    pub headers: Vec<(String, String)>,
 }
 
 impl std::ops::Deref for HttpError {
@@ -76,6 +79,7 @@ impl HttpError {
             kind: ErrorKind::Other(message.into()),
             timeout_keys: None,
             unauthorized_hint: "",
+            headers: Vec::new(),
         }))
     }
 
@@ -85,6 +89,14 @@ impl HttpError {
             ErrorKind::Status(code, _) => Some(code),
             _ => None,
         }
+    }
+
+    /// A header the failed answer carried (lower-case name; only the kept rate-limit ones).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn is_unauthorized(&self) -> bool {
@@ -167,6 +179,9 @@ const PLEX_IDENTITY: &[(&str, &str)] = &[
     ("X-Plex-Platform", "Linux"),
     ("X-Plex-Version", downshiftarr_shim::VERSION),
 ];
+
+/// Headers of a failed answer kept in its error (lower-case): when to come back after a 429.
+const KEPT_HEADERS: &[&str] = &["retry-after", "x-ratelimit"];
 
 /// Characters of a failed answer's body kept for the error message.
 const EXCERPT: usize = 200;
@@ -362,6 +377,8 @@ pub struct Request<'a> {
     query: Vec<(String, String)>,
     headers: Vec<(String, String)>,
     form: Option<Vec<(String, String)>>,
+    /// A JSON body, serialised.
+    json: Option<Vec<u8>>,
     timeout: Option<Duration>,
     retries: u32,
 }
@@ -417,6 +434,13 @@ impl HttpClient {
         r
     }
 
+    /// A JSON POST (`Content-Type: application/json`): never retried.
+    pub fn post_json(&self, path: &str, body: &Value) -> Request<'_> {
+        let mut r = self.request(Method::POST, path, 0);
+        r.json = Some(body.to_string().into_bytes());
+        r
+    }
+
     /// A DELETE: never retried.
     #[allow(dead_code)] // for Radarr (next)
     pub fn delete(&self, path: &str) -> Request<'_> {
@@ -431,6 +455,7 @@ impl HttpClient {
             query: Vec::new(),
             headers: Vec::new(),
             form: None,
+            json: None,
             timeout: None,
             retries,
         }
@@ -445,6 +470,7 @@ impl HttpClient {
             kind,
             timeout_keys: self.timeout_keys,
             unauthorized_hint: self.unauthorized_hint,
+            headers: Vec::new(),
         }))
     }
 
@@ -514,6 +540,17 @@ impl HttpClient {
         if let Some(form) = &r.form {
             req = req.form(form);
         }
+        if let Some(json) = &r.json {
+            let typed = self
+                .headers
+                .iter()
+                .chain(&r.headers)
+                .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
+            if !typed {
+                req = req.header(reqwest::header::CONTENT_TYPE, "application/json");
+            }
+            req = req.body(json.clone());
+        }
         if let Some(t) = r.timeout {
             req = req.timeout(t);
         }
@@ -532,6 +569,13 @@ impl HttpClient {
             )
         })?;
         self.keep_cookies(resp.headers());
+        let kept: Vec<(String, String)> = KEPT_HEADERS
+            .iter()
+            .filter_map(|n| {
+                let v = resp.headers().get(*n)?.to_str().ok()?;
+                Some(((*n).to_string(), v.chars().take(EXCERPT).collect()))
+            })
+            .collect();
         let status = resp.status().as_u16();
         let ok = (200..300).contains(&status);
         // Bounded reads: a hostile or broken server cannot fill memory within the timeout.
@@ -583,7 +627,9 @@ impl HttpClient {
         if excerpt.len() < words.len() || body.len() as u64 > limit {
             excerpt.push('…');
         }
-        Err(self.error(&r.path, ErrorKind::Status(status, excerpt)))
+        let mut e = self.error(&r.path, ErrorKind::Status(status, excerpt));
+        e.0.headers = kept;
+        Err(e)
     }
 
     /// Why a request never got an answer, classified from the error chain.

@@ -4,3 +4,4 @@
 pub mod http;
 pub mod qbittorrent;
 pub mod tautulli;
+pub mod trakt;
