@@ -126,6 +126,16 @@ impl RealQbit {
         self.launch();
     }
 
+    /// Sends `sig` (`-STOP`, `-CONT`) to the running qbittorrent-nox.
+    pub(crate) fn signal(&self, sig: &str) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        assert!(std::process::Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();

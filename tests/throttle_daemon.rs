@@ -665,14 +665,7 @@ fn throttle_sigterm_while_qbittorrent_hangs_exits_in_time_and_the_next_start_res
     let d = rig.daemon();
     rig.play(vec![remote("1", "alice", 12000)]);
     rig.wait_upload("a remote stream did not throttle", kib(500));
-    let qbit_pid = rig.qbit.child.as_ref().unwrap().id().to_string();
-    let sig = |s: &str| {
-        assert!(Command::new("kill")
-            .args([s, &qbit_pid])
-            .status()
-            .unwrap()
-            .success());
-    };
+    let sig = |s: &str| rig.qbit.signal(s);
     // qBittorrent stops answering (connections accepted, no reply), then SIGTERM: the daemon
     // still exits within its grace (`stop` allows 5 s) and keeps what it owes.
     sig("-STOP");
@@ -752,14 +745,7 @@ fn throttle_a_new_url_while_the_old_qbittorrent_hangs_moves_on_and_gives_back_la
     let d = rig.daemon();
     rig.play(vec![remote("1", "alice", 12000)]);
     rig.wait_upload("a remote stream did not throttle", kib(500));
-    let old_pid = rig.qbit.child.as_ref().unwrap().id().to_string();
-    let sig = |s: &str| {
-        assert!(Command::new("kill")
-            .args([s, &old_pid])
-            .status()
-            .unwrap()
-            .success());
-    };
+    let sig = |s: &str| rig.qbit.signal(s);
     // The old qBittorrent stops answering, and the owner moves the job to another one.
     sig("-STOP");
     rig.env
@@ -823,14 +809,7 @@ fn throttle_an_old_qbittorrent_refusing_the_new_credentials_is_not_retried_into_
     let d = rig.daemon();
     rig.play(vec![remote("1", "alice", 12000)]);
     rig.wait_upload("a remote stream did not throttle", kib(500));
-    let old_pid = rig.qbit.child.as_ref().unwrap().id().to_string();
-    let sig = |s: &str| {
-        assert!(Command::new("kill")
-            .args([s, &old_pid])
-            .status()
-            .unwrap()
-            .success());
-    };
+    let sig = |s: &str| rig.qbit.signal(s);
     sig("-STOP");
     rig.env.configure(
         "throttle",
