@@ -5,11 +5,12 @@
 //! - health and metrics, the shutdown signal;
 //! - the Plex event bus and who is playing now (the `sessions` job publishes snapshots);
 //! - the in-memory index lookup, the store's path, what was handled and enforced;
-//! - the queues between jobs (decision audit, refusals);
+//! - the queues between jobs (decision audit, refusals, Plex webhooks);
 //! - one cached client per outside service, rebuilt when the configuration changes it.
 
 use std::ops::Deref;
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -130,6 +131,12 @@ pub struct Inner {
     pub audit: Queue<AuditMsg>,
     /// Shim records with `decision: refuse`, for the refusal worker.
     pub refusals: Queue<Value>,
+    /// Plex webhook payloads (`POST /webhook/plex/<token>`), as posted, for the scrobble job:
+    /// the HTTP thread answers at once and queues the work.
+    pub webhooks: Queue<Value>,
+    /// `POST /api/scrobble/stop` sets it, `…/start` clears it: the scrobble job keeps
+    /// listening but sends nothing new while it is set.
+    pub scrobble_paused: AtomicBool,
     plex: Mutex<Cached<Plex>>,
     plex_interactive: Mutex<Cached<Plex>>,
     tautulli: Mutex<Cached<Tautulli>>,
@@ -167,6 +174,8 @@ impl Ctx {
             memory: Memory::default(),
             audit: Queue::new("decision audit", 4096),
             refusals: Queue::new("refusal", 256),
+            webhooks: Queue::new("webhook", 1024),
+            scrobble_paused: AtomicBool::new(false),
             plex: Mutex::default(),
             plex_interactive: Mutex::default(),
             tautulli: Mutex::default(),

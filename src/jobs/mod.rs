@@ -10,6 +10,7 @@ pub mod audit;
 pub mod guard;
 pub mod heal;
 pub mod index;
+pub mod scrobble;
 pub mod sessions;
 pub mod socket;
 pub mod throttle;
