@@ -19,6 +19,7 @@
 
 pub mod event;
 pub mod filter;
+pub mod machine;
 pub mod tokens;
 
 use serde::{Deserialize, Serialize};
