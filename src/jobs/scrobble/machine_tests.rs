@@ -707,6 +707,20 @@ fn two_users_on_the_same_item_are_two_plays() {
     assert!(m.on_event("", &ws("2", "5", Playing, 0.0, 0)).is_empty());
 }
 
+#[test]
+fn plays_opened_in_the_same_millisecond_get_distinct_ids() {
+    let mut m = machines();
+    let ids: HashSet<String> = (0..50)
+        .map(|k| {
+            m.on_event(USER, &ws(&k.to_string(), "5", Playing, 0.0, 7))[0]
+                .play
+                .clone()
+        })
+        .collect();
+    assert_eq!(ids.len(), 50);
+    assert!(ids.contains("alice:5:7000"));
+}
+
 /// xorshift64*: a seeded generator, no crate.
 struct Rng(u64);
 impl Rng {
