@@ -281,6 +281,17 @@ find_bins() {
   fi
 }
 
+# 16 random bytes as 32 hex digits.
+random_hex() { od -An -tx1 -N16 /dev/urandom | tr -d ' \n'; }
+
+# Where to point Plex's webhooks (Plex Web → Settings → Webhooks), when the config has a token.
+webhook_hint() {
+  local cfg=$ETC_DIR/config.json token
+  token=$(grep -Eo '"webhook_token"[[:space:]]*:[[:space:]]*"[A-Za-z0-9_-]+"' "$cfg" 2>/dev/null | sed -E 's/.*"([A-Za-z0-9_-]+)"$/\1/' | head -n1)
+  [[ -n $token ]] || return 0
+  say "Plex webhooks (for scrobbling; Plex Web → Settings → Webhooks → Add): http://127.0.0.1:9877/webhook/plex/$token"
+}
+
 systemd_here() { ((NO_SYSTEMD == 0)) && [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; }
 
 # --- what the owner does next ------------------------------------------------------------------
@@ -299,6 +310,7 @@ token_configured() {
 
 next_step() {
   local check="downshiftarr check-config" grp=""
+  webhook_hint
   systemd_here && check="sudo systemctl restart downshiftarr && $check"
   if token_configured; then
     say "next: $check"
@@ -372,8 +384,9 @@ install_all() {
     mkdir_tracked "$ETC_DIR"
     run install -m 0640 /dev/null "$ETC_DIR/config.json"
     if ((DRY_RUN == 0)); then
-      printf '{\n  "shim": {},\n  "plex": { "url": "http://127.0.0.1:32400", "token_file": "%s" },\n  "daemon": { "plex_dir": "%s" }\n}\n' \
-        "$TOKEN_FILE" "$PLEX_DIR" > "$ETC_DIR/config.json"
+      # The webhook path token and the ops API key: unguessable, made here once.
+      printf '{\n  "shim": {},\n  "plex": { "url": "http://127.0.0.1:32400", "token_file": "%s" },\n  "daemon": { "plex_dir": "%s", "webhook_token": "%s", "api_key": "%s" }\n}\n' \
+        "$TOKEN_FILE" "$PLEX_DIR" "$(random_hex)" "$(random_hex)" > "$ETC_DIR/config.json"
     fi
     [[ -n $group && -z $ROOT ]] && run chgrp "$group" "$ETC_DIR/config.json"
   fi

@@ -753,6 +753,19 @@ fn after_installing_it_says_how_to_give_the_daemon_the_plex_token() {
     let cfg: serde_json::Value =
         serde_json::from_str(&util::read(&d.path().join("etc/downshiftarr/config.json"))).unwrap();
     assert_eq!(cfg["plex"]["token_file"], "/etc/downshiftarr/plex-token");
+    // Issue 12: the webhook path token and the ops API key, made at install, unguessable.
+    let (hook, key) = (
+        cfg["daemon"]["webhook_token"].as_str().unwrap().to_string(),
+        cfg["daemon"]["api_key"].as_str().unwrap().to_string(),
+    );
+    for t in [&hook, &key] {
+        assert!(t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()), "{t}");
+    }
+    assert_ne!(hook, key);
+    assert!(
+        log.contains(&format!("http://127.0.0.1:9877/webhook/plex/{hook}")),
+        "the install says where Plex's webhooks go:\n{log}"
+    );
     let tail = &log[log.find("downshiftarr: installed").expect("installed")..];
     assert!(
         tail.contains("next: give the daemon your Plex token")
@@ -764,6 +777,9 @@ fn after_installing_it_says_how_to_give_the_daemon_the_plex_token() {
     std::fs::write(d.path().join("etc/downshiftarr/plex-token"), "abc\n").unwrap();
     let log = ok(&installer(d.path(), &[]));
     assert!(!log.contains("Plex token"), "token already there:\n{log}");
+    let again: serde_json::Value =
+        serde_json::from_str(&util::read(&d.path().join("etc/downshiftarr/config.json"))).unwrap();
+    assert_eq!(again["daemon"]["webhook_token"], hook.as_str(), "a reinstall keeps the token");
     assert!(
         said(&log)
             .last()

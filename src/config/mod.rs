@@ -188,8 +188,16 @@ pub struct DaemonConfig {
     /// Extra uids / gids allowed on the socket (root, the daemon's uid and `socket_group` are).
     pub allowed_uids: Vec<u32>,
     pub allowed_gids: Vec<u32>,
-    /// Loopback address for `/health` and `/metrics`; empty: off.
+    /// Address of the HTTP endpoint (`/health`, `/metrics`, webhooks, the ops API); empty:
+    /// off. Loopback by default; bind beyond it (`0.0.0.0:9877`) for webhooks from another
+    /// host.
     pub http_listen: String,
+    /// The path token of `POST /webhook/plex/<token>` (`DOWNSHIFTARR_WEBHOOK_TOKEN`); empty:
+    /// webhooks off. The installer generates one.
+    pub webhook_token: Secret,
+    /// The bearer key of the ops API (`/api/…`) for callers not on loopback
+    /// (`DOWNSHIFTARR_API_KEY`); empty: loopback only. The installer generates one.
+    pub api_key: Secret,
 }
 
 impl Default for DaemonConfig {
@@ -206,6 +214,8 @@ impl Default for DaemonConfig {
             allowed_uids: Vec::new(),
             allowed_gids: Vec::new(),
             http_listen: "127.0.0.1:9877".into(),
+            webhook_token: Secret::default(),
+            api_key: Secret::default(),
         }
     }
 }
@@ -232,6 +242,26 @@ impl DaemonConfig {
                 "daemon.heal_interval_s: {} is outside 1..=300",
                 self.heal_interval_s
             );
+        }
+        for (key, s) in [
+            ("webhook_token", &self.webhook_token),
+            ("api_key", &self.api_key),
+        ] {
+            let v = s.expose();
+            if v.is_empty() {
+                continue;
+            }
+            // The token is a URL path segment and both are guessed at over the network.
+            if v.len() < 16
+                || !v
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                bail!(
+                    "daemon.{key}: must be at least 16 characters of A-Z, a-z, 0-9, - and _ \
+                     (make one with: openssl rand -hex 16)"
+                );
+            }
         }
         Ok(())
     }
@@ -485,6 +515,23 @@ impl Config {
             .api_key
             .load_file("tautulli.api_key_file", &self.tautulli.api_key_file);
         self.throttle.load_secrets();
+    }
+
+    /// Every secret value in effect, for the log's redaction (no secret reaches a log line,
+    /// the ops API's log tail included).
+    pub fn secret_values(&self) -> Vec<String> {
+        [
+            &self.plex.token,
+            &self.tautulli.api_key,
+            &self.throttle.password,
+            &self.throttle.api_key,
+            &self.daemon.webhook_token,
+            &self.daemon.api_key,
+        ]
+        .iter()
+        .map(|s| s.expose().to_string())
+        .filter(|v| !v.is_empty())
+        .collect()
     }
 
     /// The keys whose change between `old` and `new` takes effect only at a restart, as the

@@ -4,12 +4,15 @@
 //! (`crate::cli::daemon`) puts them together.
 
 pub mod admin;
+pub mod api_config;
 pub mod ctx;
 pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;
+pub mod logring;
 pub mod memory;
 pub mod metrics;
 pub mod status;
 pub mod supervisor;
+pub mod webhook;
