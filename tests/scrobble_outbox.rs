@@ -494,3 +494,62 @@ fn a_replay_of_1000_calls_through_failures_arrives_once_each_in_order_per_user()
         elapsed.as_secs_f64()
     );
 }
+
+#[test]
+fn scrobble_history_prints_what_became_of_each_call_newest_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.json");
+    std::fs::write(
+        &cfg,
+        serde_json::json!({"daemon": {"state_dir": dir.path().join("state")}}).to_string(),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(crate::util::cli())
+            .args(["scrobble", "history", "--config"])
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let store = Store::open(&dir.path().join("state/index.sqlite")).unwrap();
+    assert_eq!(run(&[]).trim(), "no scrobbles");
+    let start = outbox::push(&store, &call("ann", "7", "a", ScrobbleAction::Start, 1.0)).unwrap();
+    outbox::delivered(&store, start, "started", None).unwrap();
+    let stop = outbox::push(&store, &call("ann", "7", "a", ScrobbleAction::Stop, 97.5)).unwrap();
+    outbox::delivered(&store, stop, "already_scrobbled", None).unwrap();
+    // Still owed: not history.
+    outbox::push(&store, &call("bob", "8", "b", ScrobbleAction::Start, 0.0)).unwrap();
+    // The daemon keeps its connection open while the CLI reads.
+    let text = run(&["--since", "1h"]);
+    let lines: Vec<_> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("start") && lines[0].contains("started"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("97.5%")
+            && lines[1].contains("already_scrobbled")
+            && lines[1].contains("Guardians of the Galaxy [7]"),
+        "{text}"
+    );
+    let json: Vec<serde_json::Value> = run(&["--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(json.len(), 2);
+    assert_eq!(json[1]["outcome"], "already_scrobbled");
+    assert_eq!(json[1]["user"], "ann");
+    assert!(json[1]["time"].as_str().unwrap().ends_with('Z'));
+    // A bad duration names itself.
+    let out = std::process::Command::new(crate::util::cli())
+        .args(["scrobble", "history", "--since", "soon", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--since \"soon\""));
+}
