@@ -553,3 +553,44 @@ fn scrobble_history_prints_what_became_of_each_call_newest_last() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--since \"soon\""));
 }
+
+#[test]
+fn an_item_missing_from_the_index_is_asked_of_plex_once_with_its_show() {
+    use downshiftarr::clients::trakt::{Ids, Media, ScrobbleItem};
+    use downshiftarr::jobs::scrobble::ids::Resolve;
+    let plex = crate::fake_plex::FakePlex::start(1, 1, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite");
+    let _store = Store::open(&path).unwrap();
+    let client = downshiftarr::plex::Plex::new(&plex.url, &plex.token, ms(500), ms(2000)).unwrap();
+    let mut r = IndexResolver::new(Store::open(&path).unwrap(), Some(client));
+    // Episode 1003 (S01E01 of show 1002, legacy TVDB agent): by the show's id.
+    let want = ScrobbleItem::ShowEpisode {
+        show: Media {
+            title: Some("Show 0".into()),
+            year: None,
+            ids: Ids {
+                tvdb: Some(70000),
+                ..Ids::default()
+            },
+        },
+        season: 1,
+        number: 1,
+    };
+    assert_eq!(r.resolve("1003", None).unwrap(), want);
+    assert_eq!(r.plex_calls(), 2, "the episode, then its show");
+    // Cached: no more calls.
+    assert_eq!(r.resolve("1003", None).unwrap(), want);
+    assert_eq!(r.plex_calls(), 2);
+    // A movie with new-agent GUIDs.
+    let ScrobbleItem::Movie(m) = r.resolve("1001", None).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (m.ids.imdb.as_deref(), m.ids.tmdb),
+        (Some("tt0000000"), Some(100))
+    );
+    // Plex does not know it and the event carried nothing: said, not guessed.
+    let e = r.resolve("999999", None).unwrap_err();
+    assert!(e.contains("999999"), "{e}");
+}

@@ -3,7 +3,9 @@
 //! `com.plexapp.agents.*`), so most plays need no Plex call at all:
 //!
 //! 1. the index: a movie → `{title, year, ids}`; an episode → its own ids when the index has
-//!    them, else the show's ids (its grandparent row) with season and number;
+//!    them, else the show's ids (its grandparent row) with season and number. A legacy
+//!    agent's episode GUID (`com.plexapp.agents.thetvdb://SHOW/S/E`) names the *show*: its
+//!    "ids" are never sent as the episode's (Trakt would scrobble another episode);
 //! 2. not indexed (added since the last sync) → one `GET /library/metadata/{rk}` (and one for
 //!    the show of an episode: an episode's answer carries no show GUIDs);
 //! 3. neither → the facts the event carried (a webhook's `Metadata`).
@@ -73,7 +75,11 @@ impl IndexResolver {
         match it.kind.as_str() {
             "movie" => Ok(Some(ScrobbleItem::Movie(media_of(&it)))),
             "episode" => {
-                let own = ids_of(&it);
+                let own = if is_legacy(it.guid.as_deref().unwrap_or("")) {
+                    Ids::default()
+                } else {
+                    ids_of(&it)
+                };
                 if own != Ids::default() {
                     return Ok(Some(ScrobbleItem::Episode(own)));
                 }
@@ -127,9 +133,6 @@ impl IndexResolver {
                 if let Some(show) = fetch(&show_rk)? {
                     facts.show_guids = facts_of(&show).guids;
                     facts.show_title = facts.show_title.or_else(|| json::s(&show, "title"));
-                    if facts.year.is_none() {
-                        facts.year = json::n(&show, "year").and_then(|y| u32::try_from(y).ok());
-                    }
                 }
             }
         }
@@ -171,6 +174,11 @@ impl Resolve for IndexResolver {
         self.cache.insert(rating_key.to_string(), item.clone());
         Ok(item)
     }
+}
+
+/// A legacy agent's GUID: for an episode, the first segment is the show's id.
+fn is_legacy(guid: &str) -> bool {
+    guid.starts_with("com.plexapp.agents.")
 }
 
 fn num(v: Option<i64>) -> Option<u32> {
@@ -250,6 +258,8 @@ pub fn item_from_facts(f: &ItemFacts) -> Option<ScrobbleItem> {
             (m.ids != Ids::default() || m.title.is_some()).then_some(ScrobbleItem::Movie(m))
         }
         "episode" => {
+            let own: Vec<String> = f.guids.iter().filter(|g| !is_legacy(g)).cloned().collect();
+            let ids = ids_from_guids(&own);
             if ids != Ids::default() {
                 return Some(ScrobbleItem::Episode(ids));
             }
@@ -291,6 +301,9 @@ mod tests {
             json!({"ratingKey": "22", "type": "episode", "title": "Half Loop",
                    "grandparentRatingKey": "20", "parentIndex": 1, "index": 2,
                    "Guid": [{"id": "tvdb://8229225"}]}),
+            json!({"ratingKey": "23", "type": "episode", "title": "In Perpetuity",
+                   "grandparentRatingKey": "20", "parentIndex": 1, "index": 3,
+                   "guid": "com.plexapp.agents.thetvdb://371980/1/3?lang=en"}),
         ] {
             s.upsert_item("1", &Item::from_value(&v)).unwrap();
         }
@@ -324,6 +337,11 @@ mod tests {
         };
         assert_eq!((show.ids.tvdb, season, number), (Some(371980), 1, 1));
         assert_eq!(show.title.as_deref(), Some("Severance"));
+        // A legacy episode GUID carries the show's id: by show, season and number.
+        let ScrobbleItem::ShowEpisode { show, number, .. } = r.resolve("23", None).unwrap() else {
+            panic!()
+        };
+        assert_eq!((show.ids.tvdb, number), (Some(371980), 3));
     }
 
     #[test]
