@@ -594,3 +594,32 @@ fn an_item_missing_from_the_index_is_asked_of_plex_once_with_its_show() {
     let e = r.resolve("999999", None).unwrap_err();
     assert!(e.contains("999999"), "{e}");
 }
+
+#[test]
+fn a_403_is_kept_with_its_error_and_a_400_is_refused_once() {
+    let fake = FakeTrakt::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut r) = open(&dir.path().join("index.sqlite"));
+    tokens::save(&store, "ann", &pair(GOOD_TOKEN, "refresh-token-1")).unwrap();
+    let mut d = deliverer(&fake, ms(20));
+    fake.script("/scrobble/start", vec![Answer::new(403, "")]);
+    fake.script("/scrobble/pause", vec![Answer::new(400, "")]);
+    outbox::push(&store, &call("ann", "7", "a", ScrobbleAction::Start, 1.0)).unwrap();
+    let rep = d.pass(&store, &mut r, Instant::now(), &|| false).unwrap();
+    assert_eq!((rep.finished, rep.deferred), (0, 1));
+    let e = &outbox::due(&store, u64::MAX, 10).unwrap()[0];
+    assert!(e.last_error.as_deref().unwrap().contains("403"), "{e:?}");
+    assert!(d.stats().last_error.as_deref().unwrap().contains("403"));
+    assert!(!d.stats().last_error.as_deref().unwrap().contains(CLIENT_ID));
+    drain(&mut d, &store, &mut r);
+    outbox::push(&store, &call("ann", "7", "b", ScrobbleAction::Pause, 5.0)).unwrap();
+    drain(&mut d, &store, &mut r);
+    let h = outbox::history(&store, 0, 10).unwrap();
+    let outcomes: Vec<_> = h.iter().map(|r| r.outcome.as_str()).collect();
+    assert_eq!(outcomes, vec!["started", "refused"]);
+    assert_eq!(
+        scrobbles(&fake.log()).len(),
+        3,
+        "403, then 201; the 400 once"
+    );
+}
