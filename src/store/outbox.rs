@@ -49,7 +49,7 @@ pub struct HistoryRow {
     pub at_ms: u64,
     pub delivered_ms: u64,
     /// `scrobbled`, `paused`, `started`, `already_scrobbled`, `not_found`, `refused`,
-    /// `superseded`.
+    /// `superseded`, `unreadable`.
     pub outcome: String,
     /// Trakt's answer, when it sent one worth keeping.
     pub trakt: Option<serde_json::Value>,
