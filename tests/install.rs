@@ -759,7 +759,10 @@ fn after_installing_it_says_how_to_give_the_daemon_the_plex_token() {
         cfg["daemon"]["api_key"].as_str().unwrap().to_string(),
     );
     for t in [&hook, &key] {
-        assert!(t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()), "{t}");
+        assert!(
+            t.len() == 32 && t.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{t}"
+        );
     }
     assert_ne!(hook, key);
     assert!(
@@ -779,7 +782,11 @@ fn after_installing_it_says_how_to_give_the_daemon_the_plex_token() {
     assert!(!log.contains("Plex token"), "token already there:\n{log}");
     let again: serde_json::Value =
         serde_json::from_str(&util::read(&d.path().join("etc/downshiftarr/config.json"))).unwrap();
-    assert_eq!(again["daemon"]["webhook_token"], hook.as_str(), "a reinstall keeps the token");
+    assert_eq!(
+        again["daemon"]["webhook_token"],
+        hook.as_str(),
+        "a reinstall keeps the token"
+    );
     assert!(
         said(&log)
             .last()

@@ -17,9 +17,12 @@
 //! [`deliver`] (the outbox to Trakt: in order per user, paced, retried, 409 = done),
 //! [`tokens`] (each Plex user's Trakt tokens, rotated atomically), [`run`] (the loop).
 
+pub mod deliver;
 pub mod event;
 pub mod filter;
+pub mod ids;
 pub mod machine;
+pub mod outbox;
 pub mod tokens;
 
 use serde::{Deserialize, Serialize};
