@@ -5,9 +5,12 @@ pub mod daemon;
 pub mod decisions;
 pub mod explain;
 pub mod library;
+pub mod scrobble;
+pub mod scrobble_import;
 pub mod status;
 pub mod tautulli;
 pub mod throttle;
+pub mod trakt;
 
 use std::path::PathBuf;
 
@@ -44,6 +47,10 @@ pub enum Command {
     /// plex-helper: same --config file, --once, --dry-run, --verbose); --restore gives back
     /// what a throttle changed.
     Throttle(ThrottleArgs),
+    /// Link Plex users to Trakt accounts for scrobbling (device login), list and unlink them.
+    Trakt(trakt::TraktArgs),
+    /// Scrobbling to Trakt: move from CrossWatch (`import`).
+    Scrobble(scrobble::ScrobbleArgs),
 }
 
 #[derive(Debug, Args)]
