@@ -459,3 +459,19 @@ fn an_import_without_tokens_names_the_key_and_changes_nothing() {
     );
     assert_eq!(std::fs::read_to_string(&rig.config).unwrap(), before);
 }
+
+#[test]
+fn an_import_rewrites_the_target_of_a_symlinked_config() {
+    let rig = Rig::new(json!({}));
+    let real = rig.dir.path().join("real.json");
+    std::fs::rename(&rig.config, &real).unwrap();
+    std::os::unix::fs::symlink(&real, &rig.config).unwrap();
+    let r = rig.run(&["scrobble", "import", crosswatch().to_str().unwrap()], &[]);
+    assert_eq!(r.code, Some(0), "{}", r.all());
+    assert!(std::fs::symlink_metadata(&rig.config)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(&real).unwrap()).unwrap();
+    assert_eq!(v["scrobble"]["client_id"], CLIENT_ID);
+}

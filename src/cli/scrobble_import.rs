@@ -165,7 +165,8 @@ pub fn plan(
     let mut whitelist = Vec::new();
     match cw.pointer("/scrobble/watch/filters/username_whitelist") {
         None | Some(Value::Null) => {}
-        Some(Value::String(s)) => whitelist.push(s.clone()),
+        Some(Value::String(s)) if s.trim().is_empty() => {}
+        Some(Value::String(s)) => whitelist.push(s.trim().to_string()),
         Some(Value::Array(a)) => {
             for v in a {
                 match v.as_str().map(str::trim) {
@@ -408,6 +409,9 @@ pub fn run(args: ImportArgs) -> Result<ExitCode> {
                 .with_context(|| format!("unable to give {} to the daemon's user", f.display()))?;
         }
     }
+    // A config that is a symlink (into a mounted directory, say) stays one: its target is
+    // what is rewritten.
+    let path = std::fs::canonicalize(&path).unwrap_or(path);
     let (mode, owner) = match std::fs::metadata(&path) {
         Ok(m) => (
             m.mode() & 0o7777,
