@@ -21,6 +21,7 @@ mod plex_job;
 mod probe_media;
 mod qbittorrent;
 mod quiet;
+mod scrobble_cli;
 mod scrobble_outbox;
 mod static_shim;
 mod throttle_cli;

@@ -23,6 +23,7 @@ pub mod filter;
 pub mod ids;
 pub mod machine;
 pub mod outbox;
+pub mod settings;
 pub mod tokens;
 
 use serde::{Deserialize, Serialize};
