@@ -27,7 +27,7 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
     let path = config::path(args.config.as_deref());
     let cfg = config::load(&path)?;
     let signals = lifecycle::block_signals()?;
-    crate::daemon::logring::set_secrets(cfg.secret_values());
+    crate::daemon::logring::ring().set_secrets(cfg.secret_values());
     let levels = logging::init(args.verbose || cfg.daemon.debug)?;
     for note in cfg.notes() {
         tracing::warn!("{note}");
@@ -78,7 +78,7 @@ pub fn run(args: DaemonArgs) -> Result<ExitCode> {
                     if new.throttle.enabled() && !old.throttle.enabled() {
                         tracing::warn!("throttle: turned on by the reload; the throttle job starts at the next restart");
                     }
-                    crate::daemon::logring::set_secrets(new.secret_values());
+                    crate::daemon::logring::ring().set_secrets(new.secret_values());
                     ctx.set_config(new);
                 }
                 Err(e) => {

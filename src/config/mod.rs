@@ -188,15 +188,13 @@ pub struct DaemonConfig {
     /// Extra uids / gids allowed on the socket (root, the daemon's uid and `socket_group` are).
     pub allowed_uids: Vec<u32>,
     pub allowed_gids: Vec<u32>,
-    /// Address of the HTTP endpoint (`/health`, `/metrics`, webhooks, the ops API); empty:
-    /// off. Loopback by default; bind beyond it (`0.0.0.0:9877`) for webhooks from another
-    /// host.
+    /// Address of the HTTP endpoint (`/health`, `/metrics`, the webhooks, the ops API);
+    /// empty: off. May bind beyond loopback: the ops API then asks for `api_key`.
     pub http_listen: String,
-    /// The path token of `POST /webhook/plex/<token>` (`DOWNSHIFTARR_WEBHOOK_TOKEN`); empty:
-    /// webhooks off. The installer generates one.
+    /// The secret part of the Plex webhook URL `/webhook/plex/<token>`
+    /// (`DOWNSHIFTARR_WEBHOOK_TOKEN`); empty: the endpoint is off.
     pub webhook_token: Secret,
-    /// The bearer key of the ops API (`/api/…`) for callers not on loopback
-    /// (`DOWNSHIFTARR_API_KEY`); empty: loopback only. The installer generates one.
+    /// The bearer token of the ops API (`DOWNSHIFTARR_API_KEY`); empty: loopback callers only.
     pub api_key: Secret,
 }
 

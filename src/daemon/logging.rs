@@ -38,7 +38,7 @@ pub fn init(debug: bool) -> Result<LevelHandle> {
         .is_some()
         .then(tracing_journald::layer)
         .and_then(Result::ok);
-    // The ops API's tail (`/api/logs`): every line that passes the level, redacted.
+    // The ring behind `/api/logs` sees what the level lets through, redacted.
     let registry = tracing_subscriber::registry()
         .with(filter)
         .with(super::logring::RingLayer);

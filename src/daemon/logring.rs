@@ -1,12 +1,11 @@
-//! The last log lines, in memory, for the ops API: `GET /api/logs?job=scrobble&n=80` and its
-//! live stream (`/api/logs/stream`). A tracing layer beside journald/stderr formats each event
-//! once into a bounded ring; readers take a copy (tail) or wait for lines newer than the last
-//! they saw (stream). Lines are redacted before they enter the ring: the Plex token form
-//! (`X-Plex-Token=…`) and every secret of the configuration in effect ([`set_secrets`]).
+//! The last log lines, in memory, for `GET /api/logs` and `/api/logs/stream`: a bounded ring
+//! (2,000 lines) fed by a tracing layer. Each line is redacted before it is stored
+//! (`X-Plex-Token=…` and every secret of the configuration in effect), so no secret is ever
+//! in the ring.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::sync::{Condvar, LazyLock, Mutex, RwLock};
+use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -15,86 +14,86 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::Layer;
 
-/// How many lines the ring keeps.
+/// Lines kept.
 pub const CAPACITY: usize = 2000;
-/// The longest line kept (a runaway message is cut, not stored whole).
+/// The longest line kept (a longer message is cut).
 const MAX_LINE: usize = 4096;
 
 /// One log line.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, Serialize)]
 pub struct Line {
-    /// Increases by one per line, never reused: a stream resumes after the last it sent.
+    /// Rises by one per line, from 1.
     pub seq: u64,
-    /// RFC 3339, UTC, seconds.
-    pub time: String,
+    pub at: String,
     pub level: String,
-    /// The module path that logged (`downshiftarr::jobs::scrobble::run`).
     pub target: String,
-    /// The job the line belongs to: a `job` field, else the module's job
-    /// (`jobs::<name>`), else none.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub job: Option<String>,
-    /// The message and its fields, redacted.
-    pub text: String,
+    pub message: String,
 }
 
 impl Line {
-    /// The line as the text tail shows it.
-    pub fn render(&self) -> String {
-        format!("{} {:>5} {}", self.time, self.level, self.text)
+    /// The line as text: `<at> <LEVEL> <target>: <message>`.
+    pub fn text(&self) -> String {
+        format!(
+            "{} {} {}: {}",
+            self.at, self.level, self.target, self.message
+        )
     }
 
-    fn matches(&self, job: Option<&str>) -> bool {
-        job.is_none_or(|j| self.job.as_deref() == Some(j))
+    /// Whether the line belongs to `job` (`scrobble`: a target with a `::scrobble` part).
+    pub fn is_of(&self, job: Option<&str>) -> bool {
+        match job {
+            None | Some("") => true,
+            Some(j) => self
+                .target
+                .split("::")
+                .skip(1)
+                .any(|part| part == j || part.starts_with(&format!("{j}_"))),
+        }
     }
 }
 
-#[derive(Default)]
-struct Ring {
+struct State {
     lines: VecDeque<Line>,
-    next_seq: u64,
+    next: u64,
+    secrets: Vec<String>,
 }
 
-/// The ring and its waiters.
-pub struct LogRing {
-    ring: Mutex<Ring>,
+/// The ring. One per process ([`ring`]).
+pub struct Ring {
+    state: Mutex<State>,
     grew: Condvar,
-    secrets: RwLock<Vec<String>>,
 }
 
-/// The daemon's ring.
-pub static RING: LazyLock<LogRing> = LazyLock::new(LogRing::new);
-
-/// Sets the secrets redacted from every line from now on (at start and on each reload).
-pub fn set_secrets(secrets: Vec<String>) {
-    *RING.secrets.write().unwrap_or_else(|e| e.into_inner()) = secrets;
-}
-
-impl Default for LogRing {
-    fn default() -> Self {
-        LogRing::new()
-    }
-}
-
-impl LogRing {
-    pub fn new() -> LogRing {
-        LogRing {
-            ring: Mutex::default(),
+impl Ring {
+    pub fn new() -> Ring {
+        Ring {
+            state: Mutex::new(State {
+                lines: VecDeque::with_capacity(CAPACITY),
+                next: 1,
+                secrets: Vec::new(),
+            }),
             grew: Condvar::new(),
-            secrets: RwLock::default(),
         }
     }
 
-    /// Adds a line (redacted here), dropping the oldest beyond [`CAPACITY`].
-    pub fn push(&self, level: &str, target: &str, job: Option<String>, text: &str) {
-        let mut text = downshiftarr_shim::record::redact(text, None);
-        for s in self
-            .secrets
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-        {
-            if !s.is_empty() && text.contains(s.as_str()) {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The secrets redacted from every later line (the configuration's, set at each load).
+    pub fn set_secrets(&self, mut secrets: Vec<String>) {
+        secrets.retain(|s| !s.is_empty());
+        // Longest first: a secret containing another is replaced whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        self.lock().secrets = secrets;
+    }
+
+    /// Stores a line (redacted here).
+    pub fn push(&self, level: &str, target: &str, message: &str) {
+        let mut st = self.lock();
+        let mut text = downshiftarr_shim::record::redact(message, None);
+        for s in &st.secrets {
+            if text.contains(s.as_str()) {
                 text = text.replace(s.as_str(), crate::config::secret::REDACTED);
             }
         }
@@ -106,33 +105,30 @@ impl LogRing {
             text.truncate(cut);
             text.push('…');
         }
-        let time = downshiftarr_shim::record::now_rfc3339();
-        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        let seq = ring.next_seq;
-        ring.next_seq += 1;
-        if ring.lines.len() == CAPACITY {
-            ring.lines.pop_front();
+        let seq = st.next;
+        st.next += 1;
+        if st.lines.len() == CAPACITY {
+            st.lines.pop_front();
         }
-        ring.lines.push_back(Line {
+        st.lines.push_back(Line {
             seq,
-            time,
+            at: downshiftarr_shim::record::now_rfc3339(),
             level: level.to_string(),
             target: target.to_string(),
-            job,
-            text,
+            message: text,
         });
-        drop(ring);
+        drop(st);
         self.grew.notify_all();
     }
 
-    /// The last `n` lines (of `job`, when given), oldest first.
+    /// The last `n` lines of `job` (all jobs when `None`), oldest first.
     pub fn tail(&self, job: Option<&str>, n: usize) -> Vec<Line> {
-        let ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        let mut out: Vec<Line> = ring
+        let st = self.lock();
+        let mut out: Vec<Line> = st
             .lines
             .iter()
             .rev()
-            .filter(|l| l.matches(job))
+            .filter(|l| l.is_of(job))
             .take(n)
             .cloned()
             .collect();
@@ -140,82 +136,76 @@ impl LogRing {
         out
     }
 
-    /// The sequence number the next line will get: a stream starts here.
+    /// The sequence number the next line will get.
     pub fn next_seq(&self) -> u64 {
-        self.ring.lock().unwrap_or_else(|e| e.into_inner()).next_seq
+        self.lock().next
     }
 
-    /// Lines with `seq >= from` (of `job`), waiting up to `timeout` for the first; and the
-    /// `from` to ask for next. Lines that fell off the ring meanwhile are skipped.
-    pub fn wait_from(&self, from: u64, job: Option<&str>, timeout: Duration) -> (Vec<Line>, u64) {
-        let mut ring = self.ring.lock().unwrap_or_else(|e| e.into_inner());
-        if ring.next_seq <= from {
-            ring = self
+    /// The lines numbered `from` or later, waiting up to `wait` for one when there is none.
+    pub fn since(&self, from: u64, wait: Duration) -> Vec<Line> {
+        let mut st = self.lock();
+        if st.next <= from {
+            st = self
                 .grew
-                .wait_timeout_while(ring, timeout, |r| r.next_seq <= from)
+                .wait_timeout_while(st, wait, |s| s.next <= from)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|e| e.into_inner().0);
         }
-        let next = ring.next_seq;
-        let lines = ring
-            .lines
-            .iter()
-            .filter(|l| l.seq >= from && l.matches(job))
-            .cloned()
-            .collect();
-        (lines, next)
+        st.lines.iter().filter(|l| l.seq >= from).cloned().collect()
     }
 }
 
-/// The job a module path belongs to: `downshiftarr::jobs::scrobble::run` → `scrobble`.
-fn job_of(target: &str) -> Option<String> {
-    let mut parts = target.split("::");
-    parts.find(|p| *p == "jobs")?;
-    parts.next().map(str::to_string)
+impl Default for Ring {
+    fn default() -> Self {
+        Ring::new()
+    }
 }
 
-/// The tracing layer that feeds [`RING`].
+/// The process's ring.
+pub fn ring() -> &'static Ring {
+    static RING: OnceLock<Ring> = OnceLock::new();
+    RING.get_or_init(Ring::new)
+}
+
+/// The tracing layer that feeds [`ring`].
 pub struct RingLayer;
+
+struct Fields(String);
+
+impl Visit for Fields {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            let mut m = format!("{value:?}");
+            if !self.0.is_empty() {
+                m.push(' ');
+                m.push_str(&self.0);
+            }
+            self.0 = m;
+        } else {
+            if !self.0.is_empty() {
+                self.0.push(' ');
+            }
+            let _ = write!(self.0, "{}={value:?}", field.name());
+        }
+    }
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            if !self.0.is_empty() {
+                self.0.push(' ');
+            }
+            let _ = write!(self.0, "{}={value}", field.name());
+        }
+    }
+}
 
 impl<S: Subscriber> Layer<S> for RingLayer {
     fn on_event(&self, event: &Event<'_>, _ctx: Context<'_, S>) {
+        let mut f = Fields(String::new());
+        event.record(&mut f);
         let meta = event.metadata();
-        let mut v = Fields::default();
-        event.record(&mut v);
-        let job = v.job.take().or_else(|| job_of(meta.target()));
-        RING.push(meta.level().as_str(), meta.target(), job, &v.text);
-    }
-}
-
-/// The message first, then `key=value` for every other field, as the fmt layer prints them.
-#[derive(Default)]
-struct Fields {
-    text: String,
-    job: Option<String>,
-}
-
-impl Visit for Fields {
-    fn record_str(&mut self, field: &Field, value: &str) {
-        if field.name() == "job" {
-            self.job = Some(value.to_string());
-        }
-        if field.name() == "message" {
-            self.text.insert_str(0, value);
-        } else {
-            let _ = write!(self.text, " {}={value}", field.name());
-        }
-    }
-
-    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        if field.name() == "message" {
-            let m = format!("{value:?}");
-            self.text.insert_str(0, &m);
-        } else {
-            if field.name() == "job" {
-                self.job = Some(format!("{value:?}").trim_matches('"').to_string());
-            }
-            let _ = write!(self.text, " {}={value:?}", field.name());
-        }
+        ring().push(meta.level().as_str(), meta.target(), &f.0);
     }
 }
 
@@ -224,81 +214,42 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_ring_keeps_the_last_lines_and_filters_by_job() {
-        let r = LogRing::new();
-        for i in 0..CAPACITY + 5 {
-            let job = (i % 2 == 0).then(|| "scrobble".to_string());
-            r.push("INFO", "downshiftarr::x", job, &format!("line {i}"));
+    fn the_ring_is_bounded_redacted_and_filtered_by_job() {
+        let r = Ring::new();
+        r.set_secrets(vec!["s3cr3t".into(), String::new()]);
+        for i in 0..CAPACITY + 10 {
+            r.push("INFO", "downshiftarr::jobs::sync", &format!("line {i}"));
         }
-        let all = r.tail(None, 10_000);
-        assert_eq!(all.len(), CAPACITY);
-        assert_eq!(all[0].text, "line 5");
-        let s = r.tail(Some("scrobble"), 3);
-        assert_eq!(
-            s.iter().map(|l| l.text.as_str()).collect::<Vec<_>>(),
-            [
-                format!("line {}", CAPACITY),
-                format!("line {}", CAPACITY + 2),
-                format!("line {}", CAPACITY + 4)
-            ]
-        );
-        assert!(r.tail(Some("throttle"), 5).is_empty());
-    }
-
-    #[test]
-    fn secrets_and_plex_tokens_never_enter_the_ring() {
-        let r = LogRing::new();
-        *r.secrets.write().unwrap() = vec!["hunter2-secret".into()];
         r.push(
             "WARN",
-            "t",
-            None,
-            "GET http://plex/x?X-Plex-Token=abcdef123 with hunter2-secret",
-        );
-        let l = &r.tail(None, 1)[0];
-        assert!(!l.text.contains("abcdef123"), "{}", l.text);
-        assert!(!l.text.contains("hunter2"), "{}", l.text);
-        let long = "é".repeat(MAX_LINE);
-        r.push("INFO", "t", None, &long);
-        assert!(r.tail(None, 1)[0].text.len() <= MAX_LINE + '…'.len_utf8());
-    }
-
-    #[test]
-    fn a_waiter_gets_the_lines_after_its_cursor_and_times_out_without_any() {
-        let r = std::sync::Arc::new(LogRing::new());
-        r.push("INFO", "t", None, "before");
-        let from = r.next_seq();
-        let (none, next) = r.wait_from(from, None, Duration::from_millis(20));
-        assert!(none.is_empty());
-        assert_eq!(next, from);
-        let w = {
-            let r = r.clone();
-            std::thread::spawn(move || r.wait_from(from, Some("scrobble"), Duration::from_secs(10)))
-        };
-        std::thread::sleep(Duration::from_millis(50));
-        r.push(
-            "INFO",
             "downshiftarr::jobs::scrobble::run",
-            job_of("downshiftarr::jobs::scrobble::run"),
-            "after",
+            "token s3cr3t and X-Plex-Token=abcdef in a URL",
         );
-        let (lines, next) = w.join().unwrap();
-        assert_eq!(lines.len(), 1);
-        assert_eq!(lines[0].text, "after");
-        assert_eq!(next, from + 1);
+        let all = r.tail(None, 5000);
+        assert_eq!(all.len(), CAPACITY);
+        assert_eq!(all[0].message, "line 11");
+        let s = r.tail(Some("scrobble"), 80);
+        assert_eq!(s.len(), 1);
+        assert!(!s[0].message.contains("s3cr3t"), "{}", s[0].message);
+        assert!(!s[0].message.contains("abcdef"), "{}", s[0].message);
+        assert!(s[0]
+            .text()
+            .contains("WARN downshiftarr::jobs::scrobble::run: token"));
+        assert!(r.tail(Some("throttle"), 80).is_empty());
+        assert_eq!(r.tail(None, 3).len(), 3);
     }
 
     #[test]
-    fn jobs_are_read_from_module_paths() {
-        assert_eq!(
-            job_of("downshiftarr::jobs::scrobble::run").as_deref(),
-            Some("scrobble")
-        );
-        assert_eq!(
-            job_of("downshiftarr::jobs::sessions").as_deref(),
-            Some("sessions")
-        );
-        assert_eq!(job_of("downshiftarr::daemon::http"), None);
-        assert_eq!(job_of("downshiftarr::jobs"), None);
+    fn since_waits_for_a_new_line() {
+        let r = std::sync::Arc::new(Ring::new());
+        let from = r.next_seq();
+        assert!(r.since(from, Duration::from_millis(10)).is_empty());
+        let r2 = r.clone();
+        let t = std::thread::spawn(move || r2.since(from, Duration::from_secs(15)));
+        std::thread::sleep(Duration::from_millis(50));
+        r.push("INFO", "x::scrobble", "hello");
+        let got = t.join().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].message, "hello");
     }
 }

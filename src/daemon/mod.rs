@@ -4,7 +4,6 @@
 //! (`crate::cli::daemon`) puts them together.
 
 pub mod admin;
-pub mod api_config;
 pub mod ctx;
 pub mod health;
 pub mod http;
@@ -15,4 +14,3 @@ pub mod memory;
 pub mod metrics;
 pub mod status;
 pub mod supervisor;
-pub mod webhook;
