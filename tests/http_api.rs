@@ -457,3 +457,50 @@ fn the_configuration_over_http_redacts_validates_and_applies() {
     assert_eq!(get(&addr, "/health").status, 200);
     stop(daemon);
 }
+
+/// A reverse proxy on this host forwards the world's requests from loopback: a request that
+/// came through one (`X-Forwarded-For`, `Forwarded`, `X-Real-IP`) needs the key like any
+/// other remote caller, and never reaches the token-less `/webhook/trakt`.
+#[test]
+fn a_request_through_a_proxy_is_not_a_loopback_caller() {
+    let env = Env::new(FakePlex::start(9, 1, 4), json!({}));
+    env.configure("daemon", json!({"api_key": API_KEY, "webhook_token": HOOK}));
+    let daemon = start(&env);
+    let lo = addr_of(&env);
+    assert_eq!(
+        get(&lo, "/api/scrobble/status").status,
+        200,
+        "loopback itself"
+    );
+    for h in ["X-Forwarded-For", "Forwarded", "X-Real-IP"] {
+        let r = request(
+            &lo,
+            "GET",
+            "/api/scrobble/status",
+            &[(h, "203.0.113.9")],
+            b"",
+        );
+        assert_eq!(r.status, 401, "{h}: {}", r.text());
+        let bearer = format!("Bearer {API_KEY}");
+        let r = request(
+            &lo,
+            "GET",
+            "/api/scrobble/status",
+            &[(h, "203.0.113.9"), ("Authorization", &bearer)],
+            b"",
+        );
+        assert_eq!(r.status, 200, "{h} with the key: {}", r.text());
+        let r = request(
+            &lo,
+            "POST",
+            "/webhook/trakt",
+            &[(h, "203.0.113.9"), ("Content-Type", "application/json")],
+            play_payload().as_bytes(),
+        );
+        assert_eq!(
+            r.status, 404,
+            "{h}: the token-less path is for this host only"
+        );
+    }
+    stop(daemon);
+}

@@ -195,7 +195,12 @@ fn handle(req: Request, st: &State) {
     let url = req.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((url.as_str(), ""));
     let method = req.method().clone();
-    let peer = req.remote_addr().copied();
+    // A request a proxy forwarded is not from this host, whatever address it came from: a
+    // reverse proxy on loopback must not open the ops API to everyone behind it.
+    let proxied = ["Forwarded", "X-Forwarded-For", "X-Real-IP"]
+        .iter()
+        .any(|h| header_value(&req, h).is_some());
+    let peer = req.remote_addr().copied().filter(|_| !proxied);
     let loopback = is_loopback(peer.as_ref());
 
     if let Some(token) = path.strip_prefix("/webhook/plex/") {
