@@ -19,6 +19,7 @@
 
 pub mod status;
 pub mod tokens;
+pub mod viewers;
 
 use serde::{Deserialize, Serialize};
 
