@@ -117,6 +117,8 @@ struct State {
     /// The refresh token that works now (single-use, rotated by each refresh).
     refresh_token: String,
     refreshes: u32,
+    /// (path, status, request body) of every answer sent, in order.
+    answered: Vec<(String, u16, Value)>,
 }
 
 pub struct FakeTrakt {
@@ -160,6 +162,17 @@ impl FakeTrakt {
             .entry(path.into())
             .or_default()
             .extend(answers);
+    }
+
+    /// (path, status, request body) of every answer sent so far, in order: what Trakt took
+    /// (201) and what it refused.
+    pub fn answered(&self) -> Vec<(String, u16, Value)> {
+        self.state.lock().unwrap().answered.clone()
+    }
+
+    /// Forgets the scripted answers still queued for `path` (Trakt is back).
+    pub fn unscript(&self, path: &str) {
+        self.state.lock().unwrap().script.remove(path);
     }
 
     pub fn client(&self) -> Trakt {
@@ -222,6 +235,11 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
             answer(&req, &mut s)
         };
         std::thread::sleep(a.delay);
+        state
+            .lock()
+            .unwrap()
+            .answered
+            .push((req.path.clone(), a.status, req.json()));
         let mut out = format!(
             "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
             a.status,
