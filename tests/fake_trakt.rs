@@ -119,6 +119,11 @@ struct State {
     refreshes: u32,
     /// (path, status, request body) of every answer sent, in order.
     answered: Vec<(String, u16, Value)>,
+    /// `remember_plays`: the items (per token) a stop ≥ 80 % made a play of; a repeat is a 409.
+    plays: Option<std::collections::HashSet<String>>,
+    /// `inject`: every n-th scrobble request takes the next of these answers (cycling).
+    faults: Option<(u64, Vec<Answer>)>,
+    scrobbles: u64,
 }
 
 pub struct FakeTrakt {
@@ -168,6 +173,19 @@ impl FakeTrakt {
     /// (201) and what it refused.
     pub fn answered(&self) -> Vec<(String, u16, Value)> {
         self.state.lock().unwrap().answered.clone()
+    }
+
+    /// Answers a stop ≥ 80 % of an item this token already made a play of with 409, as
+    /// Trakt does within its window (apis.md §3.4): a re-sent stop is then visible as a 409.
+    pub fn remember_plays(&self) {
+        self.state.lock().unwrap().plays = Some(Default::default());
+    }
+
+    /// Every `every`-th scrobble request (from now on) gets the next of `answers`, cycling.
+    pub fn inject(&self, every: u64, answers: Vec<Answer>) {
+        let mut s = self.state.lock().unwrap();
+        s.scrobbles = 0;
+        s.faults = Some((every.max(1), answers));
     }
 
     /// Forgets the scripted answers still queued for `path` (Trakt is back).
@@ -271,11 +289,20 @@ fn answer(req: &Req, s: &mut State) -> Answer {
     if let Some(a) = s.script.get_mut(&req.path).and_then(VecDeque::pop_front) {
         return a;
     }
+    if req.path.starts_with("/scrobble/") {
+        s.scrobbles += 1;
+        if let Some((every, answers)) = &s.faults {
+            if s.scrobbles.is_multiple_of(*every) && !answers.is_empty() {
+                return answers[((s.scrobbles / every) as usize - 1) % answers.len()].clone();
+            }
+        }
+    }
     let body = req.json();
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", p) if p.starts_with("/scrobble/") => {
             match req.header("authorization") {
-                Some(a) if a == format!("Bearer {GOOD_TOKEN}") => {}
+                // Each user's own token: the good one, or the good one with a suffix.
+                Some(a) if a.starts_with(&format!("Bearer {GOOD_TOKEN}")) => {}
                 _ => {
                     return Answer::new(
                         401,
@@ -285,6 +312,18 @@ fn answer(req: &Req, s: &mut State) -> Answer {
             }
             let action = &p["/scrobble/".len()..];
             let progress = body["progress"].as_f64().unwrap_or(0.0);
+            if action == "stop" && progress >= 80.0 {
+                let mut item = body.clone();
+                if let Some(o) = item.as_object_mut() {
+                    o.remove("progress");
+                }
+                let key = format!("{}|{item}", req.header("authorization").unwrap_or_default());
+                if let Some(plays) = s.plays.as_mut() {
+                    if !plays.insert(key) {
+                        return Answer::conflict();
+                    }
+                }
+            }
             let movie = body.get("movie").is_some();
             let bytes = match (action, movie, progress >= 80.0) {
                 ("start", true, _) => START_MOVIE_201,
@@ -748,4 +787,28 @@ fn a_hostile_or_missing_retry_after_gives_a_bounded_wait() {
     let go = || t.scrobble(GOOD_TOKEN, ScrobbleAction::Pause, &guardians(), 40.0);
     assert_eq!(wait(go().unwrap_err()), (Duration::from_secs(3600), false));
     assert_eq!(wait(go().unwrap_err()), (Duration::from_secs(30), false));
+}
+
+#[test]
+fn the_fake_can_remember_plays_and_inject_failures_every_nth_call() {
+    let fake = FakeTrakt::start();
+    fake.remember_plays();
+    fake.inject(3, vec![Answer::new(503, "")]);
+    let t = fake.client();
+    let stop = |token: &str| t.scrobble(token, ScrobbleAction::Stop, &guardians(), 90.0);
+    assert!(stop(GOOD_TOKEN).is_ok(), "the first play is taken");
+    assert!(
+        matches!(stop(GOOD_TOKEN), Err(TraktError::AlreadyDone { .. })),
+        "the same play again is a 409"
+    );
+    assert!(
+        stop(&format!("{GOOD_TOKEN}-bob")).unwrap_err().retryable(),
+        "the third call meets the injected 503"
+    );
+    assert!(
+        stop(&format!("{GOOD_TOKEN}-bob")).is_ok(),
+        "another user's own play"
+    );
+    let statuses: Vec<u16> = fake.answered().iter().map(|a| a.1).collect();
+    assert_eq!(statuses, vec![201, 409, 503, 201]);
 }
