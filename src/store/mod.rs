@@ -13,6 +13,7 @@ pub mod decisions;
 pub mod items;
 pub mod library;
 pub mod lookup;
+pub mod outbox;
 pub mod state;
 
 use std::path::Path;
@@ -83,6 +84,20 @@ const MIGRATIONS: &[&str] = &[
     // `parts.file`. A long random text key was one of the dearest inserts of a sync.
     "DROP INDEX IF EXISTS items_title;
      DROP INDEX IF EXISTS parts_file;",
+    // 8: the scrobble outbox (issue 12): every Trakt call written before it is sent, removed
+    // by its final answer into a bounded history (`outbox`).
+    "CREATE TABLE scrobble_outbox (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL, play TEXT NOT NULL,
+        rating_key TEXT NOT NULL, action TEXT NOT NULL, call TEXT NOT NULL, title TEXT,
+        at_ms INTEGER NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+        not_before_ms INTEGER NOT NULL DEFAULT 0, last_error TEXT);
+     CREATE INDEX scrobble_outbox_user ON scrobble_outbox(user, id);
+     CREATE INDEX scrobble_outbox_play ON scrobble_outbox(user, play);
+     CREATE TABLE scrobble_history (
+        id INTEGER PRIMARY KEY AUTOINCREMENT, user TEXT NOT NULL, rating_key TEXT NOT NULL,
+        play TEXT NOT NULL, action TEXT NOT NULL, progress REAL NOT NULL, title TEXT,
+        at_ms INTEGER NOT NULL, delivered_ms INTEGER NOT NULL, outcome TEXT NOT NULL, trakt TEXT);
+     CREATE INDEX scrobble_history_delivered ON scrobble_history(delivered_ms);",
 ];
 
 /// The database: one connection, owned by one thread.
