@@ -42,14 +42,14 @@ pub struct Rig {
 }
 
 impl Rig {
-    /// `scrobble` keys over the defaults used here (a forced stop after 3 s of silence); the
+    /// `scrobble` keys over the defaults used here (a forced stop after 10 s of silence, the least allowed); the
     /// sessions job polls every second, so a vanished session is seen soon.
     pub fn new(scrobble: Value) -> Rig {
         let env = Env::new(FakePlex::start(4, 1, 3), json!({}));
         let trakt = FakeTrakt::start();
         let mut section = json!({
             "client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, "trakt_url": trakt.url(),
-            "forced_stop_after_s": 3, "server_uuid": SERVER_UUID,
+            "forced_stop_after_s": 10, "server_uuid": SERVER_UUID,
         });
         for (k, v) in scrobble.as_object().unwrap() {
             section[k] = v.clone();
@@ -406,8 +406,14 @@ fn a_session_that_vanishes_gets_a_forced_stop_at_its_last_progress() {
     rig.frame("6", "tv-1", MOVIE, "playing", 0);
     rig.frame("6", "tv-1", MOVIE, "playing", ms(93.0, MOVIE_MS));
     rig.wait("no start", || !rig.taken().is_empty());
-    // The client dies: no `stopped`, and Plex stops listing the session.
+    // The client dies: no `stopped`, and Plex stops listing the session. The stop comes
+    // `forced_stop_after_s` (10, the least allowed) after the last event.
     rig.env.plex.play.set_sessions(Vec::new());
+    let t0 = Instant::now();
+    while rig.taken().len() < 2 {
+        assert!(t0.elapsed() < Duration::from_secs(30), "no forced stop: {:?}", actions(&rig.taken()));
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let t = rig.settle(2);
     let a = actions(&t);
     assert_eq!(a[1].0, "stop", "{a:?}");
@@ -439,7 +445,8 @@ fn a_failed_session_listing_is_not_a_vanished_session() {
         .faults
         .fail_after
         .store(seen.max(1), std::sync::atomic::Ordering::SeqCst);
-    std::thread::sleep(Duration::from_secs(7));
+    // Longer than `forced_stop_after_s` plus a tick.
+    std::thread::sleep(Duration::from_secs(13));
     let a = actions(&rig.taken());
     assert!(
         a.iter().all(|x| x.0 == "start"),
