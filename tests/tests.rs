@@ -20,6 +20,7 @@ mod plex_job;
 mod probe_media;
 mod qbittorrent;
 mod quiet;
+mod scrobble_cli;
 mod scrobble_daemon;
 mod static_shim;
 mod throttle_cli;

@@ -4,7 +4,9 @@
 //!
 //! A file named with `--config` must exist; the default (or `$DOWNSHIFTARR_CONFIG`) may be
 //! absent, which is said. With `throttle.qbittorrent_url` set, the qBittorrent login is tried
-//! once (never retried: five refusals ban the address, the owner's browser too). With `--print` the effective configuration is the only thing on
+//! once (never retried: five refusals ban the address, the owner's browser too). With
+//! `scrobble.client_id` set, one unauthenticated Trakt search shows whether the API answers
+//! and accepts the app's client id (no user token is needed or sent). With `--print` the effective configuration is the only thing on
 //! stdout (so `| jq` works) and every message goes to stderr.
 
 use std::io::Write;
@@ -15,7 +17,9 @@ use anyhow::{bail, Result};
 
 use crate::cli::CheckConfigArgs;
 use crate::clients::qbittorrent::Qbittorrent;
+use crate::clients::trakt::{IdType, SearchType, Trakt, TraktError};
 use crate::config;
+use crate::config::scrobble::ScrobbleSettings;
 use crate::config::throttle::ThrottleSettings;
 
 /// The config file to read: a path given with `--config` must exist, the default may be
@@ -83,6 +87,46 @@ fn check_qbittorrent(t: &ThrottleSettings, out: &mut dyn Write) -> Result<bool> 
     }
 }
 
+/// Tests the scrobble job's access to Trakt with one `GET /search/imdb/tt0000001` (the app
+/// key is all it needs) and says how it went, on one line naming the key to fix. Returns
+/// whether Trakt answered and took the key.
+fn check_trakt(s: &ScrobbleSettings, out: &mut dyn Write) -> Result<bool> {
+    let url = s.trakt_url.trim();
+    let client = s
+        .trakt_options()
+        .and_then(|o| Trakt::new(o).map_err(anyhow::Error::from));
+    let client = match client {
+        Ok(c) => c,
+        Err(e) => {
+            writeln!(out, "trakt {url}: {e:#}")?;
+            return Ok(false);
+        }
+    };
+    match client.search_id(IdType::Imdb, "tt0000001", SearchType::Movie) {
+        Ok(_) => {
+            writeln!(out, "trakt {url}: ok (the app's client id is accepted)")?;
+            Ok(true)
+        }
+        Err(TraktError::Permanent {
+            status: Some(403), ..
+        }) => {
+            writeln!(
+                out,
+                "trakt {url}: the app's client id was refused (403): check scrobble.client_id \
+                 (or TRAKT_CLIENT_ID) against https://trakt.tv/oauth/applications"
+            )?;
+            Ok(false)
+        }
+        Err(e) => {
+            writeln!(
+                out,
+                "trakt {url}: {e} (check scrobble.trakt_url and the network)"
+            )?;
+            Ok(false)
+        }
+    }
+}
+
 pub fn run(args: CheckConfigArgs) -> Result<ExitCode> {
     let (path, absent) = config_file(args.config.as_deref())?;
     // Messages go where they cannot spoil the JSON.
@@ -142,6 +186,9 @@ pub fn run(args: CheckConfigArgs) -> Result<ExitCode> {
             }
             if c.throttle.enabled() {
                 ok &= check_qbittorrent(&c.throttle, &mut out)?;
+            }
+            if c.scrobble.enabled() {
+                ok &= check_trakt(&c.scrobble, &mut out)?;
             }
             effective = Some(c);
         }

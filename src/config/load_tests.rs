@@ -16,13 +16,22 @@ fn none(_: &str) -> Option<String> {
 
 #[test]
 fn reserved_sections_are_accepted_and_unknown_ones_still_refused() {
-    let c = parse(r#"{"scrobble": {"anything": [1]}}"#).unwrap();
-    assert_eq!(c.scrobble, Some(serde_json::json!({"anything": [1]})));
-    assert_eq!(c.downloads, None);
+    let c = parse(r#"{"downloads": {"anything": [1]}}"#).unwrap();
+    assert_eq!(c.downloads, Some(serde_json::json!({"anything": [1]})));
     assert!(c
         .notes()
         .iter()
-        .any(|n| n.starts_with("scrobble: a reserved section")));
+        .any(|n| n.starts_with("downloads: a reserved section")));
+    // The scrobble section is a real one now (issue 12): its keys are checked.
+    let e = parse(r#"{"scrobble": {"anything": [1]}}"#).unwrap_err();
+    assert!(e.starts_with("scrobble.anything: unknown field"), "{e}");
+    let c = parse(r#"{"scrobble": {"client_id": "cid", "watched_threshold": 101}}"#).unwrap();
+    assert!(c.scrobble.enabled());
+    let e = format!("{:#}", c.validate().unwrap_err());
+    assert!(
+        e.contains("scrobble.watched_threshold: 101 is outside"),
+        "{e}"
+    );
     // The throttle section is a real one now: its keys are checked.
     let e = parse(r#"{"throttle": {"anything": [1]}}"#).unwrap_err();
     assert!(e.starts_with("throttle.anything: unknown field"), "{e}");

@@ -16,6 +16,7 @@ use downshiftarr_shim::config::ShimConfig;
 use serde::{Deserialize, Serialize};
 
 pub mod cidr;
+pub mod scrobble;
 pub mod secret;
 pub mod table;
 pub mod throttle;
@@ -41,7 +42,7 @@ pub const SECTIONS: &[Section] = &[
     Section { name: "tautulli", about: "the terminate fallback and notifier", reserved: false },
     Section { name: "daemon", about: "the daemon process", reserved: false },
     Section { name: "throttle", about: "qBittorrent throttling while people watch", reserved: false },
-    Section { name: "scrobble", about: "Trakt scrobbling", reserved: true },
+    Section { name: "scrobble", about: "Trakt scrobbling", reserved: false },
     Section { name: "downloads", about: "smart downloads through Radarr", reserved: true },
 ];
 
@@ -56,9 +57,8 @@ pub struct Config {
     pub tautulli: TautulliConfig,
     /// The throttle job; off without `throttle.qbittorrent_url`.
     pub throttle: throttle::ThrottleSettings,
-    /// Reserved for the scrobbling job.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub scrobble: Option<serde_json::Value>,
+    /// The scrobble job; off without `scrobble.client_id`.
+    pub scrobble: scrobble::ScrobbleSettings,
     /// Reserved for the downloads job.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub downloads: Option<serde_json::Value>,
@@ -442,7 +442,7 @@ pub fn parse(text: &str) -> std::result::Result<Config, String> {
         enforce: section(obj, "enforce")?,
         tautulli: section(obj, "tautulli")?,
         throttle: section(obj, "throttle")?,
-        scrobble: reserved(obj, "scrobble")?,
+        scrobble: section(obj, "scrobble")?,
         downloads: reserved(obj, "downloads")?,
     })
 }
@@ -468,9 +468,10 @@ impl Config {
         }
         self.daemon.validate()?;
         self.enforce.validate()?;
-        let throttle = self.throttle.validate();
-        if !throttle.is_empty() {
-            bail!("{}", throttle.join("; "));
+        let mut errors = self.throttle.validate();
+        errors.extend(self.scrobble.validate());
+        if !errors.is_empty() {
+            bail!("{}", errors.join("; "));
         }
         Ok(())
     }
@@ -485,6 +486,7 @@ impl Config {
             .api_key
             .load_file("tautulli.api_key_file", &self.tautulli.api_key_file);
         self.throttle.load_secrets();
+        self.scrobble.load_secrets();
     }
 
     /// The keys whose change between `old` and `new` takes effect only at a restart, as the
@@ -521,7 +523,6 @@ impl Config {
         }
         for s in SECTIONS.iter().filter(|s| s.reserved) {
             let given = match s.name {
-                "scrobble" => self.scrobble.is_some(),
                 "downloads" => self.downloads.is_some(),
                 _ => false,
             };

@@ -92,7 +92,7 @@ pub const DAEMON: &[Setting<Config>] = {
         S::env("tautulli.log_notifier_id", "TAUTULLI_LOG_NOTIFIER_ID", notifier_id, Number, "unset"),
         S::env("tautulli.log_subject", "TAUTULLI_LOG_SUBJECT", set_unless_empty!(tautulli.log_subject, String::from), Text, "Downshiftarr"),
         S::file("tautulli.timeout_ms", Number, "8000"),
-        // Reserved sections: accepted as they are until their job lands.
+        // The jobs' sections (`downloads` is reserved: accepted as it is until its job lands).
         S::file("throttle.qbittorrent_url", Text, "\"\""),
         S::file("throttle.username", Text, "\"\""),
         S::env("throttle.password", "QBITTORRENT_PASSWORD", set_unless_empty!(throttle.password, secret::Secret::from_env), Secret, "\"\""),
@@ -117,7 +117,22 @@ pub const DAEMON: &[Setting<Config>] = {
         S::file("throttle.floor_kib_s", Number, "64"),
         S::file("throttle.idle_upload_kib_s", Number, "unset"),
         S::file("throttle.request_timeout_ms", Number, "5000"),
-        S::file("scrobble", Structured, "reserved"),
+        S::file("scrobble.trakt_url", Text, "https://api.trakt.tv"),
+        S::env("scrobble.client_id", "TRAKT_CLIENT_ID", set_unless_empty!(scrobble.client_id, String::from), Text, "\"\""),
+        S::env("scrobble.client_secret", "TRAKT_CLIENT_SECRET", set_unless_empty!(scrobble.client_secret, secret::Secret::from_env), Secret, "\"\""),
+        S::file("scrobble.client_secret_file", Path, "\"\""),
+        S::file("scrobble.users", List, "[]"),
+        S::file("scrobble.server_uuid", Text, "\"\""),
+        S::file("scrobble.sections", List, "[]"),
+        S::file("scrobble.include_extras", Flag, "false"),
+        S::file("scrobble.min_duration_s", Number, "0"),
+        S::file("scrobble.watched_threshold", Number, "80"),
+        S::file("scrobble.pause_debounce_s", Number, "5"),
+        S::file("scrobble.pause_tolerance_pct", Number, "1.0"),
+        S::file("scrobble.stop_debounce_s", Number, "5"),
+        S::file("scrobble.forced_stop_after_s", Number, "120"),
+        S::file("scrobble.connect_timeout_ms", Number, "5000"),
+        S::file("scrobble.request_timeout_ms", Number, "10000"),
         S::file("downloads", Structured, "reserved"),
     ]
 };
@@ -193,6 +208,8 @@ mod tests {
             "TAUTULLI_LOG_NOTIFIER_ID" => "4",
             "TAUTULLI_LOG_SUBJECT" => "Guard",
             "QBITTORRENT_PASSWORD" => "env-qbit-pass",
+            "TRAKT_CLIENT_ID" => "env-client-id",
+            "TRAKT_CLIENT_SECRET" => "env-client-secret",
             other => panic!("no sample value for {other}: add one to this test"),
         };
         v.to_string()
@@ -344,7 +361,7 @@ mod tests {
         let sections: BTreeSet<&str> = all().map(|r| r.key.split('.').next().unwrap()).collect();
         let listed: BTreeSet<&str> = crate::config::SECTIONS.iter().map(|s| s.name).collect();
         assert_eq!(sections, listed);
-        assert_eq!(reserved, ["scrobble", "downloads"]);
+        assert_eq!(reserved, ["downloads"]);
     }
 
     /// The README's configuration reference names every key and every environment name.
