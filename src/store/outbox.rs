@@ -55,6 +55,22 @@ pub struct HistoryRow {
     pub trakt: Option<serde_json::Value>,
 }
 
+/// What the library index knows of an item, for the Trakt id resolution.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct IndexedItem {
+    /// `movie`, `show`, `season`, `episode`.
+    pub kind: String,
+    pub title: String,
+    pub year: Option<i64>,
+    pub imdb: Option<String>,
+    pub tmdb: Option<String>,
+    pub tvdb: Option<String>,
+    /// Episodes: the show.
+    pub grandparent_key: Option<String>,
+    pub season: Option<i64>,
+    pub episode: Option<i64>,
+}
+
 fn to_u64(v: i64) -> u64 {
     u64::try_from(v).unwrap_or(0)
 }
@@ -232,6 +248,30 @@ impl Store {
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.reverse();
         Ok(rows)
+    }
+
+    /// The index's row of `rating_key`, if it has one.
+    pub fn scrobble_item(&self, rating_key: &str) -> Result<Option<IndexedItem>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT type, title, year, imdb, tmdb, tvdb, grandparent_key, season, episode
+                 FROM items WHERE rating_key = ?1",
+            )?
+            .query_row(params![rating_key], |r| {
+                Ok(IndexedItem {
+                    kind: r.get(0)?,
+                    title: r.get(1)?,
+                    year: r.get(2)?,
+                    imdb: r.get(3)?,
+                    tmdb: r.get(4)?,
+                    tvdb: r.get(5)?,
+                    grandparent_key: r.get(6)?,
+                    season: r.get(7)?,
+                    episode: r.get(8)?,
+                })
+            })
+            .optional()?)
     }
 
     /// History stays bounded: [`HISTORY_MAX_ROWS`] rows, [`HISTORY_MAX_AGE_MS`] old.
