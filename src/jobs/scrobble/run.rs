@@ -19,7 +19,7 @@
 //! and filters are read from the configuration in effect at each event; a changed Trakt
 //! client id, secret or URL gets a new client.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Condvar, Mutex};
@@ -362,25 +362,29 @@ impl<'a> Follower<'a> {
         });
     }
 
-    /// Held events whose viewer a listing now names go on, in order; those past their hold
-    /// are dropped, said once per session.
+    /// Held events whose viewer a listing now names go on, in order per session; those past
+    /// their hold are dropped, said once per session. A session still waiting holds only its
+    /// own later events, never another session's.
     fn release_held(&mut self, now: Instant) {
-        while let Some(h) = self.held.front() {
+        if self.held.is_empty() {
+            return;
+        }
+        let latest = self.ctx.sessions.latest();
+        let mut waiting: HashSet<String> = HashSet::new();
+        let mut keep = VecDeque::new();
+        let mut ready = Vec::new();
+        for h in self.held.drain(..) {
             let key = h.ev.session_key.clone().unwrap_or_default();
-            let latest = self.ctx.sessions.latest();
-            if let Some(seen) = self.viewers.of(&latest.list, &key) {
-                if let Some(h) = self.held.pop_front() {
-                    self.handle(h.ev, seen.user.clone(), Some(seen), h.arrived);
-                }
+            if waiting.contains(&key) {
+                keep.push_back(h);
                 continue;
             }
-            if now < h.until {
-                // Others behind it may be of sessions already named: they must not wait
-                // for this one, but per-session order holds (one session's events are
-                // all behind its first).
-                break;
-            }
-            if let Some(h) = self.held.pop_front() {
+            if let Some(seen) = self.viewers.of(&latest.list, &key) {
+                ready.push((h, seen));
+            } else if now < h.until {
+                waiting.insert(key);
+                keep.push_back(h);
+            } else {
                 self.metrics.events.inc_with(&["websocket", "unattributed"]);
                 if self.refusals.first(format!("{key}|unattributed")) {
                     tracing::info!(
@@ -390,6 +394,11 @@ impl<'a> Follower<'a> {
                     );
                 }
             }
+        }
+        self.held = keep;
+        for (h, seen) in ready {
+            let user = seen.user.clone();
+            self.handle(h.ev, user, Some(seen), h.arrived);
         }
     }
 
@@ -578,7 +587,7 @@ impl<'a> Follower<'a> {
         self.linked_read = Some(Instant::now());
         match tokens::users(self.store) {
             Ok(users) => {
-                if users.is_empty() && (self.linked.len() > 0 || self.shown.is_none()) {
+                if users.is_empty() && (!self.linked.is_empty() || self.shown.is_none()) {
                     tracing::warn!("scrobble: {}", NO_USER);
                 }
                 if users != self.linked && !users.is_empty() {
@@ -732,15 +741,27 @@ fn deliver_once(
         *built = Some((key, Deliverer::new(trakt, secrets)));
     }
     if resolver.is_none() {
-        *resolver = Some(IndexResolver::new(ctx.clone()));
+        // Its own connection on the daemon's file; the interactive timeouts (a Plex call is
+        // made only for an item the index does not hold yet).
+        let plex = ctx.config().plex_access.clone().ok().and_then(|(url, token)| {
+            let read = Duration::from_millis(cfg.plex.read_timeout_ms).min(Duration::from_secs(8));
+            let connect = Duration::from_millis(cfg.plex.connect_timeout_ms);
+            crate::plex::Plex::new(&url, &token, connect, read).ok()
+        });
+        *resolver = Some(IndexResolver::new(Store::open(&ctx.db_path)?, plex));
     }
     let (Some((_, d)), Some(r)) = (built.as_mut(), resolver.as_mut()) else {
         return Ok(None);
     };
     let started = Instant::now();
     observe_dispatch(shared, metrics, store, started);
-    let report = d.pass(store, r, started, &|| shared.stopping())?;
-    Ok(report.next_due)
+    d.pass(store, r, started, &|| shared.stopping())?;
+    // The pass returns when nothing more is due now: sleep until the next head is due.
+    let next = outbox::next_due(store)?.map(|ms| {
+        let wait = Duration::from_millis(ms.saturating_sub(unix_ms()));
+        Instant::now() + wait.max(Duration::from_millis(20))
+    });
+    Ok(next)
 }
 
 /// The dispatch latency of every waiting entry the pass about to start will send first: from
