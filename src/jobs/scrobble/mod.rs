@@ -17,6 +17,8 @@
 //! [`deliver`] (the outbox to Trakt: in order per user, paced, retried, 409 = done),
 //! [`tokens`] (each Plex user's Trakt tokens, rotated atomically), [`run`] (the loop).
 
+pub mod event;
+pub mod filter;
 pub mod ids;
 pub mod outbox;
 pub mod status;
@@ -57,6 +59,9 @@ pub struct ItemFacts {
     pub year: Option<u32>,
     /// `librarySectionID`, as a string.
     pub section: Option<String>,
+    /// `librarySectionTitle` (the section filter matches an id or a title).
+    #[serde(default)]
+    pub section_title: Option<String>,
     /// A trailer or another extra (`subtype`, `extraType`, a `clip` in a movie section).
     pub extra: bool,
     pub duration_ms: Option<i64>,
