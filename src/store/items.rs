@@ -15,6 +15,8 @@ pub struct ItemRow {
     pub title: String,
     pub year: Option<i64>,
     pub section: String,
+    /// The section's title, when the index has the section.
+    pub section_title: Option<String>,
     pub season: Option<i64>,
     pub episode: Option<i64>,
     pub show_key: Option<String>,
@@ -32,8 +34,10 @@ impl Store {
     pub fn item_row(&self, rating_key: &str) -> Result<Option<ItemRow>> {
         let mut q = self.conn.prepare_cached(
             "SELECT i.rating_key, i.type, i.title, i.year, i.section_key, i.season, i.episode,
-                    i.grandparent_key, i.imdb, i.tmdb, i.tvdb, s.title, s.imdb, s.tmdb, s.tvdb
+                    i.grandparent_key, i.imdb, i.tmdb, i.tvdb, s.title, s.imdb, s.tmdb, s.tvdb,
+                    x.title
              FROM items i LEFT JOIN items s ON s.rating_key = i.grandparent_key
+                          LEFT JOIN sections x ON x.key = i.section_key
              WHERE i.rating_key = ?1",
         )?;
         Ok(q.query_row([rating_key], |r| {
@@ -53,6 +57,7 @@ impl Store {
                 show_imdb: r.get(12)?,
                 show_tmdb: r.get(13)?,
                 show_tvdb: r.get(14)?,
+                section_title: r.get(15)?,
             })
         })
         .optional()?)
@@ -67,7 +72,8 @@ mod tests {
     fn an_episode_comes_with_its_show_and_an_unknown_key_is_none() {
         let s = Store::in_memory().unwrap();
         s.exec_for_tests(
-            "INSERT INTO items(rating_key, section_key, type, title, year, tvdb, imdb)
+            "INSERT INTO sections(key, type, title) VALUES ('2', 'show', 'TV Shows');
+             INSERT INTO items(rating_key, section_key, type, title, year, tvdb, imdb)
                  VALUES ('10', '2', 'show', 'The Show', 2020, '81189', 'tt0903747');
              INSERT INTO items(rating_key, section_key, type, title, grandparent_key, season, episode, tvdb)
                  VALUES ('11', '2', 'episode', 'Pilot', '10', 1, 1, '349232');
@@ -81,6 +87,7 @@ mod tests {
         assert_eq!(e.show_title.as_deref(), Some("The Show"));
         assert_eq!(e.show_tvdb.as_deref(), Some("81189"));
         assert_eq!(e.show_imdb.as_deref(), Some("tt0903747"));
+        assert_eq!(e.section_title.as_deref(), Some("TV Shows"));
         let o = s.item_row("12").unwrap().unwrap();
         assert_eq!((o.show_key.as_deref(), o.show_title), (Some("99"), None));
         assert_eq!(s.item_row("404").unwrap(), None);

@@ -166,6 +166,7 @@ pub fn facts_from_row(row: &ItemRow, seen: Option<&Seen>) -> ItemFacts {
         title: Some(row.title.clone()),
         year: num(row.year),
         section: Some(row.section.clone()),
+        section_title: row.section_title.clone(),
         extra: false,
         duration_ms: seen.and_then(|s| s.duration_ms),
         guids: guids(&row.imdb, &row.tmdb, &row.tvdb),
