@@ -785,12 +785,46 @@ fn observe_dispatch(shared: &Shared, metrics: &Metrics, store: &Store, now: Inst
 }
 
 /// The deliverer's counts → `downshiftarr_scrobble_calls_total` (the increase since the last
-/// look) and the status section's last delivery and last error.
+/// look; a new deliverer starts its counts again) and the status section's last delivery,
+/// last error and the users whose calls wait for a login.
 fn report(
     stats: &DeliveryStats,
     shared: &Shared,
     metrics: &Metrics,
     counted: &mut HashMap<(String, String), u64>,
 ) {
-    let _ = (stats, shared, metrics, counted);
+    for (action, results) in &stats.counts {
+        for (result, n) in results {
+            let before = counted.insert((action.clone(), result.clone()), *n);
+            let added = match before {
+                Some(b) if *n >= b => n - b,
+                _ => *n,
+            };
+            if added > 0 {
+                metrics
+                    .calls
+                    .add_with(&[action.as_str(), result.as_str()], added as f64);
+            }
+        }
+    }
+    let at = |ms: u64| downshiftarr_shim::record::rfc3339(UNIX_EPOCH + Duration::from_millis(ms));
+    let mut v = shared.view();
+    if let Some(ms) = stats.last_delivery_ms {
+        v.last_delivery = Some(at(ms));
+    }
+    if let Some(e) = &stats.last_error {
+        let when = stats.last_error_ms.map(at).unwrap_or_default();
+        v.last_error = Some(format!("{when} {e}").trim().to_string());
+    }
+    if !stats.unlinked.is_empty() {
+        let who: Vec<String> = stats
+            .unlinked
+            .iter()
+            .map(|(u, why)| format!("{u} ({why})"))
+            .collect();
+        v.problem = Some(format!(
+            "calls wait for a Trakt login: {} — downshiftarr trakt login --user NAME",
+            who.join(", ")
+        ));
+    }
 }
