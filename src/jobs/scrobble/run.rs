@@ -189,8 +189,19 @@ pub fn run(ctx: &Ctx, events: &Arc<Mutex<Receiver<Event>>>, sd: &Shutdown) -> Re
     let out = f.follow(&rx, sd);
     shared.stop.store(true, Ordering::Relaxed);
     shared.wake();
+    // A Trakt call in flight may last its whole timeout: the daemon's shutdown grace (4 s)
+    // does not wait for it. Its entry stays in the outbox and is sent again at the next start
+    // (a repeated stop is a 409 on Trakt, "already done").
+    let deadline = Instant::now() + Duration::from_millis(2500);
+    while threads.iter().any(|t| !t.is_finished()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
     for t in threads {
-        let _ = t.join();
+        if t.is_finished() {
+            let _ = t.join();
+        } else {
+            tracing::info!("scrobble: a Trakt call is still in flight at shutdown; its entry stays in the outbox");
+        }
     }
     f.publish();
     out
