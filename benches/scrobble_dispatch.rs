@@ -108,6 +108,14 @@ fn frame(key: &str, rk: u64, state: &str, pct: f64) -> Value {
 }
 
 /// The fake library's movie `rk` has `imdb://tt{rk - 1001}` (both GUID forms).
+fn answers(trakt: &FakeTrakt) -> Vec<(String, u16, Value)> {
+    trakt
+        .answered()
+        .into_iter()
+        .map(|(r, st)| (r.path.clone(), st, r.json()))
+        .collect()
+}
+
 fn imdb_of(rk: u64) -> String {
     format!("tt{:07}", rk - 1001)
 }
@@ -292,7 +300,7 @@ fn main() {
     let count = || {
         let mut taken: HashMap<String, u64> = HashMap::new();
         let mut conflicts = 0;
-        for (p, st, b) in trakt.answered() {
+        for (p, st, b) in answers(&trakt) {
             if p != "/scrobble/stop" || b["progress"].as_f64().unwrap_or(0.0) < 80.0 {
                 continue;
             }
@@ -318,8 +326,7 @@ fn main() {
     let wall = t0.elapsed().as_secs_f64();
     let lost = wanted.iter().filter(|w| !taken.contains_key(*w)).count();
     let duplicated: u64 = taken.values().map(|n| n.saturating_sub(1)).sum();
-    let faults = trakt
-        .answered()
+    let faults = answers(&trakt)
         .iter()
         .filter(|(p, st, _)| p.starts_with("/scrobble/") && *st != 201 && *st != 409)
         .count();

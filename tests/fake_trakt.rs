@@ -117,13 +117,42 @@ struct State {
     /// The refresh token that works now (single-use, rotated by each refresh).
     refresh_token: String,
     refreshes: u32,
-    /// (path, status, request body) of every answer sent, in order.
-    answered: Vec<(String, u16, Value)>,
     /// `remember_plays`: the items (per token) a stop ≥ 80 % made a play of; a repeat is a 409.
     plays: Option<std::collections::HashSet<String>>,
     /// `inject`: every n-th scrobble request takes the next of these answers (cycling).
     faults: Option<(u64, Vec<Answer>)>,
     scrobbles: u64,
+    /// The status answered to each request of `log` (same index).
+    statuses: Vec<u16>,
+    /// More access tokens that work (one per user in the outbox tests).
+    tokens: Vec<String>,
+    /// Refreshed pairs are created now (as Trakt does), not at the recorded time.
+    fresh: bool,
+    chaos: Option<Chaos>,
+}
+
+/// Seeded random failures of the scrobble POSTs (the outbox's replay test).
+#[derive(Clone, Debug)]
+pub struct Chaos {
+    pub seed: u64,
+    /// Per-mille of 5xx / Cloudflare 52x answers.
+    pub server_errors: u64,
+    /// Per-mille of 429s, with `Retry-After: retry_after_s`.
+    pub rate_limits: u64,
+    pub retry_after_s: u64,
+    /// Per-mille of answers slower than the client waits (a 503 nobody reads).
+    pub timeouts: u64,
+    pub slow: Duration,
+}
+
+impl Chaos {
+    fn roll(&mut self) -> u64 {
+        // xorshift64: the same seed, the same failures.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        self.seed % 1000
+    }
 }
 
 pub struct FakeTrakt {
@@ -158,6 +187,37 @@ impl FakeTrakt {
         self.state.lock().unwrap().log.clone()
     }
 
+    /// Every request with the status it was answered.
+    pub fn answered(&self) -> Vec<(Req, u16)> {
+        let s = self.state.lock().unwrap();
+        s.log
+            .iter()
+            .cloned()
+            .zip(s.statuses.iter().copied())
+            .collect()
+    }
+
+    /// `token` works as an access token too.
+    pub fn accept_token(&self, token: &str) {
+        self.state.lock().unwrap().tokens.push(token.into());
+    }
+
+    /// Refreshed pairs say they were created now (Trakt's `created_at`), so they are not
+    /// due for a refresh at once.
+    pub fn fresh_tokens(&self) {
+        self.state.lock().unwrap().fresh = true;
+    }
+
+    /// Random failures of the scrobble POSTs from now on (unscripted answers only).
+    pub fn chaos(&self, chaos: Chaos) {
+        self.state.lock().unwrap().chaos = Some(chaos);
+    }
+
+    /// Refreshes answered so far.
+    pub fn refreshes(&self) -> u32 {
+        self.state.lock().unwrap().refreshes
+    }
+
     /// The next answers for `path` (before the default behaviour resumes).
     pub fn script(&self, path: &str, answers: Vec<Answer>) {
         self.state
@@ -167,12 +227,6 @@ impl FakeTrakt {
             .entry(path.into())
             .or_default()
             .extend(answers);
-    }
-
-    /// (path, status, request body) of every answer sent so far, in order: what Trakt took
-    /// (201) and what it refused.
-    pub fn answered(&self) -> Vec<(String, u16, Value)> {
-        self.state.lock().unwrap().answered.clone()
     }
 
     /// Answers a stop ≥ 80 % of an item this token already made a play of with 409, as
@@ -250,14 +304,11 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         let a = {
             let mut s = state.lock().unwrap();
             s.log.push(req.clone());
-            answer(&req, &mut s)
+            let a = answer(&req, &mut s);
+            s.statuses.push(a.status);
+            a
         };
         std::thread::sleep(a.delay);
-        state
-            .lock()
-            .unwrap()
-            .answered
-            .push((req.path.clone(), a.status, req.json()));
         let mut out = format!(
             "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
             a.status,
@@ -300,9 +351,31 @@ fn answer(req: &Req, s: &mut State) -> Answer {
     let body = req.json();
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", p) if p.starts_with("/scrobble/") => {
+            if let Some(c) = s.chaos.as_mut() {
+                let r = c.roll();
+                if r < c.server_errors {
+                    return if r % 2 == 0 {
+                        Answer::new(503, "")
+                    } else {
+                        Answer::cloudflare_520()
+                    };
+                }
+                if r < c.server_errors + c.rate_limits {
+                    let mut a = Answer::new(429, "");
+                    a.headers
+                        .push(("Retry-After".into(), c.retry_after_s.to_string()));
+                    return a;
+                }
+                if r < c.server_errors + c.rate_limits + c.timeouts {
+                    return Answer::new(503, "").slow(c.slow);
+                }
+            }
             match req.header("authorization") {
                 // Each user's own token: the good one, or the good one with a suffix.
                 Some(a) if a.starts_with(&format!("Bearer {GOOD_TOKEN}")) => {}
+                Some(a)
+                    if a.strip_prefix("Bearer ")
+                        .is_some_and(|t| s.tokens.iter().any(|k| k == t)) => {}
                 _ => {
                     return Answer::new(
                         401,
@@ -374,7 +447,14 @@ fn answer(req: &Req, s: &mut State) -> Answer {
             }
             s.refreshes += 1;
             s.refresh_token = format!("refresh-token-{}", s.refreshes + 1);
-            Answer::new(200, &tokens_json(GOOD_TOKEN, &s.refresh_token).to_string())
+            let mut pair = tokens_json(GOOD_TOKEN, &s.refresh_token);
+            if s.fresh {
+                pair["created_at"] = json!(std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs());
+            }
+            Answer::new(200, &pair.to_string())
         }
         _ => Answer::new(404, ""),
     }

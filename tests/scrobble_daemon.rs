@@ -141,8 +141,7 @@ impl Rig {
 
     /// What Trakt took (201), in order: (action, progress, request body).
     pub fn taken(&self) -> Vec<(String, f64, Value)> {
-        self.trakt
-            .answered()
+        answers(&self.trakt)
             .into_iter()
             .filter(|(p, st, _)| p.starts_with("/scrobble/") && *st == 201)
             .map(|(p, _, b)| {
@@ -205,6 +204,15 @@ pub fn session(
         "Player": {"address": "192.168.1.20", "machineIdentifier": client, "platform": "Android",
             "product": "Plex for Android (TV)", "state": "playing", "title": "Living Room Shield", "local": true},
         "Session": {"id": format!("session-{key}"), "bandwidth": 12000, "location": "lan"}})
+}
+
+/// (path, status, request body) of every request the fake Trakt answered, in order.
+pub fn answers(trakt: &FakeTrakt) -> Vec<(String, u16, Value)> {
+    trakt
+        .answered()
+        .into_iter()
+        .map(|(r, st)| (r.path.clone(), st, r.json()))
+        .collect()
 }
 
 fn ms(pct: f64, total: i64) -> i64 {
@@ -411,7 +419,11 @@ fn a_session_that_vanishes_gets_a_forced_stop_at_its_last_progress() {
     rig.env.plex.play.set_sessions(Vec::new());
     let t0 = Instant::now();
     while rig.taken().len() < 2 {
-        assert!(t0.elapsed() < Duration::from_secs(30), "no forced stop: {:?}", actions(&rig.taken()));
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "no forced stop: {:?}",
+            actions(&rig.taken())
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let t = rig.settle(2);
@@ -621,7 +633,7 @@ fn trakt_down_during_plays_gets_them_later_once_and_in_order() {
     );
     let d = rig.daemon();
     rig.frame("8", "tv-1", MOVIE, "playing", 0);
-    rig.wait("Trakt was never tried", || !rig.trakt.answered().is_empty());
+    rig.wait("Trakt was never tried", || !answers(&rig.trakt).is_empty());
     // The first movie ends (its stop supersedes the start Trakt never took), the next begins.
     rig.frame("8", "tv-1", MOVIE, "stopped", ms(90.0, MOVIE_MS));
     rig.frame("18", "tv-1", OTHER_MOVIE, "playing", 0);
@@ -630,7 +642,7 @@ fn trakt_down_during_plays_gets_them_later_once_and_in_order() {
         assert!(
             t.elapsed() < Duration::from_secs(60),
             "never delivered: {:?}",
-            rig.trakt.answered()
+            answers(&rig.trakt)
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -642,9 +654,7 @@ fn trakt_down_during_plays_gets_them_later_once_and_in_order() {
         "once each, in the order they happened"
     );
     assert_eq!(taken[0].2["movie"]["ids"]["imdb"], "tt0000000");
-    let refused = rig
-        .trakt
-        .answered()
+    let refused = answers(&rig.trakt)
         .iter()
         .filter(|(_, s, _)| *s != 201)
         .count();
@@ -652,7 +662,7 @@ fn trakt_down_during_plays_gets_them_later_once_and_in_order() {
         refused,
         3,
         "the scripted failures were met: {:?}",
-        rig.trakt.answered()
+        answers(&rig.trakt)
     );
     stop(d);
 }
@@ -673,8 +683,7 @@ fn kill_9_after_the_write_delivers_after_restart_exactly_once() {
     rig.frame("9", "tv-1", MOVIE, "stopped", ms(95.0, MOVIE_MS));
     // The stop supersedes the start Trakt never took: one call waits, tried at least once.
     rig.wait("the stop was never tried", || {
-        rig.trakt
-            .answered()
+        answers(&rig.trakt)
             .iter()
             .any(|(p, _, _)| p == "/scrobble/stop")
     });

@@ -17,6 +17,7 @@
 //! [`deliver`] (the outbox to Trakt: in order per user, paced, retried, 409 = done),
 //! [`tokens`] (each Plex user's Trakt tokens, rotated atomically), [`run`] (the loop).
 
+pub mod deliver;
 pub mod event;
 pub mod filter;
 pub mod ids;
