@@ -767,13 +767,12 @@ fn deliver_once(
     };
     let started = Instant::now();
     observe_dispatch(shared, metrics, store, started);
-    d.pass(store, r, started, &|| shared.stopping())?;
-    // The pass returns when nothing more is due now: sleep until the next head is due.
-    let next = outbox::next_due(store)?.map(|ms| {
-        let wait = Duration::from_millis(ms.saturating_sub(unix_ms()));
-        Instant::now() + wait.max(Duration::from_millis(20))
-    });
-    Ok(next)
+    let report = d.pass(store, r, started, &|| shared.stopping())?;
+    // The pass returns when nothing more may go now (a back-off, a user's 1 s pacing): sleep
+    // until then, unless a new call wakes us first.
+    Ok(report
+        .next_due
+        .map(|t| t.max(Instant::now() + Duration::from_millis(5))))
 }
 
 /// The dispatch latency of every waiting entry the pass about to start will send first: from
