@@ -21,6 +21,7 @@ pub mod deliver;
 pub mod event;
 pub mod filter;
 pub mod ids;
+pub mod machine;
 pub mod outbox;
 pub mod status;
 pub mod tokens;
