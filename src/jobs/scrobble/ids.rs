@@ -74,22 +74,26 @@ impl IndexResolver {
             "movie" => Ok(Some(ScrobbleItem::Movie(media_of(&it)))),
             "episode" => {
                 let own = ids_of(&it);
-                if own != Ids::default() {
-                    return Ok(Some(ScrobbleItem::Episode(own)));
-                }
-                let (Some(season), Some(number)) = (num(it.season), num(it.episode)) else {
-                    return Ok(None);
-                };
-                let Some(show) = it
+                let show = it
                     .grandparent_key
                     .as_deref()
                     .map(read)
                     .transpose()?
                     .flatten()
-                else {
+                    .map(|s| media_of(&s));
+                // A legacy agent's episode GUID (`com.plexapp.agents.thetvdb://81189/1/1`)
+                // carries the *show's* id, which the index keeps as the episode's: sent as
+                // an episode id it would name another episode. Such ids are the show's.
+                let shows_own = show.as_ref().is_some_and(|s| shares_an_id(&own, &s.ids));
+                if own != Ids::default() && !shows_own {
+                    return Ok(Some(ScrobbleItem::Episode(own)));
+                }
+                let (Some(season), Some(number)) = (num(it.season), num(it.episode)) else {
                     return Ok(None);
                 };
-                let show = media_of(&show);
+                let Some(show) = show else {
+                    return Ok(None);
+                };
                 if show.ids == Ids::default() {
                     return Ok(None);
                 }
@@ -198,6 +202,13 @@ fn media_of(it: &IndexedItem) -> Media {
     }
 }
 
+/// Whether two sets of ids name the same thing by any of them.
+fn shares_an_id(a: &Ids, b: &Ids) -> bool {
+    (a.tvdb.is_some() && a.tvdb == b.tvdb)
+        || (a.tmdb.is_some() && a.tmdb == b.tmdb)
+        || (a.imdb.is_some() && a.imdb == b.imdb)
+}
+
 /// Every GUID form → Trakt ids (the index's own parser).
 fn ids_from_guids(guids: &[String]) -> Ids {
     let v = json!({ "Guid": guids.iter().map(|g| json!({ "id": g })).collect::<Vec<_>>() });
@@ -291,6 +302,10 @@ mod tests {
             json!({"ratingKey": "22", "type": "episode", "title": "Half Loop",
                    "grandparentRatingKey": "20", "parentIndex": 1, "index": 2,
                    "Guid": [{"id": "tvdb://8229225"}]}),
+            // The legacy TVDB agent: the episode's GUID carries the show's id.
+            json!({"ratingKey": "23", "type": "episode", "title": "In Perpetuity",
+                   "grandparentRatingKey": "20", "parentIndex": 1, "index": 3,
+                   "guid": "com.plexapp.agents.thetvdb://371980/1/3?lang=en"}),
         ] {
             s.upsert_item("1", &Item::from_value(&v)).unwrap();
         }
@@ -324,6 +339,16 @@ mod tests {
         };
         assert_eq!((show.ids.tvdb, season, number), (Some(371980), 1, 1));
         assert_eq!(show.title.as_deref(), Some("Severance"));
+        // Never the show's id sent as an episode id (another episode on Trakt).
+        let ScrobbleItem::ShowEpisode {
+            show,
+            season,
+            number,
+        } = r.resolve("23", None).unwrap()
+        else {
+            panic!("a legacy episode GUID resolved by its show's id as an episode id")
+        };
+        assert_eq!((show.ids.tvdb, season, number), (Some(371980), 1, 3));
     }
 
     #[test]

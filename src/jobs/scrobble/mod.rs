@@ -23,6 +23,7 @@ pub mod filter;
 pub mod ids;
 pub mod machine;
 pub mod outbox;
+pub mod run;
 pub mod status;
 pub mod tokens;
 pub mod viewers;

@@ -442,7 +442,13 @@ impl<'a> Follower<'a> {
     }
 
     /// One attributed event: facts, filters, machine, outbox.
-    fn handle(&mut self, mut ev: PlaybackEvent, user: String, seen: Option<viewers::Seen>, at: Instant) {
+    fn handle(
+        &mut self,
+        mut ev: PlaybackEvent,
+        user: String,
+        seen: Option<viewers::Seen>,
+        at: Instant,
+    ) {
         let source = source_label(ev.source);
         ev.user = Some(user.clone());
         if ev.view_offset_ms.is_none() {
@@ -532,7 +538,11 @@ impl<'a> Follower<'a> {
         for call in calls {
             match outbox::push(self.store, call) {
                 Ok(id) => {
-                    let mut a = self.shared.arrivals.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut a = self
+                        .shared
+                        .arrivals
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner());
                     if a.len() >= 10_000 {
                         a.clear();
                     }
@@ -590,9 +600,7 @@ impl<'a> Follower<'a> {
 
     /// Reads the linked users again when due (`force`: at each tick's own schedule).
     fn read_linked(&mut self, force: bool) {
-        let due = self
-            .linked_read
-            .is_none_or(|t| t.elapsed() >= LINKED_EVERY);
+        let due = self.linked_read.is_none_or(|t| t.elapsed() >= LINKED_EVERY);
         if !due || (!force && self.linked_read.is_some()) {
             return;
         }
@@ -683,7 +691,11 @@ fn stale_after(cfg: &crate::config::Config) -> Duration {
 
 /// The Trakt client settings a deliverer was built for.
 fn trakt_key(o: &TraktOptions) -> (String, String, String) {
-    (o.base_url.clone(), o.client_id.clone(), o.client_secret.clone())
+    (
+        o.base_url.clone(),
+        o.client_id.clone(),
+        o.client_secret.clone(),
+    )
 }
 
 /// The delivery thread.
@@ -695,7 +707,14 @@ fn deliverer(ctx: Ctx, shared: Arc<Shared>, metrics: Metrics) -> JoinHandle<()> 
         let mut counted = HashMap::new();
         while !shared.stopping() {
             let mut next = Instant::now() + DELIVER_IDLE;
-            match deliver_once(&ctx, &shared, &metrics, &mut store, &mut built, &mut resolver) {
+            match deliver_once(
+                &ctx,
+                &shared,
+                &metrics,
+                &mut store,
+                &mut built,
+                &mut resolver,
+            ) {
                 Ok(due) => {
                     if let Some(t) = due {
                         next = next.min(t);
@@ -755,11 +774,17 @@ fn deliver_once(
     if resolver.is_none() {
         // Its own connection on the daemon's file; the interactive timeouts (a Plex call is
         // made only for an item the index does not hold yet).
-        let plex = ctx.config().plex_access.clone().ok().and_then(|(url, token)| {
-            let read = Duration::from_millis(cfg.plex.read_timeout_ms).min(Duration::from_secs(8));
-            let connect = Duration::from_millis(cfg.plex.connect_timeout_ms);
-            crate::plex::Plex::new(&url, &token, connect, read).ok()
-        });
+        let plex = ctx
+            .config()
+            .plex_access
+            .clone()
+            .ok()
+            .and_then(|(url, token)| {
+                let read =
+                    Duration::from_millis(cfg.plex.read_timeout_ms).min(Duration::from_secs(8));
+                let connect = Duration::from_millis(cfg.plex.connect_timeout_ms);
+                crate::plex::Plex::new(&url, &token, connect, read).ok()
+            });
         *resolver = Some(IndexResolver::new(Store::open(&ctx.db_path)?, plex));
     }
     let (Some((_, d)), Some(r)) = (built.as_mut(), resolver.as_mut()) else {
