@@ -56,7 +56,7 @@ impl Rig {
         }
         env.configure("scrobble", section);
         env.configure("enforce", json!({"guard_interval_s": 1}));
-        // TEMP env.configure("daemon", json!({"webhook_token": WEBHOOK_TOKEN}));
+        env.configure("daemon", json!({"webhook_token": WEBHOOK_TOKEN}));
         Rig { env, trakt }
     }
 

@@ -188,8 +188,14 @@ pub struct DaemonConfig {
     /// Extra uids / gids allowed on the socket (root, the daemon's uid and `socket_group` are).
     pub allowed_uids: Vec<u32>,
     pub allowed_gids: Vec<u32>,
-    /// Loopback address for `/health` and `/metrics`; empty: off.
+    /// Address of the HTTP endpoint (`/health`, `/metrics`, the webhooks, the ops API);
+    /// empty: off. May bind beyond loopback: the ops API then asks for `api_key`.
     pub http_listen: String,
+    /// The secret part of the Plex webhook URL `/webhook/plex/<token>`
+    /// (`DOWNSHIFTARR_WEBHOOK_TOKEN`); empty: the endpoint is off.
+    pub webhook_token: Secret,
+    /// The bearer token of the ops API (`DOWNSHIFTARR_API_KEY`); empty: loopback callers only.
+    pub api_key: Secret,
 }
 
 impl Default for DaemonConfig {
@@ -206,6 +212,8 @@ impl Default for DaemonConfig {
             allowed_uids: Vec::new(),
             allowed_gids: Vec::new(),
             http_listen: "127.0.0.1:9877".into(),
+            webhook_token: Secret::default(),
+            api_key: Secret::default(),
         }
     }
 }
@@ -474,6 +482,24 @@ impl Config {
             bail!("{}", errors.join("; "));
         }
         Ok(())
+    }
+
+    /// Every secret value in effect (for the log redaction): never printed.
+    pub fn secret_values(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for s in [
+            &self.plex.token,
+            &self.tautulli.api_key,
+            &self.daemon.webhook_token,
+            &self.daemon.api_key,
+            &self.throttle.password,
+            &self.throttle.api_key,
+        ] {
+            if !s.expose().is_empty() {
+                out.push(s.expose().to_string());
+            }
+        }
+        out
     }
 
     /// Reads the secrets' files, once (again on each reload); a file that cannot be used is

@@ -68,6 +68,8 @@ pub const DAEMON: &[Setting<Config>] = {
         S::file("daemon.allowed_uids", List, "[]").restart(),
         S::file("daemon.allowed_gids", List, "[]").restart(),
         S::file("daemon.http_listen", Text, "127.0.0.1:9877").restart(),
+        S::env("daemon.webhook_token", "DOWNSHIFTARR_WEBHOOK_TOKEN", set_unless_empty!(daemon.webhook_token, secret::Secret::from_env), Secret, "\"\""),
+        S::env("daemon.api_key", "DOWNSHIFTARR_API_KEY", set_unless_empty!(daemon.api_key, secret::Secret::from_env), Secret, "\"\""),
         S::file("enforce.terminate_refused", Flag, "true"),
         S::env("enforce.session_lookup_retries", "SESSION_LOOKUP_RETRIES", set!(enforce.session_lookup_retries, number), Number, "8"),
         S::env("enforce.session_lookup_delay_s", "SESSION_LOOKUP_DELAY_S", set!(enforce.session_lookup_delay_s, number), Seconds, "0.5"),
@@ -210,6 +212,8 @@ mod tests {
             "QBITTORRENT_PASSWORD" => "env-qbit-pass",
             "TRAKT_CLIENT_ID" => "env-client-id",
             "TRAKT_CLIENT_SECRET" => "env-client-secret",
+            "DOWNSHIFTARR_WEBHOOK_TOKEN" => "env-webhook-token",
+            "DOWNSHIFTARR_API_KEY" => "env-api-key",
             other => panic!("no sample value for {other}: add one to this test"),
         };
         v.to_string()

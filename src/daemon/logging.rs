@@ -38,7 +38,10 @@ pub fn init(debug: bool) -> Result<LevelHandle> {
         .is_some()
         .then(tracing_journald::layer)
         .and_then(Result::ok);
-    let registry = tracing_subscriber::registry().with(filter);
+    // The ring behind `/api/logs` sees what the level lets through, redacted.
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(super::logring::RingLayer);
     match journald {
         Some(j) => registry
             .with(j.with_syslog_identifier("downshiftarr".into()).boxed())

@@ -9,6 +9,7 @@ pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod logging;
+pub mod logring;
 pub mod memory;
 pub mod metrics;
 pub mod status;

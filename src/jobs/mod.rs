@@ -81,16 +81,16 @@ fn events(ctx: &Ctx) -> Result<Option<Job>> {
     })))
 }
 
-/// `/health` and `/metrics`, when `daemon.http_listen` is set.
+/// `/health`, `/metrics`, the Plex webhook and the ops API, when `daemon.http_listen` is set.
 fn http(ctx: &Ctx) -> Result<Option<Job>> {
     let listen = ctx.config().daemon.http_listen.clone();
     if listen.is_empty() {
         return Ok(None);
     }
     let server = crate::daemon::http::bind(&listen)?;
-    tracing::info!(listen = %listen, "serving /health and /metrics");
-    let health = ctx.health.clone();
+    tracing::info!(listen = %listen, "serving /health, /metrics, the webhooks and the ops API");
+    let ctx = ctx.clone();
     Ok(Some(Box::new(move |sd: &Shutdown| {
-        crate::daemon::http::serve(&server, &health, sd)
+        crate::daemon::http::serve(&server, &ctx, sd)
     })))
 }
