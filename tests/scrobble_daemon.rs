@@ -334,6 +334,16 @@ fn a_movie_watched_to_the_end_is_one_start_and_one_play_however_noisy_the_player
     assert!(s["duplicates_suppressed"].as_u64().unwrap() >= 1, "{s:#}");
     let text = String::from_utf8_lossy(&rig.env.cli(&["status"]).stdout).into_owned();
     assert!(text.contains("users linked: alice"), "{text}");
+    let m = crate::daemon::http_get(&http_addr(&rig.env), "/metrics");
+    for want in [
+        "downshiftarr_scrobble_events_total{source=\"websocket\",result=\"in\"}",
+        "downshiftarr_scrobble_events_total{source=\"websocket\",result=\"suppressed\"}",
+        "downshiftarr_scrobble_calls_total{action=\"stop\"",
+        "downshiftarr_scrobble_outbox_depth 0",
+        "downshiftarr_scrobble_dispatch_seconds_count",
+    ] {
+        assert!(m.contains(want), "{want} not in /metrics:\n{m}");
+    }
     stop(d);
 }
 
