@@ -8,7 +8,8 @@
 //! new item under the same session key is autoplay (the previous item's play gets its stop,
 //! at its last progress, before the new start). Webhooks carry no session key: they join the
 //! open play of (user, item) — the one of the same player when both name it — or open one; a
-//! websocket event adopts an open play a webhook opened. `Call.play` is
+//! websocket event adopts an open play a webhook opened. Users match case-blind (the session
+//! tracker and a webhook's `Account.title` may differ in case). `Call.play` is
 //! `"{user}:{rating_key}:{at_ms of the play's first event}"`.
 //!
 //! The rules (the original's de-duplication; the numbers in [`Rules`] are settings):
@@ -299,7 +300,9 @@ impl Machines {
         out: &mut Vec<Call>,
     ) -> Option<usize> {
         let same = self.latest(|p| {
-            p.session_key.as_deref() == Some(sk) && p.user == user && p.rating_key == ev.rating_key
+            p.session_key.as_deref() == Some(sk)
+                && p.user.eq_ignore_ascii_case(user)
+                && p.rating_key == ev.rating_key
         });
         if let Some(i) = same {
             let p = &mut self.plays[i];
@@ -330,7 +333,7 @@ impl Machines {
         }
         let webhook_play = self.latest(|p| {
             p.session_key.is_none()
-                && p.user == user
+                && p.user.eq_ignore_ascii_case(user)
                 && p.rating_key == ev.rating_key
                 && compatible(&p.client_id, &ev.client_id)
         });
@@ -356,7 +359,7 @@ impl Machines {
         out: &mut Vec<Call>,
     ) -> Option<usize> {
         let matches = |p: &Play| {
-            p.user == user
+            p.user.eq_ignore_ascii_case(user)
                 && p.rating_key == ev.rating_key
                 && compatible(&p.client_id, &ev.client_id)
         };
@@ -390,7 +393,7 @@ impl Machines {
                 let p = &self.plays[i];
                 if p.is_open()
                     && p.session_key.is_none()
-                    && p.user == user
+                    && p.user.eq_ignore_ascii_case(user)
                     && p.client_id == ev.client_id
                     && p.rating_key != ev.rating_key
                 {

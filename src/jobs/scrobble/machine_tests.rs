@@ -708,6 +708,16 @@ fn two_users_on_the_same_item_are_two_plays() {
 }
 
 #[test]
+fn the_viewer_matches_case_blind_across_sources() {
+    // The session tracker and the webhook's Account.title may differ in case only.
+    let mut m = machines();
+    let mut c = m.on_event("alice", &ws("1", "5", Playing, 85.0, 0));
+    c.extend(m.on_event("Alice", &wh("5", "media.stop", 10)));
+    c.extend(m.on_event("alice", &ws("1", "5", Stopped, 85.0, 11)));
+    assert_eq!(actions(&c), [(Start, 85.0), (Stop, 85.0)]);
+}
+
+#[test]
 fn plays_opened_in_the_same_millisecond_get_distinct_ids() {
     let mut m = machines();
     let ids: HashSet<String> = (0..50)
