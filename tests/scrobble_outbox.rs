@@ -494,3 +494,132 @@ fn a_replay_of_1000_calls_through_failures_arrives_once_each_in_order_per_user()
         elapsed.as_secs_f64()
     );
 }
+
+#[test]
+fn scrobble_history_prints_what_became_of_each_call_newest_last() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("config.json");
+    std::fs::write(
+        &cfg,
+        serde_json::json!({"daemon": {"state_dir": dir.path().join("state")}}).to_string(),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(crate::util::cli())
+            .args(["scrobble", "history", "--config"])
+            .arg(&cfg)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let store = Store::open(&dir.path().join("state/index.sqlite")).unwrap();
+    assert_eq!(run(&[]).trim(), "no scrobbles");
+    let start = outbox::push(&store, &call("ann", "7", "a", ScrobbleAction::Start, 1.0)).unwrap();
+    outbox::delivered(&store, start, "started", None).unwrap();
+    let stop = outbox::push(&store, &call("ann", "7", "a", ScrobbleAction::Stop, 97.5)).unwrap();
+    outbox::delivered(&store, stop, "already_scrobbled", None).unwrap();
+    // Still owed: not history.
+    outbox::push(&store, &call("bob", "8", "b", ScrobbleAction::Start, 0.0)).unwrap();
+    // The daemon keeps its connection open while the CLI reads.
+    let text = run(&["--since", "1h"]);
+    let lines: Vec<_> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(
+        lines[0].contains("start") && lines[0].contains("started"),
+        "{text}"
+    );
+    assert!(
+        lines[1].contains("97.5%")
+            && lines[1].contains("already_scrobbled")
+            && lines[1].contains("Guardians of the Galaxy [7]"),
+        "{text}"
+    );
+    let json: Vec<serde_json::Value> = run(&["--json"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(json.len(), 2);
+    assert_eq!(json[1]["outcome"], "already_scrobbled");
+    assert_eq!(json[1]["user"], "ann");
+    assert!(json[1]["time"].as_str().unwrap().ends_with('Z'));
+    // A bad duration names itself.
+    let out = std::process::Command::new(crate::util::cli())
+        .args(["scrobble", "history", "--since", "soon", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--since \"soon\""));
+}
+
+#[test]
+fn an_item_missing_from_the_index_is_asked_of_plex_once_with_its_show() {
+    use downshiftarr::clients::trakt::{Ids, Media, ScrobbleItem};
+    use downshiftarr::jobs::scrobble::ids::Resolve;
+    let plex = crate::fake_plex::FakePlex::start(1, 1, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("index.sqlite");
+    let _store = Store::open(&path).unwrap();
+    let client = downshiftarr::plex::Plex::new(&plex.url, &plex.token, ms(500), ms(2000)).unwrap();
+    let mut r = IndexResolver::new(Store::open(&path).unwrap(), Some(client));
+    // Episode 1003 (S01E01 of show 1002, legacy TVDB agent): by the show's id.
+    let want = ScrobbleItem::ShowEpisode {
+        show: Media {
+            title: Some("Show 0".into()),
+            year: None,
+            ids: Ids {
+                tvdb: Some(70000),
+                ..Ids::default()
+            },
+        },
+        season: 1,
+        number: 1,
+    };
+    assert_eq!(r.resolve("1003", None).unwrap(), want);
+    assert_eq!(r.plex_calls(), 2, "the episode, then its show");
+    // Cached: no more calls.
+    assert_eq!(r.resolve("1003", None).unwrap(), want);
+    assert_eq!(r.plex_calls(), 2);
+    // A movie with new-agent GUIDs.
+    let ScrobbleItem::Movie(m) = r.resolve("1001", None).unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        (m.ids.imdb.as_deref(), m.ids.tmdb),
+        (Some("tt0000000"), Some(100))
+    );
+    // Plex does not know it and the event carried nothing: said, not guessed.
+    let e = r.resolve("999999", None).unwrap_err();
+    assert!(e.contains("999999"), "{e}");
+}
+
+#[test]
+fn a_403_is_kept_with_its_error_and_a_400_is_refused_once() {
+    let fake = FakeTrakt::start();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, mut r) = open(&dir.path().join("index.sqlite"));
+    tokens::save(&store, "ann", &pair(GOOD_TOKEN, "refresh-token-1")).unwrap();
+    let mut d = deliverer(&fake, ms(20));
+    fake.script("/scrobble/start", vec![Answer::new(403, "")]);
+    fake.script("/scrobble/pause", vec![Answer::new(400, "")]);
+    outbox::push(&store, &call("ann", "7", "a", ScrobbleAction::Start, 1.0)).unwrap();
+    let rep = d.pass(&store, &mut r, Instant::now(), &|| false).unwrap();
+    assert_eq!((rep.finished, rep.deferred), (0, 1));
+    let e = &outbox::due(&store, u64::MAX, 10).unwrap()[0];
+    assert!(e.last_error.as_deref().unwrap().contains("403"), "{e:?}");
+    assert!(d.stats().last_error.as_deref().unwrap().contains("403"));
+    assert!(!d.stats().last_error.as_deref().unwrap().contains(CLIENT_ID));
+    drain(&mut d, &store, &mut r);
+    outbox::push(&store, &call("ann", "7", "b", ScrobbleAction::Pause, 5.0)).unwrap();
+    drain(&mut d, &store, &mut r);
+    let h = outbox::history(&store, 0, 10).unwrap();
+    let outcomes: Vec<_> = h.iter().map(|r| r.outcome.as_str()).collect();
+    assert_eq!(outcomes, vec!["started", "refused"]);
+    assert_eq!(
+        scrobbles(&fake.log()).len(),
+        3,
+        "403, then 201; the 400 once"
+    );
+}

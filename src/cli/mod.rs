@@ -5,6 +5,8 @@ pub mod daemon;
 pub mod decisions;
 pub mod explain;
 pub mod library;
+pub mod scrobble;
+pub mod scrobble_history;
 pub mod status;
 pub mod tautulli;
 pub mod throttle;
@@ -44,6 +46,8 @@ pub enum Command {
     /// plex-helper: same --config file, --once, --dry-run, --verbose); --restore gives back
     /// what a throttle changed.
     Throttle(ThrottleArgs),
+    /// Scrobbling to Trakt: `scrobble history` (what became of each call).
+    Scrobble(scrobble::ScrobbleArgs),
 }
 
 #[derive(Debug, Args)]

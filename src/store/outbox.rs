@@ -49,7 +49,7 @@ pub struct HistoryRow {
     pub at_ms: u64,
     pub delivered_ms: u64,
     /// `scrobbled`, `paused`, `started`, `already_scrobbled`, `not_found`, `refused`,
-    /// `superseded`.
+    /// `superseded`, `unreadable`.
     pub outcome: String,
     /// Trakt's answer, when it sent one worth keeping.
     pub trakt: Option<serde_json::Value>,
@@ -62,6 +62,8 @@ pub struct IndexedItem {
     pub kind: String,
     pub title: String,
     pub year: Option<i64>,
+    /// The item's own `guid` (`plex://…`, or a legacy agent's string).
+    pub guid: Option<String>,
     pub imdb: Option<String>,
     pub tmdb: Option<String>,
     pub tvdb: Option<String>,
@@ -255,7 +257,7 @@ impl Store {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT type, title, year, imdb, tmdb, tvdb, grandparent_key, season, episode
+                "SELECT type, title, year, imdb, tmdb, tvdb, grandparent_key, season, episode, guid
                  FROM items WHERE rating_key = ?1",
             )?
             .query_row(params![rating_key], |r| {
@@ -269,6 +271,7 @@ impl Store {
                     grandparent_key: r.get(6)?,
                     season: r.get(7)?,
                     episode: r.get(8)?,
+                    guid: r.get(9)?,
                 })
             })
             .optional()?)

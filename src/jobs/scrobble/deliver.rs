@@ -435,7 +435,6 @@ impl Deliverer {
             }
             // A new login since: try again.
             self.refused.remove(user);
-            self.stats.unlinked.remove(user);
         }
         self.stats.unlinked.remove(user);
         if t.needs_refresh(now_s) {

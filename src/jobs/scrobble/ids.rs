@@ -3,7 +3,9 @@
 //! `com.plexapp.agents.*`), so most plays need no Plex call at all:
 //!
 //! 1. the index: a movie → `{title, year, ids}`; an episode → its own ids when the index has
-//!    them, else the show's ids (its grandparent row) with season and number;
+//!    them, else the show's ids (its grandparent row) with season and number. A legacy
+//!    agent's episode GUID (`com.plexapp.agents.thetvdb://SHOW/S/E`) names the *show*: its
+//!    "ids" are never sent as the episode's (Trakt would scrobble another episode);
 //! 2. not indexed (added since the last sync) → one `GET /library/metadata/{rk}` (and one for
 //!    the show of an episode: an episode's answer carries no show GUIDs);
 //! 3. neither → the facts the event carried (a webhook's `Metadata`).
@@ -73,27 +75,27 @@ impl IndexResolver {
         match it.kind.as_str() {
             "movie" => Ok(Some(ScrobbleItem::Movie(media_of(&it)))),
             "episode" => {
-                let own = ids_of(&it);
-                let show = it
-                    .grandparent_key
-                    .as_deref()
-                    .map(read)
-                    .transpose()?
-                    .flatten()
-                    .map(|s| media_of(&s));
-                // A legacy agent's episode GUID (`com.plexapp.agents.thetvdb://81189/1/1`)
-                // carries the *show's* id, which the index keeps as the episode's: sent as
-                // an episode id it would name another episode. Such ids are the show's.
-                let shows_own = show.as_ref().is_some_and(|s| shares_an_id(&own, &s.ids));
-                if own != Ids::default() && !shows_own {
+                let own = if is_legacy(it.guid.as_deref().unwrap_or("")) {
+                    Ids::default()
+                } else {
+                    ids_of(&it)
+                };
+                if own != Ids::default() {
                     return Ok(Some(ScrobbleItem::Episode(own)));
                 }
                 let (Some(season), Some(number)) = (num(it.season), num(it.episode)) else {
                     return Ok(None);
                 };
-                let Some(show) = show else {
+                let Some(show) = it
+                    .grandparent_key
+                    .as_deref()
+                    .map(read)
+                    .transpose()?
+                    .flatten()
+                else {
                     return Ok(None);
                 };
+                let show = media_of(&show);
                 if show.ids == Ids::default() {
                     return Ok(None);
                 }
@@ -131,9 +133,6 @@ impl IndexResolver {
                 if let Some(show) = fetch(&show_rk)? {
                     facts.show_guids = facts_of(&show).guids;
                     facts.show_title = facts.show_title.or_else(|| json::s(&show, "title"));
-                    if facts.year.is_none() {
-                        facts.year = json::n(&show, "year").and_then(|y| u32::try_from(y).ok());
-                    }
                 }
             }
         }
@@ -177,6 +176,11 @@ impl Resolve for IndexResolver {
     }
 }
 
+/// A legacy agent's GUID: for an episode, the first segment is the show's id.
+fn is_legacy(guid: &str) -> bool {
+    guid.starts_with("com.plexapp.agents.")
+}
+
 fn num(v: Option<i64>) -> Option<u32> {
     v.and_then(|v| u32::try_from(v).ok())
 }
@@ -200,13 +204,6 @@ fn media_of(it: &IndexedItem) -> Media {
         year: num(it.year),
         ids: ids_of(it),
     }
-}
-
-/// Whether two sets of ids name the same thing by any of them.
-fn shares_an_id(a: &Ids, b: &Ids) -> bool {
-    (a.tvdb.is_some() && a.tvdb == b.tvdb)
-        || (a.tmdb.is_some() && a.tmdb == b.tmdb)
-        || (a.imdb.is_some() && a.imdb == b.imdb)
 }
 
 /// Every GUID form → Trakt ids (the index's own parser).
@@ -261,6 +258,8 @@ pub fn item_from_facts(f: &ItemFacts) -> Option<ScrobbleItem> {
             (m.ids != Ids::default() || m.title.is_some()).then_some(ScrobbleItem::Movie(m))
         }
         "episode" => {
+            let own: Vec<String> = f.guids.iter().filter(|g| !is_legacy(g)).cloned().collect();
+            let ids = ids_from_guids(&own);
             if ids != Ids::default() {
                 return Some(ScrobbleItem::Episode(ids));
             }
@@ -302,7 +301,6 @@ mod tests {
             json!({"ratingKey": "22", "type": "episode", "title": "Half Loop",
                    "grandparentRatingKey": "20", "parentIndex": 1, "index": 2,
                    "Guid": [{"id": "tvdb://8229225"}]}),
-            // The legacy TVDB agent: the episode's GUID carries the show's id.
             json!({"ratingKey": "23", "type": "episode", "title": "In Perpetuity",
                    "grandparentRatingKey": "20", "parentIndex": 1, "index": 3,
                    "guid": "com.plexapp.agents.thetvdb://371980/1/3?lang=en"}),
@@ -339,16 +337,11 @@ mod tests {
         };
         assert_eq!((show.ids.tvdb, season, number), (Some(371980), 1, 1));
         assert_eq!(show.title.as_deref(), Some("Severance"));
-        // Never the show's id sent as an episode id (another episode on Trakt).
-        let ScrobbleItem::ShowEpisode {
-            show,
-            season,
-            number,
-        } = r.resolve("23", None).unwrap()
-        else {
-            panic!("a legacy episode GUID resolved by its show's id as an episode id")
+        // A legacy episode GUID carries the show's id: by show, season and number.
+        let ScrobbleItem::ShowEpisode { show, number, .. } = r.resolve("23", None).unwrap() else {
+            panic!()
         };
-        assert_eq!((show.ids.tvdb, season, number), (Some(371980), 1, 3));
+        assert_eq!((show.ids.tvdb, number), (Some(371980), 3));
     }
 
     #[test]

@@ -75,24 +75,36 @@ pub fn push(store: &Store, call: &Call) -> Result<i64> {
 }
 
 /// The head of each user's queue that is due at `now_ms`, oldest first, at most `limit`.
-/// A row that no longer reads as a [`Call`] is an error naming it, never skipped silently.
+/// A row that no longer reads as a [`Call`] (a format change, a damaged file) would hold its
+/// user's queue forever: it is moved to history as `unreadable`, with its text, and logged
+/// with its id — never skipped silently, never sent.
 pub fn due(store: &Store, now_ms: u64, limit: usize) -> Result<Vec<Entry>> {
-    store
+    let rows = store
         .outbox_due(now_ms, limit)
-        .context("unable to read the scrobble outbox")?
-        .into_iter()
-        .map(|r| {
-            let call: Call = serde_json::from_str(&r.call)
-                .with_context(|| format!("scrobble outbox row {} does not read as a call", r.id))?;
-            Ok(Entry {
+        .context("unable to read the scrobble outbox")?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        match serde_json::from_str::<Call>(&r.call) {
+            Ok(call) => out.push(Entry {
                 id: r.id,
                 call,
                 attempts: r.attempts,
                 not_before_ms: r.not_before_ms,
                 last_error: r.last_error,
-            })
-        })
-        .collect()
+            }),
+            Err(e) => {
+                tracing::error!(
+                    "scrobble outbox row {} does not read as a call ({e}): moved to the history as unreadable",
+                    r.id
+                );
+                let raw = serde_json::Value::String(r.call).to_string();
+                store
+                    .write(|s| s.outbox_finish(r.id, "unreadable", Some(&raw), self::now_ms()))
+                    .with_context(|| format!("unable to set aside scrobble outbox row {}", r.id))?;
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// When the next head becomes due (unix ms), None when the outbox is empty.
@@ -240,14 +252,19 @@ mod tests {
     }
 
     #[test]
-    fn a_garbled_row_is_an_error_naming_it() {
+    fn a_garbled_row_is_set_aside_and_does_not_hold_its_user() {
         let s = Store::in_memory().unwrap();
         let id = push(&s, &call("ann", "p1", ScrobbleAction::Start, 1.0)).unwrap();
+        push(&s, &call("ann", "p2", ScrobbleAction::Stop, 90.0)).unwrap();
         s.exec_for_tests(&format!(
             "UPDATE scrobble_outbox SET call = '{{\"nope\":1}}' WHERE id = {id}"
         ));
-        let e = format!("{:#}", due(&s, 0, 10).unwrap_err());
-        assert!(e.contains(&format!("row {id}")), "{e}");
+        assert!(due(&s, 0, 10).unwrap().is_empty());
+        let next = due(&s, 0, 10).unwrap();
+        assert_eq!(next[0].call.play, "p2");
+        let h = history(&s, 0, 10).unwrap();
+        assert_eq!((h[0].id > 0, h[0].outcome.as_str()), (true, "unreadable"));
+        assert_eq!(h[0].trakt, Some(serde_json::json!("{\"nope\":1}")));
     }
 
     #[test]
