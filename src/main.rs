@@ -15,6 +15,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Tautulli(args) => cli::tautulli::run(args),
         cli::Command::Decisions(args) => cli::decisions::run(args),
         cli::Command::Throttle(args) => cli::throttle::run(args),
+        cli::Command::Trakt(args) => cli::trakt::run(args),
         cli::Command::Scrobble(args) => cli::scrobble::run(args),
     };
     match result {

@@ -247,6 +247,32 @@ impl FakeTrakt {
         self.state.lock().unwrap().script.remove(path);
     }
 
+    /// Scripts one device login: `/oauth/device/code` answers with this poll interval
+    /// (Trakt says 5 s; a test waits less), and the polls get `states` in order — 400
+    /// pending, 404/409/410/418/429 as Trakt sends them, 200 the approval with the pair
+    /// `(access, refresh)` (apis.md §3.3).
+    pub fn device_flow(&self, interval_s: u64, states: &[u16], access: &str, refresh: &str) {
+        let code = json!({
+            "device_code": "d9c126a7706328d808914cfd1e40274b6e009f684b1aca271b8b0f31e3f5",
+            "user_code": "5055CC52",
+            "verification_url": "https://trakt.tv/activate",
+            "expires_in": 600,
+            "interval": interval_s,
+        });
+        self.script(
+            "/oauth/device/code",
+            vec![Answer::new(200, &code.to_string())],
+        );
+        let answers = states
+            .iter()
+            .map(|&s| match s {
+                200 => Answer::new(200, &tokens_json(access, refresh).to_string()),
+                other => Answer::new(other, ""),
+            })
+            .collect();
+        self.script("/oauth/device/token", answers);
+    }
+
     pub fn client(&self) -> Trakt {
         let mut o = TraktOptions::new(CLIENT_ID, CLIENT_SECRET);
         o.base_url = self.url();

@@ -7,9 +7,11 @@ pub mod explain;
 pub mod library;
 pub mod scrobble;
 pub mod scrobble_history;
+pub mod scrobble_import;
 pub mod status;
 pub mod tautulli;
 pub mod throttle;
+pub mod trakt;
 
 use std::path::PathBuf;
 
@@ -46,7 +48,10 @@ pub enum Command {
     /// plex-helper: same --config file, --once, --dry-run, --verbose); --restore gives back
     /// what a throttle changed.
     Throttle(ThrottleArgs),
-    /// Scrobbling to Trakt: `scrobble history` (what became of each call).
+    /// Link Plex users to Trakt accounts for scrobbling (device login), list and unlink them.
+    Trakt(trakt::TraktArgs),
+    /// Scrobbling to Trakt: `scrobble history` (what became of each call), `scrobble import`
+    /// (move from CrossWatch).
     Scrobble(scrobble::ScrobbleArgs),
 }
 

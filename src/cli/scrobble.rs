@@ -1,6 +1,7 @@
-//! `downshiftarr scrobble …`: the scrobble job's commands (issue 12). Each subcommand lives in
-//! its own file (`scrobble_history.rs`, …); this one only names them.
+//! `downshiftarr scrobble …`: the scrobble job's admin commands (issue 12). What was typed
+//! only; each command lives in its own module (`scrobble_history.rs`, `scrobble_import.rs`).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -17,10 +18,33 @@ pub enum ScrobbleCommand {
     /// What became of each Trakt call: delivered, already scrobbled (409), not found,
     /// superseded — newest last.
     History(super::scrobble_history::HistoryArgs),
+    /// Move from CrossWatch: take its Trakt app (trakt.client_id/secret), its Trakt tokens
+    /// (auth.trakt.*), username_whitelist and server_uuid into our config and store, so
+    /// nobody logs in again. Stop CrossWatch's scrobbler first: Trakt's refresh token is
+    /// single-use, two programs refreshing one pair lock each other out.
+    Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// CrossWatch's config.json (`/config/config.json` in its container).
+    #[arg(value_name = "CROSSWATCH_CONFIG")]
+    pub crosswatch: PathBuf,
+    /// Our config file, updated in place (default: $DOWNSHIFTARR_CONFIG or
+    /// /etc/downshiftarr/config.json; created when absent).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The Plex user the Trakt tokens belong to. Default: CrossWatch's plex.username.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+    /// Print what would change (secrets redacted), change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 pub fn run(args: ScrobbleArgs) -> Result<ExitCode> {
     match args.command {
         ScrobbleCommand::History(a) => super::scrobble_history::run(a),
+        ScrobbleCommand::Import(a) => super::scrobble_import::run(a),
     }
 }

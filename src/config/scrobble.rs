@@ -6,6 +6,9 @@
 //! [`Secret`]: `TRAKT_CLIENT_SECRET`, else `client_secret_file` (0600: it lets anyone holding
 //! a refresh token mint new tokens), else the inline key; printed `<redacted>` everywhere.
 //! Units are in the key names (`_s` seconds, `_ms` milliseconds, `_pct` percentage points).
+//!
+//! What the job reads of it (`rules()`, `filters()`) is mapped in
+//! `jobs/scrobble/settings.rs`: the config layer does not import the jobs' types.
 
 use std::time::Duration;
 
@@ -14,7 +17,6 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use super::secret::Secret;
 use crate::clients::trakt::{TraktOptions, DEFAULT_BASE_URL};
-use crate::jobs::scrobble::{Filters, Rules};
 
 /// The `scrobble` section.
 #[derive(Clone, PartialEq, Serialize, Deserialize)]
@@ -58,7 +60,7 @@ pub struct ScrobbleSettings {
 
 impl Default for ScrobbleSettings {
     fn default() -> Self {
-        let rules = Rules::default();
+        // The machine's defaults (`jobs::scrobble::Rules::default()`, tested to agree).
         ScrobbleSettings {
             trakt_url: DEFAULT_BASE_URL.into(),
             client_id: String::new(),
@@ -69,11 +71,11 @@ impl Default for ScrobbleSettings {
             sections: Vec::new(),
             include_extras: false,
             min_duration_s: 0,
-            watched_threshold: rules.watched_threshold,
-            pause_debounce_s: rules.pause_debounce_ms / 1000,
-            pause_tolerance_pct: rules.pause_tolerance,
-            stop_debounce_s: rules.stop_debounce_ms / 1000,
-            forced_stop_after_s: rules.forced_stop_after_ms / 1000,
+            watched_threshold: 80.0,
+            pause_debounce_s: 5,
+            pause_tolerance_pct: 1.0,
+            stop_debounce_s: 5,
+            forced_stop_after_s: 120,
             connect_timeout_ms: 5000,
             request_timeout_ms: 10_000,
         }
@@ -213,31 +215,6 @@ impl ScrobbleSettings {
             .load_private_file("scrobble.client_secret_file", &self.client_secret_file);
     }
 
-    /// The state machine's rules.
-    pub fn rules(&self) -> Rules {
-        Rules {
-            watched_threshold: self.watched_threshold,
-            pause_debounce_ms: self.pause_debounce_s.saturating_mul(1000),
-            pause_tolerance: self.pause_tolerance_pct,
-            stop_debounce_ms: self.stop_debounce_s.saturating_mul(1000),
-            forced_stop_after_ms: self.forced_stop_after_s.saturating_mul(1000),
-        }
-    }
-
-    /// The filters applied before anything reaches Trakt.
-    pub fn filters(&self) -> Filters {
-        let trimmed = |v: &[String]| v.iter().map(|s| s.trim().to_string()).collect();
-        let uuid = self.server_uuid.trim();
-        Filters {
-            users: trimmed(&self.users),
-            server_uuid: (!uuid.is_empty()).then(|| uuid.to_string()),
-            sections: trimmed(&self.sections),
-            include_extras: self.include_extras,
-            min_duration_ms: i64::try_from(self.min_duration_s.saturating_mul(1000))
-                .unwrap_or(i64::MAX),
-        }
-    }
-
     /// How the Trakt client reaches Trakt; `Err` says which key is missing or which secret
     /// file cannot be used.
     pub fn trakt_options(&self) -> Result<TraktOptions> {
@@ -273,49 +250,24 @@ mod tests {
     }
 
     #[test]
-    fn defaults_are_the_documented_ones_off_and_map_onto_the_machine() {
+    fn defaults_are_the_documented_ones_and_off() {
         let s = parse("{}").unwrap();
         assert!(!s.enabled());
         assert!(s.validate().is_empty(), "{:?}", s.validate());
         assert_eq!(s.trakt_url, "https://api.trakt.tv");
-        assert_eq!(s.rules(), Rules::default());
-        assert_eq!(s.filters(), Filters::default());
         let e = format!("{:#}", s.trakt_options().err().unwrap());
         assert!(e.contains("scrobble.client_id is not set"), "{e}");
     }
 
     #[test]
-    fn keys_map_onto_rules_filters_and_client_options() {
+    fn keys_map_onto_the_client_options() {
         let mut s = parse(
             r#"{"client_id":"cid","client_secret":"sec","trakt_url":"https://api-staging.trakt.tv/",
-                "users":[" Alice ","bob"],"server_uuid":"abc","sections":[1,"Movies"],
-                "include_extras":true,"min_duration_s":300,"watched_threshold":90,
-                "pause_debounce_s":3,"pause_tolerance_pct":2.5,"stop_debounce_s":7,
-                "forced_stop_after_s":60,"connect_timeout_ms":1500,"request_timeout_ms":4000}"#,
+                "connect_timeout_ms":1500,"request_timeout_ms":4000}"#,
         )
         .unwrap();
         assert!(s.enabled());
         assert!(s.validate().is_empty(), "{:?}", s.validate());
-        assert_eq!(
-            s.rules(),
-            Rules {
-                watched_threshold: 90.0,
-                pause_debounce_ms: 3000,
-                pause_tolerance: 2.5,
-                stop_debounce_ms: 7000,
-                forced_stop_after_ms: 60_000,
-            }
-        );
-        assert_eq!(
-            s.filters(),
-            Filters {
-                users: vec!["Alice".into(), "bob".into()],
-                server_uuid: Some("abc".into()),
-                sections: vec!["1".into(), "Movies".into()],
-                include_extras: true,
-                min_duration_ms: 300_000,
-            }
-        );
         let o = s.trakt_options().unwrap();
         assert_eq!(o.base_url, "https://api-staging.trakt.tv");
         assert_eq!(

@@ -24,6 +24,7 @@ pub mod ids;
 pub mod machine;
 pub mod outbox;
 pub mod run;
+pub mod settings;
 pub mod status;
 pub mod tokens;
 pub mod viewers;
