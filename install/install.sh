@@ -297,6 +297,51 @@ token_configured() {
   grep -Eo '"token_file"[[:space:]]*:[[:space:]]*"[^"]+"' "$cfg" | grep -vqF "\"$TOKEN_FILE\""
 }
 
+# 32 random bytes, hex: the webhook token and the ops API key.
+random_token() { od -An -tx1 -N32 /dev/urandom | tr -d ' \n'; }
+
+# An existing config without daemon.webhook_token / daemon.api_key gets them, generated, inside
+# its "daemon" object (or a new one); the rest of the file is kept byte for byte. A file whose
+# shape this cannot edit safely is left alone with a note.
+add_http_tokens() {
+  local cfg=$1 add="" tmp
+  # Both keys came together: a file with the webhook token has had its chance at both (other
+  # sections have an "api_key" too, so that key alone says nothing).
+  grep -q '"webhook_token"' "$cfg" && return 0
+  add="\"webhook_token\": \"$(random_token)\", \"api_key\": \"$(random_token)\", "
+  local daemons
+  daemons=$(grep -c '"daemon"[[:space:]]*:[[:space:]]*{' "$cfg" || true)
+  if ((DRY_RUN)); then say "would add daemon.webhook_token / daemon.api_key to ${cfg#"$ROOT"}"; return 0; fi
+  tmp="$cfg.tmp.$$"
+  if [[ $daemons == 1 ]]; then
+    sed "s|\(\"daemon\"[[:space:]]*:[[:space:]]*{\)|\1 ${add%, }${add:+,}|" "$cfg" > "$tmp"
+    # An empty daemon object must not end with a comma.
+    sed -i 's|\("daemon"[[:space:]]*:[[:space:]]*{[^}]*\),[[:space:]]*}|\1 }|' "$tmp"
+  elif [[ $daemons == 0 ]] && [[ $(head -c1 "$cfg") == "{" ]]; then
+    sed "1s|^{|{ \"daemon\": { ${add%, } },|" "$cfg" > "$tmp"
+    # A config that was `{}`: no comma before the closing brace.
+    sed -i '1s|},[[:space:]]*}|} }|' "$tmp"
+  else
+    say "note: add \"webhook_token\" and \"api_key\" (e.g. $(random_token)) to the daemon section of ${cfg#"$ROOT"} for the Plex webhook and the ops API"
+    return 0
+  fi
+  chmod --reference="$cfg" "$tmp" 2>/dev/null || true
+  chown --reference="$cfg" "$tmp" 2>/dev/null || true
+  mv -f "$tmp" "$cfg"
+  say "added a generated daemon.webhook_token and daemon.api_key to ${cfg#"$ROOT"}"
+}
+
+# The URL to paste into Plex (Settings → Webhooks), from the config's token and listen address.
+webhook_hint() {
+  local cfg=$ETC_DIR/config.json token listen
+  token=$(grep -o '"webhook_token"[[:space:]]*:[[:space:]]*"[^"]*"' "$cfg" 2>/dev/null | sed 's/.*"\([^"]*\)"$/\1/' | head -n1 || true)
+  [[ -n $token ]] || return 0
+  listen=$(grep -o '"http_listen"[[:space:]]*:[[:space:]]*"[^"]*"' "$cfg" 2>/dev/null | sed 's/.*"\([^"]*\)"$/\1/' | head -n1 || true)
+  listen=${listen:-127.0.0.1:9877}
+  [[ -n $listen ]] || return 0
+  say "Plex webhook (Plex Web → Settings → Webhooks → Add Webhook): http://${listen/0.0.0.0/127.0.0.1}/webhook/plex/$token"
+}
+
 next_step() {
   local check="downshiftarr check-config" grp=""
   systemd_here && check="sudo systemctl restart downshiftarr && $check"
@@ -372,10 +417,12 @@ install_all() {
     mkdir_tracked "$ETC_DIR"
     run install -m 0640 /dev/null "$ETC_DIR/config.json"
     if ((DRY_RUN == 0)); then
-      printf '{\n  "shim": {},\n  "plex": { "url": "http://127.0.0.1:32400", "token_file": "%s" },\n  "daemon": { "plex_dir": "%s" }\n}\n' \
-        "$TOKEN_FILE" "$PLEX_DIR" > "$ETC_DIR/config.json"
+      printf '{\n  "shim": {},\n  "plex": { "url": "http://127.0.0.1:32400", "token_file": "%s" },\n  "daemon": { "plex_dir": "%s", "webhook_token": "%s", "api_key": "%s" }\n}\n' \
+        "$TOKEN_FILE" "$PLEX_DIR" "$(random_token)" "$(random_token)" > "$ETC_DIR/config.json"
     fi
     [[ -n $group && -z $ROOT ]] && run chgrp "$group" "$ETC_DIR/config.json"
+  else
+    add_http_tokens "$ETC_DIR/config.json"
   fi
   if [[ -n $group && -z $ROOT ]]; then
     run chgrp "$group" "$LOG_DIR"
@@ -407,6 +454,7 @@ install_all() {
     say "dry run: nothing was changed; the steps above would install downshiftarr"
   else
     say "installed"
+    webhook_hint
     next_step
   fi
 }

@@ -903,3 +903,67 @@ fn a_missing_shim_says_where_it_looked_and_how_to_build_it() {
     }
     assert_eq!(snapshot(d.path()), before, "nothing was changed");
 }
+
+/// Issue 12: the installer generates the webhook token and the ops API key (32 random bytes,
+/// hex) when the config lacks them, keeps the rest of an existing file, and prints the webhook
+/// URL to paste into Plex.
+#[test]
+fn install_generates_the_webhook_token_and_api_key_and_prints_the_webhook_url() {
+    let hex64 = |v: &serde_json::Value| {
+        v.as_str()
+            .is_some_and(|s| s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()))
+    };
+    let d = util::tempdir();
+    plex_tree(d.path(), "v1");
+    let cfg_path = d.path().join("etc/downshiftarr/config.json");
+    let log = ok(&installer(d.path(), &[]));
+    let cfg: serde_json::Value = serde_json::from_str(&util::read(&cfg_path)).unwrap();
+    let (hook, key) = (&cfg["daemon"]["webhook_token"], &cfg["daemon"]["api_key"]);
+    assert!(hex64(hook) && hex64(key) && hook != key, "{cfg}");
+    let url = format!(
+        "http://127.0.0.1:9877/webhook/plex/{}",
+        hook.as_str().unwrap()
+    );
+    assert!(log.contains(&url), "{log}");
+    // Again: nothing changes.
+    let before = util::read(&cfg_path);
+    ok(&installer(d.path(), &[]));
+    assert_eq!(util::read(&cfg_path), before);
+
+    // An older config: the tokens are added, the rest kept, the mode kept.
+    for (old, keep) in [
+        (
+            "{\n  \"plex\": { \"api_key\": 1, \"url\": \"http://p:32400\" },\n  \"daemon\": { \"debug\": true, \"http_listen\": \"0.0.0.0:9999\" }\n}\n",
+            Some(("/daemon/debug", serde_json::json!(true))),
+        ),
+        ("{\"daemon\": {}}", None),
+        ("{}", None),
+        (
+            "{\n  \"shim\": {}\n}\n",
+            Some(("/shim", serde_json::json!({}))),
+        ),
+    ] {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::write(&cfg_path, old).unwrap();
+        std::fs::set_permissions(&cfg_path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let log = ok(&installer(d.path(), &[]));
+        let text = util::read(&cfg_path);
+        let cfg: serde_json::Value = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{old:?} became invalid JSON ({e}):\n{text}"));
+        assert!(
+            hex64(&cfg["daemon"]["webhook_token"]) && hex64(&cfg["daemon"]["api_key"]),
+            "{old:?} → {text}"
+        );
+        if let Some((ptr, v)) = keep {
+            assert_eq!(cfg.pointer(ptr), Some(&v), "{text}");
+        }
+        assert_eq!(
+            std::fs::metadata(&cfg_path).unwrap().permissions().mode() & 0o777,
+            0o640
+        );
+        assert!(log.contains("/webhook/plex/"), "{log}");
+        if old.contains("0.0.0.0:9999") {
+            assert!(log.contains("http://127.0.0.1:9999/webhook/plex/"), "{log}");
+        }
+    }
+}

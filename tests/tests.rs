@@ -12,6 +12,7 @@ mod fake_tautulli;
 mod fake_trakt;
 mod faults;
 mod golden;
+mod http_api;
 mod index_drift;
 mod install;
 mod layers;

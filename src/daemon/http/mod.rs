@@ -283,7 +283,9 @@ fn api(req: Request, st: &State, method: &Method, path: &str, query: &str) {
             }
             let paused = path.ends_with("stop");
             ctx.scrobble_paused.store(paused, Ordering::SeqCst);
+            // Under the scrobble job's target: `/api/logs?job=scrobble` shows it.
             tracing::info!(
+                target: "downshiftarr::jobs::scrobble::ops",
                 "scrobble {} through the ops API",
                 if paused { "paused" } else { "resumed" }
             );
