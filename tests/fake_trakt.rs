@@ -117,6 +117,11 @@ struct State {
     /// The refresh token that works now (single-use, rotated by each refresh).
     refresh_token: String,
     refreshes: u32,
+    /// `remember_plays`: the items (per token) a stop ≥ 80 % made a play of; a repeat is a 409.
+    plays: Option<std::collections::HashSet<String>>,
+    /// `inject`: every n-th scrobble request takes the next of these answers (cycling).
+    faults: Option<(u64, Vec<Answer>)>,
+    scrobbles: u64,
     /// The status answered to each request of `log` (same index).
     statuses: Vec<u16>,
     /// More access tokens that work (one per user in the outbox tests).
@@ -222,6 +227,24 @@ impl FakeTrakt {
             .entry(path.into())
             .or_default()
             .extend(answers);
+    }
+
+    /// Answers a stop ≥ 80 % of an item this token already made a play of with 409, as
+    /// Trakt does within its window (apis.md §3.4): a re-sent stop is then visible as a 409.
+    pub fn remember_plays(&self) {
+        self.state.lock().unwrap().plays = Some(Default::default());
+    }
+
+    /// Every `every`-th scrobble request (from now on) gets the next of `answers`, cycling.
+    pub fn inject(&self, every: u64, answers: Vec<Answer>) {
+        let mut s = self.state.lock().unwrap();
+        s.scrobbles = 0;
+        s.faults = Some((every.max(1), answers));
+    }
+
+    /// Forgets the scripted answers still queued for `path` (Trakt is back).
+    pub fn unscript(&self, path: &str) {
+        self.state.lock().unwrap().script.remove(path);
     }
 
     /// Scripts one device login: `/oauth/device/code` answers with this poll interval
@@ -343,6 +366,29 @@ fn answer(req: &Req, s: &mut State) -> Answer {
     if let Some(a) = s.script.get_mut(&req.path).and_then(VecDeque::pop_front) {
         return a;
     }
+    if req.path.starts_with("/scrobble/") {
+        s.scrobbles += 1;
+        let fault = s.faults.as_ref().and_then(|(every, answers)| {
+            (s.scrobbles.is_multiple_of(*every) && !answers.is_empty())
+                .then(|| answers[((s.scrobbles / every) as usize - 1) % answers.len()].clone())
+        });
+        match fault {
+            // A slow success: Trakt did the work, the answer is late (the client may have
+            // given up by then and send it again).
+            Some(f) if f.status == 201 => {
+                let mut a = work(req, s);
+                a.delay = f.delay;
+                return a;
+            }
+            Some(f) => return f,
+            None => {}
+        }
+    }
+    work(req, s)
+}
+
+/// What Trakt does with a request that passed the header checks and the scripts.
+fn work(req: &Req, s: &mut State) -> Answer {
     let body = req.json();
     match (req.method.as_str(), req.path.as_str()) {
         ("POST", p) if p.starts_with("/scrobble/") => {
@@ -366,7 +412,8 @@ fn answer(req: &Req, s: &mut State) -> Answer {
                 }
             }
             match req.header("authorization") {
-                Some(a) if a == format!("Bearer {GOOD_TOKEN}") => {}
+                // Each user's own token: the good one, or the good one with a suffix.
+                Some(a) if a.starts_with(&format!("Bearer {GOOD_TOKEN}")) => {}
                 Some(a)
                     if a.strip_prefix("Bearer ")
                         .is_some_and(|t| s.tokens.iter().any(|k| k == t)) => {}
@@ -379,6 +426,18 @@ fn answer(req: &Req, s: &mut State) -> Answer {
             }
             let action = &p["/scrobble/".len()..];
             let progress = body["progress"].as_f64().unwrap_or(0.0);
+            if action == "stop" && progress >= 80.0 {
+                let mut item = body.clone();
+                if let Some(o) = item.as_object_mut() {
+                    o.remove("progress");
+                }
+                let key = format!("{}|{item}", req.header("authorization").unwrap_or_default());
+                if let Some(plays) = s.plays.as_mut() {
+                    if !plays.insert(key) {
+                        return Answer::conflict();
+                    }
+                }
+            }
             let movie = body.get("movie").is_some();
             let bytes = match (action, movie, progress >= 80.0) {
                 ("start", true, _) => START_MOVIE_201,
@@ -849,4 +908,28 @@ fn a_hostile_or_missing_retry_after_gives_a_bounded_wait() {
     let go = || t.scrobble(GOOD_TOKEN, ScrobbleAction::Pause, &guardians(), 40.0);
     assert_eq!(wait(go().unwrap_err()), (Duration::from_secs(3600), false));
     assert_eq!(wait(go().unwrap_err()), (Duration::from_secs(30), false));
+}
+
+#[test]
+fn the_fake_can_remember_plays_and_inject_failures_every_nth_call() {
+    let fake = FakeTrakt::start();
+    fake.remember_plays();
+    fake.inject(3, vec![Answer::new(503, "")]);
+    let t = fake.client();
+    let stop = |token: &str| t.scrobble(token, ScrobbleAction::Stop, &guardians(), 90.0);
+    assert!(stop(GOOD_TOKEN).is_ok(), "the first play is taken");
+    assert!(
+        matches!(stop(GOOD_TOKEN), Err(TraktError::AlreadyDone { .. })),
+        "the same play again is a 409"
+    );
+    assert!(
+        stop(&format!("{GOOD_TOKEN}-bob")).unwrap_err().retryable(),
+        "the third call meets the injected 503"
+    );
+    assert!(
+        stop(&format!("{GOOD_TOKEN}-bob")).is_ok(),
+        "another user's own play"
+    );
+    let statuses: Vec<u16> = fake.answered().iter().map(|a| a.1).collect();
+    assert_eq!(statuses, vec![201, 409, 503, 201]);
 }

@@ -22,6 +22,7 @@ mod probe_media;
 mod qbittorrent;
 mod quiet;
 mod scrobble_cli;
+mod scrobble_daemon;
 mod scrobble_outbox;
 mod static_shim;
 mod throttle_cli;

@@ -1,5 +1,5 @@
 //! `downshiftarr scrobble …`: the scrobble job's admin commands (issue 12). What was typed
-//! only; each command lives in its own module (`scrobble_import.rs`, `scrobble_history.rs`).
+//! only; each command lives in its own module (`scrobble_history.rs`, `scrobble_import.rs`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -15,14 +15,14 @@ pub struct ScrobbleArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ScrobbleCommand {
+    /// What became of each Trakt call: delivered, already scrobbled (409), not found,
+    /// superseded — newest last.
+    History(super::scrobble_history::HistoryArgs),
     /// Move from CrossWatch: take its Trakt app (trakt.client_id/secret), its Trakt tokens
     /// (auth.trakt.*), username_whitelist and server_uuid into our config and store, so
     /// nobody logs in again. Stop CrossWatch's scrobbler first: Trakt's refresh token is
     /// single-use, two programs refreshing one pair lock each other out.
     Import(ImportArgs),
-    /// What became of each Trakt call: delivered, already scrobbled (409), not found,
-    /// superseded — newest last.
-    History(super::scrobble_history::HistoryArgs),
 }
 
 #[derive(Debug, Args)]
@@ -44,7 +44,7 @@ pub struct ImportArgs {
 
 pub fn run(args: ScrobbleArgs) -> Result<ExitCode> {
     match args.command {
-        ScrobbleCommand::Import(a) => super::scrobble_import::run(a),
         ScrobbleCommand::History(a) => super::scrobble_history::run(a),
+        ScrobbleCommand::Import(a) => super::scrobble_import::run(a),
     }
 }

@@ -177,6 +177,11 @@ fn render(s: &Status) -> String {
             line(l);
         }
     }
+    if let Some(t) = s.sections.get(crate::jobs::scrobble::status::JOB) {
+        for l in crate::jobs::scrobble::status::lines(t) {
+            line(l);
+        }
+    }
     out
 }
 
@@ -287,6 +292,17 @@ mod tests {
             "throttle: streaming — 1 remote stream(s): alice on Roku (wan) (qbittorrent http://127.0.0.1:8080)\n",
             "throttle in force since 2026-12-04T09:00:00Z: upload 500 KiB/s (found unlimited); will restore upload unlimited\n",
             "throttle PROBLEM: qbittorrent: login refused\n",
+        ] {
+            assert!(text.contains(want), "{want:?} not in\n{text}");
+        }
+        s.sections.insert(
+            "scrobble".into(),
+            serde_json::json!({"websocket_connected": true, "users_linked": ["alice"], "outbox_depth": 3}),
+        );
+        let text = render(&s);
+        for want in [
+            "scrobble: websocket connected, no event yet; users linked: alice\n",
+            "scrobble: 0 play(s) followed, 3 call(s) waiting, 0 duplicate(s) suppressed\n",
         ] {
             assert!(text.contains(want), "{want:?} not in\n{text}");
         }

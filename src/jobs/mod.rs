@@ -42,6 +42,7 @@ pub const TABLE: &[(&str, Builder)] = &[
     ("sessions", sessions::job),
     ("guard", guard::job),
     ("throttle", throttle::run::job),
+    ("scrobble", scrobble::run::job),
     ("sync", index::job::job),
     ("events", events),
 ];

@@ -10,6 +10,7 @@
 //! the file as it was before or after it.
 
 pub mod decisions;
+pub mod items;
 pub mod library;
 pub mod lookup;
 pub mod outbox;

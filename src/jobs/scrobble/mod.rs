@@ -23,8 +23,11 @@ pub mod filter;
 pub mod ids;
 pub mod machine;
 pub mod outbox;
+pub mod run;
 pub mod settings;
+pub mod status;
 pub mod tokens;
+pub mod viewers;
 
 use serde::{Deserialize, Serialize};
 
