@@ -23,6 +23,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failure is a panic
 
+mod support;
+
 #[path = "../tests/fake_plex.rs"]
 #[allow(dead_code)]
 mod fake_plex;
@@ -31,9 +33,8 @@ mod fake_plex;
 mod fake_trakt;
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -43,50 +44,10 @@ use downshiftarr::store::Store;
 use fake_plex::FakePlex;
 use fake_trakt::{Answer, FakeTrakt, CLIENT_ID, CLIENT_SECRET, GOOD_TOKEN};
 use serde_json::{json, Value};
+use support::{cli, env_num, free_port, spread, vm_rss_kb};
 
 const MOVIE_MS: i64 = 6_000_000;
 const USERS: u64 = 20;
-
-fn cli() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/downshiftarr");
-    assert!(
-        p.exists(),
-        "build it first: cargo build --release --workspace"
-    );
-    p
-}
-
-fn env_num(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// (median, p99, max) of `v`.
-fn spread(v: &[f64]) -> (f64, f64, f64) {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let at = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
-    (at(0.5), at(0.99), at(1.0))
-}
-
-fn vm_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
 
 /// A session of `/status/sessions` (apis.md §1.1).
 fn session(key: &str, user: &str, rk: u64) -> Value {
@@ -260,7 +221,7 @@ fn main() {
     let rss_on = vm_rss_kb(d.0.id());
 
     let ms = dispatch(&plex, &trakt, runs);
-    let (med, p99, max) = spread(&ms);
+    let (med, p99, max) = spread(&ms, 0.99);
     println!("dispatch (frame pushed → POST /scrobble/start read by Trakt), {runs} runs: median {med:.1} ms, p99 {p99:.1} ms, max {max:.1} ms");
 
     // The replay with faults.

@@ -23,6 +23,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a failure is a panic
 
+mod support;
+
 #[path = "../tests/fake_plex.rs"]
 #[allow(dead_code)]
 mod fake_plex;
@@ -30,9 +32,8 @@ mod fake_plex;
 #[allow(dead_code, unused_imports)]
 mod qbittorrent;
 
-use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -40,47 +41,7 @@ use downshiftarr::clients::qbittorrent::{Qbittorrent, RateLimit};
 use fake_plex::{FakePlex, Play};
 use qbittorrent::{RealQbit, PASSWORD, USER};
 use serde_json::{json, Value};
-
-fn cli() -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/release/downshiftarr");
-    assert!(
-        p.exists(),
-        "build it first: cargo build --release --workspace"
-    );
-    p
-}
-
-fn env_num(key: &str, default: u64) -> u64 {
-    std::env::var(key)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// (median, p90, max) of `v`.
-fn spread(v: &[f64]) -> (f64, f64, f64) {
-    let mut v = v.to_vec();
-    v.sort_by(|a, b| a.total_cmp(b));
-    let at = |p: f64| v[((v.len() as f64 - 1.0) * p).round() as usize];
-    (at(0.5), at(0.9), at(1.0))
-}
-
-fn vm_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
+use support::{cli, env_num, free_port, spread, vm_rss_kb};
 
 /// utime + stime of the process (all its threads), in clock ticks.
 fn cpu_ticks(pid: u32) -> u64 {
@@ -320,7 +281,7 @@ fn main() {
     drop(on);
 
     let ms = |v: &[f64]| {
-        let (m, p, x) = spread(v);
+        let (m, p, x) = spread(v, 0.9);
         format!(
             "median {:.0} ms, p90 {:.0} ms, max {:.0} ms",
             m * 1e3,
