@@ -532,20 +532,18 @@ impl Machines {
             self.suppressed += 1;
             return;
         }
+        let close = if forced {
+            Close::Forced
+        } else {
+            Close::Stopped
+        };
         let pr = p.progress;
         let is_play = pr >= threshold;
         if let Some((t, prev)) = p.last_stop {
             if at_ms.saturating_sub(t) < debounce && !(is_play && prev < threshold) {
                 self.suppressed += 1;
                 p.phase = Phase::Closed;
-                p.closed = Some((
-                    at_ms,
-                    if forced {
-                        Close::Forced
-                    } else {
-                        Close::Stopped
-                    },
-                ));
+                p.closed = Some((at_ms, close));
                 return;
             }
         }
@@ -559,14 +557,7 @@ impl Machines {
             p.counted = is_play;
         }
         p.phase = Phase::Closed;
-        p.closed = Some((
-            at_ms,
-            if forced {
-                Close::Forced
-            } else {
-                Close::Stopped
-            },
-        ));
+        p.closed = Some((at_ms, close));
     }
 
     /// Keeps at most [`MAX_PLAYS`]; never forgets `keep` (the play just handled).
