@@ -16,6 +16,7 @@ use downshiftarr_shim::config::ShimConfig;
 use serde::{Deserialize, Serialize};
 
 pub mod cidr;
+pub mod downloads;
 pub mod scrobble;
 pub mod secret;
 pub mod table;
@@ -43,7 +44,7 @@ pub const SECTIONS: &[Section] = &[
     Section { name: "daemon", about: "the daemon process", reserved: false },
     Section { name: "throttle", about: "qBittorrent throttling while people watch", reserved: false },
     Section { name: "scrobble", about: "Trakt scrobbling", reserved: false },
-    Section { name: "downloads", about: "smart downloads through Radarr", reserved: true },
+    Section { name: "downloads", about: "smart downloads through Radarr", reserved: false },
 ];
 
 /// The whole file.
@@ -59,9 +60,8 @@ pub struct Config {
     pub throttle: throttle::ThrottleSettings,
     /// The scrobble job; off without `scrobble.client_id`.
     pub scrobble: scrobble::ScrobbleSettings,
-    /// Reserved for the downloads job.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub downloads: Option<serde_json::Value>,
+    /// The downloads job; off without `downloads.radarr_url`.
+    pub downloads: downloads::DownloadsSettings,
 }
 
 /// The `plex` section. The token is a secret: `PLEX_TOKEN` or a token file, never logged.
@@ -450,18 +450,6 @@ pub fn parse(text: &str) -> std::result::Result<Config, String> {
             Some(v) => downshiftarr_shim::config::section_strict(name, v),
         }
     }
-    fn reserved(
-        obj: &serde_json::Map<String, serde_json::Value>,
-        name: &str,
-    ) -> std::result::Result<Option<serde_json::Value>, String> {
-        match obj.get(name) {
-            None => Ok(None),
-            Some(v) if v.is_object() => Ok(Some(v.clone())),
-            Some(_) => Err(format!(
-                "{name}: must be an object (a reserved section: accepted, not used yet)"
-            )),
-        }
-    }
     Ok(Config {
         plex: section(obj, "plex")?,
         shim: section(obj, "shim")?,
@@ -471,7 +459,7 @@ pub fn parse(text: &str) -> std::result::Result<Config, String> {
         tautulli: section(obj, "tautulli")?,
         throttle: section(obj, "throttle")?,
         scrobble: section(obj, "scrobble")?,
-        downloads: reserved(obj, "downloads")?,
+        downloads: section(obj, "downloads")?,
     })
 }
 
@@ -498,6 +486,7 @@ impl Config {
         self.enforce.validate()?;
         let mut errors = self.throttle.validate();
         errors.extend(self.scrobble.validate());
+        errors.extend(self.downloads.validate());
         if !errors.is_empty() {
             bail!("{}", errors.join("; "));
         }
@@ -515,6 +504,7 @@ impl Config {
             .load_file("tautulli.api_key_file", &self.tautulli.api_key_file);
         self.throttle.load_secrets();
         self.scrobble.load_secrets();
+        self.downloads.load_secrets();
     }
 
     /// Every secret value in effect, for the log's redaction (no secret reaches a log line,
@@ -529,7 +519,8 @@ impl Config {
             &self.daemon.api_key,
             &self.scrobble.client_secret,
         ]
-        .iter()
+        .into_iter()
+        .chain(self.downloads.secrets())
         .map(|s| s.expose().to_string())
         .filter(|v| !v.is_empty())
         .collect()
@@ -566,18 +557,6 @@ impl Config {
                 "daemon.runtime_dir {} is deprecated and unused: the socket is shim.socket ({})",
                 self.daemon.runtime_dir, self.shim.socket
             ));
-        }
-        for s in SECTIONS.iter().filter(|s| s.reserved) {
-            let given = match s.name {
-                "downloads" => self.downloads.is_some(),
-                _ => false,
-            };
-            if given {
-                notes.push(format!(
-                    "{}: a reserved section ({}), accepted but not used yet",
-                    s.name, s.about
-                ));
-            }
         }
         notes
     }

@@ -137,6 +137,9 @@ pub struct Inner {
     /// `POST /api/scrobble/stop` sets it, `…/start` clears it: the scrobble job keeps
     /// listening but sends nothing new while it is set.
     pub scrobble_paused: AtomicBool,
+    /// Work for the downloads job: Jellyfin and Plex webhook bodies, re-evaluations. The HTTP
+    /// thread answers at once and queues the work.
+    pub downloads: Queue<crate::jobs::downloads::Intake>,
     plex: Mutex<Cached<Plex>>,
     plex_interactive: Mutex<Cached<Plex>>,
     tautulli: Mutex<Cached<Tautulli>>,
@@ -176,6 +179,7 @@ impl Ctx {
             refusals: Queue::new("refusal", 256),
             webhooks: Queue::new("webhook", 1024),
             scrobble_paused: AtomicBool::new(false),
+            downloads: Queue::new("downloads", 4096),
             plex: Mutex::default(),
             plex_interactive: Mutex::default(),
             tautulli: Mutex::default(),

@@ -7,6 +7,7 @@
 //! module plus one line in [`TABLE`].
 
 pub mod audit;
+pub mod downloads;
 pub mod guard;
 pub mod heal;
 pub mod index;
