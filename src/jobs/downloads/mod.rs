@@ -17,6 +17,7 @@
 //!   request as "absent" or "not watched".
 
 pub mod intake;
+pub mod rules;
 pub mod settings;
 
 use std::net::IpAddr;
