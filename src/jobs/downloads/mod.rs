@@ -16,6 +16,10 @@
 //! - the run loop: intake queue → facts → verdict → Radarr, retried, never reading a failed
 //!   request as "absent" or "not watched".
 
+pub mod intake;
+pub mod rules;
+pub mod settings;
+
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
