@@ -4,6 +4,7 @@
 
 mod cli;
 mod daemon;
+mod dashboard_api;
 mod e2e;
 mod enforce;
 mod fake_plex;
