@@ -37,6 +37,9 @@ const DECISIONS: u64 = 1000;
 const SESSIONS: u64 = 12;
 const USERS: u64 = 10;
 
+/// The path of the `i`th request to an endpoint.
+type PathOf = Box<dyn Fn(usize) -> String>;
+
 struct Daemon(Child);
 
 impl Drop for Daemon {
@@ -191,7 +194,7 @@ fn main() {
     let last = get_json(&addr, "/api/dashboard/decisions?limit=1")["decisions"][0]["id"]
         .as_i64()
         .unwrap();
-    let mut endpoints: Vec<(String, Box<dyn Fn(usize) -> String>)> = vec![
+    let mut endpoints: Vec<(String, PathOf)> = vec![
         (
             "summary".into(),
             Box::new(|_| "/api/dashboard/summary".into()),
