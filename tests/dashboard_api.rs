@@ -757,3 +757,85 @@ fn dashboard_throttle_restore_gives_qbittorrent_its_limits_back_now() {
         "given back at stop"
     );
 }
+
+/// The engine's side of the restore, against the faithful qBittorrent fake: exactly the limit
+/// found goes back, the hold lasts while the streams play and ends with them.
+#[test]
+fn dashboard_throttle_restore_now_in_the_engine_holds_until_the_streams_end() {
+    use downshiftarr::config::throttle::ThrottleSettings;
+    use downshiftarr::config::Secret;
+    use downshiftarr::jobs::throttle::run::{Engine, Outcome};
+    use downshiftarr::plex::sessions::Session;
+    use downshiftarr::store::Store;
+
+    use crate::fake_qbittorrent::{FakeOptions, FakeQbit};
+
+    let q = FakeQbit::start(FakeOptions::default());
+    q.set_upload(3000 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    let db = Store::open(&dir.path().join("index.sqlite")).unwrap();
+    let settings = ThrottleSettings {
+        qbittorrent_url: q.url(),
+        username: "admin".into(),
+        password: Secret::new("right"),
+        streaming_upload_kib_s: Some(500),
+        restore_delay_s: 0,
+        request_timeout_ms: 2000,
+        ..ThrottleSettings::default()
+    };
+    let mut e = Engine::new(settings, false).unwrap();
+    let msg = e.restore_now(&db, "test").unwrap();
+    assert!(msg.contains("nothing to restore"), "{msg}");
+    let mut s = Session {
+        session_key: "1".into(),
+        state: "playing".into(),
+        location: Some("wan".into()),
+        address: Some("203.0.113.9".into()),
+        bandwidth_kbps: Some(8000),
+        ..Session::default()
+    };
+    s.viewer.user = Some("alice".into());
+    s.viewer.local = Some(false);
+    let streaming = [s];
+    let mut now = Instant::now();
+    let mut feed = |e: &mut Engine, list: &[Session]| {
+        now += Duration::from_secs(1);
+        e.observe(now, list, None);
+        e.reconcile(&db, now)
+    };
+    feed(&mut e, &streaming);
+    assert!(matches!(feed(&mut e, &streaming), Outcome::Engaged(_)));
+    assert_eq!(q.upload(), 500 * 1024);
+    // Throttled periods are counted in whole seconds (the record's `since`).
+    std::thread::sleep(Duration::from_millis(1100));
+    let msg = e.restore_now(&db, "test").unwrap();
+    assert!(
+        msg.contains("restored") && msg.contains("3000 KiB/s"),
+        "{msg}"
+    );
+    assert!(msg.contains("until the remote streams end"), "{msg}");
+    assert_eq!(q.upload(), 3000 * 1024, "exactly what was found");
+    for _ in 0..4 {
+        assert_eq!(feed(&mut e, &streaming), Outcome::Nothing, "held");
+    }
+    assert_eq!(q.upload(), 3000 * 1024);
+    assert!(e.status().left_to_user.is_some());
+    assert_eq!(
+        db.throttled_per_day().unwrap().len(),
+        1,
+        "the throttled time is counted"
+    );
+    for _ in 0..3 {
+        feed(&mut e, &[]);
+    }
+    assert!(
+        e.status().left_to_user.is_none(),
+        "the hold ends with the streams"
+    );
+    feed(&mut e, &streaming);
+    assert!(
+        matches!(feed(&mut e, &streaming), Outcome::Engaged(_)),
+        "throttles again"
+    );
+    assert_eq!(q.upload(), 500 * 1024);
+}
