@@ -113,23 +113,25 @@ impl Store {
         Ok((distinct("decision")?, distinct("user")?))
     }
 
-    /// The decision about a playing session: the newest record whose `session` is one of
-    /// `keys` (the transcode key the shim and the guard record, the session key a Tautulli
-    /// trigger records), a video transcode's record before any other job's.
-    pub fn audit_for_session(&self, keys: &[&str]) -> Result<Option<AuditRow>> {
+    /// The decision about a playing session: the newest record since `since` (RFC 3339) whose
+    /// `session` is one of `keys` (the transcode key the shim and the guard record, the
+    /// session key a Tautulli trigger records), a video transcode's record before any other
+    /// job's. `since` keeps a session key Plex reuses (they are small numbers) from picking up
+    /// a decision about another day's session.
+    pub fn audit_for_session(&self, keys: &[&str], since: &str) -> Result<Option<AuditRow>> {
         let (a, b) = match keys {
             [] => return Ok(None),
             [a] => (*a, *a),
             [a, b, ..] => (*a, *b),
         };
         let sql = format!(
-            "SELECT {COLUMNS} FROM decisions WHERE session IN (?1, ?2)
+            "SELECT {COLUMNS} FROM decisions WHERE session IN (?1, ?2) AND time >= ?3
              ORDER BY (job = 'video_transcode') DESC, id DESC LIMIT 1"
         );
         Ok(self
             .conn
             .prepare_cached(&sql)?
-            .query_row(params![a, b], row)
+            .query_row(params![a, b, since], row)
             .optional()?)
     }
 
@@ -333,10 +335,19 @@ mod tests {
     #[test]
     fn a_session_gets_its_video_decision_and_a_guard_switch_its_new_session() {
         let s = seeded();
-        let r = s.audit_for_session(&["tx2", "99"]).unwrap().unwrap();
+        let r = s
+            .audit_for_session(&["tx2", "99"], "2026-12-01")
+            .unwrap()
+            .unwrap();
         assert_eq!((r.id, r.decision.as_deref()), (2, Some("refuse")));
-        assert!(s.audit_for_session(&["nope"]).unwrap().is_none());
-        assert!(s.audit_for_session(&[]).unwrap().is_none());
+        assert!(s.audit_for_session(&["nope"], "").unwrap().is_none());
+        assert!(s.audit_for_session(&[], "").unwrap().is_none());
+        assert!(
+            s.audit_for_session(&["tx2"], "2026-12-03")
+                .unwrap()
+                .is_none(),
+            "older than the window"
+        );
         let g = s
             .audit_guard_switch(&["/m/c 2160p.mkv"], Some("alice"), "2026-12-01")
             .unwrap();

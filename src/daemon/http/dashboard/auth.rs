@@ -23,7 +23,7 @@ use tiny_http::{Method, Request, Response};
 
 use crate::daemon::ctx::Ctx;
 use crate::daemon::http::{
-    ct_eq, header_value, is_loopback, percent_decode, text, with_header, Answer,
+    authorized, ct_eq, header_value, is_loopback, percent_decode, text, with_header, Answer,
 };
 
 /// The cookie's name.
@@ -177,11 +177,6 @@ pub fn cookie<'a>(header: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-fn bearer(authorization: Option<&str>) -> Option<&str> {
-    let (scheme, token) = authorization?.trim().split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
-}
-
 /// How the request is authorized, if it is: loopback, the bearer key, or a live login cookie.
 pub fn authorize(
     peer: Option<&SocketAddr>,
@@ -196,7 +191,8 @@ pub fn authorize(
     if key.is_empty() {
         return None;
     }
-    if bearer(authorization).is_some_and(|t| ct_eq(t.as_bytes(), key.as_bytes())) {
+    // The ops API's own check (bearer key, constant time), as before the dashboard.
+    if authorized(peer, authorization, key) {
         return Some(Via::Bearer);
     }
     let id = cookie_header.and_then(|c| cookie(c, COOKIE))?;

@@ -28,6 +28,15 @@ use crate::store::Store;
 
 /// How far back a guard switch is looked for (the session it started is new).
 pub const GUARD_SWITCH_WINDOW_S: u64 = 6 * 3600;
+/// How far back a session's own decision is looked for: Plex reuses session keys.
+pub const SESSION_WINDOW_S: u64 = 24 * 3600;
+
+/// RFC 3339 of `secs` seconds before `now_s`.
+fn ago(now_s: u64, secs: u64) -> String {
+    downshiftarr_shim::record::rfc3339(
+        std::time::UNIX_EPOCH + std::time::Duration::from_secs(now_s.saturating_sub(secs)),
+    )
+}
 
 /// `2160p HEVC HDR10 · 58 Mbps`; `None` when nothing is known of the version.
 pub fn describe_version(v: Option<&MediaVersion>, bitrate_kbps: Option<i64>) -> Option<String> {
@@ -223,7 +232,7 @@ pub fn stored(db: &Store, s: &Session, lookup: &Lookup, now_s: u64) -> Option<Au
         keys.push(t);
     }
     keys.push(&s.session_key);
-    match db.audit_for_session(&keys) {
+    match db.audit_for_session(&keys, &ago(now_s, SESSION_WINDOW_S)) {
         Ok(Some(r)) => return Some(r),
         Ok(None) => {}
         Err(e) => {
@@ -233,10 +242,7 @@ pub fn stored(db: &Store, s: &Session, lookup: &Lookup, now_s: u64) -> Option<Au
     }
     let entry = lookup.by_media(s.media_id.as_deref()?)?;
     let files: Vec<&str> = entry.versions.iter().map(|v| v.file.as_str()).collect();
-    let since = downshiftarr_shim::record::rfc3339(
-        std::time::UNIX_EPOCH
-            + std::time::Duration::from_secs(now_s.saturating_sub(GUARD_SWITCH_WINDOW_S)),
-    );
+    let since = ago(now_s, GUARD_SWITCH_WINDOW_S);
     db.audit_guard_switch(&files, s.viewer.user.as_deref(), &since)
         .ok()
         .flatten()
