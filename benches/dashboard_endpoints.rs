@@ -4,8 +4,8 @@
 //! fake Plex of the tests, loopback HTTP.
 //!
 //! The decisions arrive the way the shim sends them (`report_decision` over the socket,
-//! stored by the audit job): four kinds, ten viewers, the playing sessions' transcode keys
-//! among them. Each endpoint is asked `DASHBOARD_RUNS` times (default 300), one request per
+//! stored by the audit job), ten minutes apart: four kinds, ten viewers, the playing
+//! sessions' transcode keys among the newest (so each session's decision is found and joined). Each endpoint is asked `DASHBOARD_RUNS` times (default 300), one request per
 //! connection as a browser's poll is; the time is from `connect` to the last byte read.
 //! The charts are timed twice: as the page polls them (cached for a minute) and computed
 //! afresh (a different `days` on every request, so the cache never answers).
@@ -125,7 +125,8 @@ fn main() {
                 Play::session(
                     &format!("{}", 100 + i),
                     &format!("sess-{i}"),
-                    &format!("tx-{i}"),
+                    // The transcode keys of the newest decisions: each session has its own.
+                    &format!("tx-{}", 199 - i),
                     1001 + i * 3,
                     10000 + i,
                     &format!("user{}", i % USERS),
@@ -186,11 +187,18 @@ fn main() {
             .unwrap()
             >= DECISIONS as i64
     });
-    wait("the sessions are listed", 30, || {
-        get_json(&addr, "/api/dashboard/summary")["now_playing"]
-            .as_array()
-            .is_some_and(|p| p.len() == SESSIONS as usize)
-    });
+    wait(
+        "the sessions are listed, each with its decision",
+        30,
+        || {
+            get_json(&addr, "/api/dashboard/summary")["now_playing"]
+                .as_array()
+                .is_some_and(|p| {
+                    p.len() == SESSIONS as usize
+                        && p.iter().all(|s| s["decision"]["decision_id"].is_i64())
+                })
+        },
+    );
     let last = get_json(&addr, "/api/dashboard/decisions?limit=1")["decisions"][0]["id"]
         .as_i64()
         .unwrap();
