@@ -5,6 +5,7 @@
 mod cli;
 mod daemon;
 mod downloads_clients;
+mod dashboard_api;
 mod e2e;
 mod enforce;
 mod fake_jellyfin;
