@@ -7,6 +7,7 @@
 //!   queued on `ctx.webhooks` for the scrobble job and answered at once; a wrong or unset
 //!   token is a 404 (the path is never confirmed). `POST /webhook/trakt` (the original's
 //!   path) is the same without a token, from loopback only;
+//! - `/` and `/assets/…`: the dashboard page (`dashboard::assets`), same authorization;
 //! - `/api/…`: the ops API (scrobble status/start/stop, logs, the configuration), behind
 //!   `Authorization: Bearer <daemon.api_key>` unless the caller is on loopback.
 //!
@@ -14,6 +15,7 @@
 //! worker thread (at most [`MAX_BODY_WORKERS`] at once: a slow client cannot hold the accept
 //! thread), a log stream on its own thread (at most [`MAX_STREAMS`]).
 
+pub mod dashboard;
 pub mod multipart;
 
 use std::io::{Read, Write};
@@ -233,12 +235,25 @@ fn handle(req: Request, st: &State) {
             ),
         ),
         "/webhook/trakt" if loopback => webhook(req, st, &method),
+        p if dashboard::assets::is_dashboard_path(p) => {
+            if !authorized(
+                peer.as_ref(),
+                header_value(&req, "Authorization"),
+                &api_key(st),
+            ) {
+                // Who are you? The sign-in form, never the page.
+                return respond(req, dashboard::assets::login_page(401, None));
+            }
+            let res = dashboard::assets::answer(
+                p,
+                &method,
+                header_value(&req, "Accept-Encoding"),
+                header_value(&req, "If-None-Match"),
+            );
+            respond(req, res)
+        }
         p if p == "/api" || p.starts_with("/api/") => {
-            let cfg = st.ctx.config();
-            let key = match cfg.daemon.api_key.get() {
-                Ok(Some(k)) => k.expose().to_string(),
-                _ => String::new(),
-            };
+            let key = api_key(st);
             if !authorized(peer.as_ref(), header_value(&req, "Authorization"), &key) {
                 let msg = if key.is_empty() {
                     "unauthorized: daemon.api_key is not set, so only loopback callers may use the ops API"
@@ -253,6 +268,14 @@ fn handle(req: Request, st: &State) {
             api(req, st, &method, p, query)
         }
         _ => respond(req, text(404, "not found")),
+    }
+}
+
+/// `daemon.api_key`, or empty when none is set (then only loopback callers get in).
+fn api_key(st: &State) -> String {
+    match st.ctx.config().daemon.api_key.get() {
+        Ok(Some(k)) => k.expose().to_string(),
+        _ => String::new(),
     }
 }
 
