@@ -2,8 +2,11 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure is a panic
 
+#[path = "support/chromium.rs"]
+mod chromium;
 mod cli;
 mod daemon;
+mod dashboard_browser;
 mod e2e;
 mod enforce;
 mod fake_plex;
