@@ -140,6 +140,8 @@ pub struct Inner {
     /// Work for the downloads job: Jellyfin and Plex webhook bodies, re-evaluations. The HTTP
     /// thread answers at once and queues the work.
     pub downloads: Queue<crate::jobs::downloads::Intake>,
+    /// The web dashboard's logins and its requests to jobs (a sync now, a throttle restore).
+    pub dashboard: crate::daemon::http::dashboard::Shared,
     plex: Mutex<Cached<Plex>>,
     plex_interactive: Mutex<Cached<Plex>>,
     tautulli: Mutex<Cached<Tautulli>>,
@@ -180,6 +182,7 @@ impl Ctx {
             webhooks: Queue::new("webhook", 1024),
             scrobble_paused: AtomicBool::new(false),
             downloads: Queue::new("downloads", 4096),
+            dashboard: Default::default(),
             plex: Mutex::default(),
             plex_interactive: Mutex::default(),
             tautulli: Mutex::default(),

@@ -9,6 +9,7 @@
 //! [`Store::write`] makes one transaction of several calls: a `kill -9` at any moment leaves
 //! the file as it was before or after it.
 
+pub mod dashboard;
 pub mod decisions;
 pub mod items;
 pub mod library;

@@ -7,9 +7,12 @@
 //!   queued on `ctx.webhooks` for the scrobble job and answered at once; a wrong or unset
 //!   token is a 404 (the path is never confirmed). `POST /webhook/trakt` (the original's
 //!   path) is the same without a token, from loopback only;
-//! - `/` and `/assets/…`: the dashboard page (`dashboard::assets`), same authorization;
-//! - `/api/…`: the ops API (scrobble status/start/stop, logs, the configuration), behind
-//!   `Authorization: Bearer <daemon.api_key>` unless the caller is on loopback.
+//! - `/api/…`: the ops API (scrobble status/start/stop, logs, the configuration, the
+//!   dashboard's endpoints and actions), behind `Authorization: Bearer <daemon.api_key>` or
+//!   the dashboard's login cookie unless the caller is on loopback ([`dashboard::auth`]);
+//! - `GET/POST /login`, `POST /logout`: the dashboard's login form;
+//! - `/` and `/assets/…`: the dashboard page (`dashboard::assets`), the ops API's access rule;
+//!   without it, the login form (401).
 //!
 //! Requests are routed on the accept thread; a request with a body is read and handled on a
 //! worker thread (at most [`MAX_BODY_WORKERS`] at once: a slow client cannot hold the accept
@@ -199,10 +202,7 @@ fn handle(req: Request, st: &State) {
     let method = req.method().clone();
     // A request a proxy forwarded is not from this host, whatever address it came from: a
     // reverse proxy on loopback must not open the ops API to everyone behind it.
-    let proxied = ["Forwarded", "X-Forwarded-For", "X-Real-IP"]
-        .iter()
-        .any(|h| header_value(&req, h).is_some());
-    let peer = req.remote_addr().copied().filter(|_| !proxied);
+    let peer = dashboard::auth::peer_of(&req);
     let loopback = is_loopback(peer.as_ref());
 
     if let Some(token) = path.strip_prefix("/webhook/plex/") {
@@ -235,14 +235,31 @@ fn handle(req: Request, st: &State) {
             ),
         ),
         "/webhook/trakt" if loopback => webhook(req, st, &method),
+        "/login" => match method {
+            Method::Get | Method::Head => {
+                let page = dashboard::auth::get_login(&req, &st.ctx);
+                respond(req, page)
+            }
+            Method::Post => {
+                let ctx = st.ctx.clone();
+                let secure = dashboard::auth::is_https(&req);
+                with_body(req, st, 4096, move |body| {
+                    dashboard::auth::post_login(&ctx, &body, secure)
+                })
+            }
+            _ => respond(req, not_allowed("GET, POST")),
+        },
+        "/logout" => match method {
+            Method::Post => {
+                let out = dashboard::auth::post_logout(&req, &st.ctx);
+                respond(req, out)
+            }
+            _ => respond(req, not_allowed("POST")),
+        },
         p if dashboard::assets::is_dashboard_path(p) => {
-            if !authorized(
-                peer.as_ref(),
-                header_value(&req, "Authorization"),
-                &api_key(st),
-            ) {
+            if dashboard::auth::page_access(&req, &st.ctx) != dashboard::auth::Access::Allowed {
                 // Who are you? The sign-in form, never the page.
-                return respond(req, dashboard::assets::login_page(401, None));
+                return respond(req, dashboard::auth::login_page(401, None));
             }
             let res = dashboard::assets::answer(
                 p,
@@ -253,29 +270,12 @@ fn handle(req: Request, st: &State) {
             respond(req, res)
         }
         p if p == "/api" || p.starts_with("/api/") => {
-            let key = api_key(st);
-            if !authorized(peer.as_ref(), header_value(&req, "Authorization"), &key) {
-                let msg = if key.is_empty() {
-                    "unauthorized: daemon.api_key is not set, so only loopback callers may use the ops API"
-                } else {
-                    "unauthorized: send Authorization: Bearer <daemon.api_key>"
-                };
-                return respond(
-                    req,
-                    with_header(text(401, msg), "WWW-Authenticate", "Bearer"),
-                );
+            match dashboard::auth::api_access(&req, &st.ctx) {
+                Ok(_) => api(req, st, &method, p, query),
+                Err(refused) => respond(req, refused),
             }
-            api(req, st, &method, p, query)
         }
         _ => respond(req, text(404, "not found")),
-    }
-}
-
-/// `daemon.api_key`, or empty when none is set (then only loopback callers get in).
-fn api_key(st: &State) -> String {
-    match st.ctx.config().daemon.api_key.get() {
-        Ok(Some(k)) => k.expose().to_string(),
-        _ => String::new(),
     }
 }
 
@@ -317,7 +317,46 @@ fn api(req: Request, st: &State, method: &Method, path: &str, query: &str) {
                 "scrobble {} through the ops API",
                 if paused { "paused" } else { "resumed" }
             );
-            respond(req, json_answer(200, &json!({"paused": paused})))
+            let message = if paused {
+                "scrobbling paused: plays are followed, nothing new is sent to Trakt"
+            } else {
+                "scrobbling resumed"
+            };
+            respond(
+                req,
+                json_answer(
+                    200,
+                    &json!({"paused": paused, "ok": true, "message": message}),
+                ),
+            )
+        }
+        "/api/sync" => {
+            if let Some(r) = want(Method::Post, "POST") {
+                return respond(req, r);
+            }
+            let (code, body) = dashboard::api::sync(ctx);
+            respond(req, json_answer(code, &body))
+        }
+        "/api/throttle/restore" => {
+            if let Some(r) = want(Method::Post, "POST") {
+                return respond(req, r);
+            }
+            // The throttle job answers within a second or two: wait on a worker thread.
+            let ctx = ctx.clone();
+            with_body(req, st, MAX_BODY, move |_| {
+                let (code, body) = dashboard::api::throttle_restore(&ctx);
+                json_answer(code, &body)
+            })
+        }
+        p if p.starts_with("/api/dashboard/") => {
+            if let Some(r) = want(Method::Get, "GET") {
+                return respond(req, r);
+            }
+            let (code, body) = dashboard::api::get(ctx, p, query);
+            respond(
+                req,
+                with_header(json_answer(code, &body), "Cache-Control", "no-store"),
+            )
         }
         "/api/logs" => {
             if let Some(r) = want(Method::Get, "GET") {

@@ -1,7 +1,8 @@
 //! The index job: syncs the library from Plex at start, every `index.sync_interval_s`, and
-//! after each finished library scan (debounced 2 s); applies the deletions Plex announces
-//! (timeline state 9) at once.
+//! after each finished library scan (debounced 2 s) and when asked (`POST /api/sync`);
+//! applies the deletions Plex announces (timeline state 9) at once.
 
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -99,6 +100,12 @@ fn wait_for_next_sync(
                 }
             }
             Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => {}
+        }
+        // `POST /api/sync` (the dashboard's "sync now"); one set during a pass syncs again
+        // right after it.
+        if ctx.dashboard.sync_requested.swap(false, Ordering::SeqCst) {
+            tracing::info!("a sync was requested through the ops API: syncing");
+            return Ok(true);
         }
         if scan_finished.is_some_and(|t| t.elapsed() >= Duration::from_secs(2)) {
             tracing::info!("a library scan finished: syncing");

@@ -40,6 +40,9 @@ pub trait Record {
     fn all(&self) -> Result<Vec<ThrottleState>, String>;
     fn save(&self, state: &ThrottleState) -> Result<(), String>;
     fn clear(&self, url: &str) -> Result<(), String>;
+    /// A throttle that was in force from `since_s` to `until_s` (unix seconds) ended: the
+    /// dashboard charts the hours throttled per day. Never fails the release it follows.
+    fn throttled(&self, _since_s: u64, _until_s: u64) {}
 }
 
 impl Record for Store {
@@ -65,6 +68,12 @@ impl Record for Store {
         self.state_delete(JOB, url)
             .map(drop)
             .map_err(|e| format!("{e:#}"))
+    }
+
+    fn throttled(&self, since_s: u64, until_s: u64) {
+        if let Err(e) = self.throttled_add(since_s, until_s) {
+            tracing::warn!("throttle: the hours throttled were not counted: {e:#}");
+        }
     }
 }
 
@@ -533,6 +542,7 @@ impl Engine {
 
     fn forget(&mut self, record: &dyn Record, s: &ThrottleState) -> Result<(), ApplyError> {
         self.current = None;
+        record.throttled(s.since_unix_s, unix_now());
         record
             .clear(&s.qbittorrent_url)
             .map_err(ApplyError::Persist)
@@ -577,10 +587,39 @@ impl Engine {
         let plan = released.map_err(|e| e.to_string())?;
         self.current = None;
         self.show_state();
+        record.throttled(s.since_unix_s, unix_now());
         record.clear(&s.qbittorrent_url)?;
         let line = log_release(&plan, &s.qbittorrent_url, why);
         self.transition("release", line);
         Ok(Some(plan))
+    }
+
+    /// Gives qBittorrent its limits back now, on the owner's request (`POST
+    /// /api/throttle/restore`), and says what was done. While remote streams still play the
+    /// throttle is not engaged again until they end (as after a change by hand).
+    pub fn restore_now(&mut self, record: &dyn Record, why: &str) -> Result<String, String> {
+        let url = self.client.url().to_string();
+        let Some(plan) = self.restore(record, why)? else {
+            return Ok(format!(
+                "nothing to restore: downshiftarr has not throttled qBittorrent at {url}"
+            ));
+        };
+        let mut msg = if !plan.user_changed.is_empty() {
+            format!(
+                "left as the user set it (changed by hand): {}",
+                plan.user_changed.join(", ")
+            )
+        } else if plan.writes.is_empty() {
+            "qBittorrent already had its own limits back; the record is cleared".to_string()
+        } else {
+            let w: Vec<String> = plan.writes.iter().map(|w| w.to_string()).collect();
+            format!("restored on {url}: {}", w.join(", "))
+        };
+        if self.throttler.phase() == Phase::Streaming {
+            self.left_to_user = Some(format!("restored on request ({why})"));
+            msg.push_str("; not throttled again until the remote streams end");
+        }
+        Ok(msg)
     }
 
     /// What a restart of the settings keeps: the decision's phase and our record. The client
@@ -786,6 +825,11 @@ pub fn run(ctx: &Ctx, sd: &Shutdown, dry_run: bool) -> Result<()> {
             if engine.observe(now, &p.list, p.cause) {
                 ctx.sessions.request_confirmation();
             }
+        }
+        while let Some(reply) = ctx.dashboard.throttle_restore.recv_timeout(Duration::ZERO) {
+            let answer = engine.restore_now(&store, "restored through the ops API");
+            // The asker may have given up waiting: nothing to do then.
+            let _ = reply.try_send(answer);
         }
         engine.reconcile(&store, now);
         engine.retry_elsewhere(&store, now);
