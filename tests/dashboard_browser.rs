@@ -29,6 +29,7 @@ use crate::scrobble_daemon::{playing_frame, session, MOVIE_MS, SERVER_UUID};
 use crate::util;
 
 const API_KEY: &str = "dashboard-test-key-4f1d2a9c7e";
+const QBIT_PASSWORD: &str = "qbit-pass-7c1e9a3b";
 const REFUSAL: &str =
     "This 4K film cannot be converted for your device: please pick another version.";
 /// The qBittorrent owner's own upload limit (bytes/s), which the throttle lowers and the
@@ -91,7 +92,8 @@ fn job(input: &str, tx: &str) -> Vec<OsString> {
 
 impl Rig {
     /// Movie 0 (1001) only in 4K HDR10 (its 1080p version removed): refused, with the
-    /// message. Movie 3 (1004) in 4K and 1080p: switched. bob and carol watch them from
+    /// message; this Plex has no Plex Pass (terminate answers 401), so bob's session goes on
+    /// and the page shows it refused, and the guard's error. Movie 3 (1004) in 4K and 1080p: switched. bob and carol watch them from
     /// outside the LAN, so the throttle limits qBittorrent; alice watched Movie 2 (1003) to
     /// 97 % and Trakt took the play.
     fn start() -> Rig {
@@ -99,7 +101,10 @@ impl Rig {
         plex.remove_version(1001, 1080);
         let env = Env::new(plex, json!({}));
         let trakt = FakeTrakt::start();
-        let qbit = FakeQbit::start(FakeOptions::default());
+        let qbit = FakeQbit::start(FakeOptions {
+            password: QBIT_PASSWORD.into(),
+            ..FakeOptions::default()
+        });
         qbit.set_upload(OWNER_UPLOAD);
         env.configure(
             "shim",
@@ -117,7 +122,7 @@ impl Rig {
         );
         env.configure(
             "throttle",
-            json!({"qbittorrent_url": qbit.url(), "username": "admin", "password": "right",
+            json!({"qbittorrent_url": qbit.url(), "username": "admin", "password": QBIT_PASSWORD,
                    "streaming_upload_kib_s": 500, "poll_interval_s": 1, "idle_threshold": 2,
                    "restore_delay_s": 0, "request_timeout_ms": 3000}),
         );
@@ -148,9 +153,10 @@ impl Rig {
             "roku-1",
             "transcode",
         );
+        refused["title"] = json!("Movie 0");
         refused["Player"]["title"] = json!("Roku Ultra");
         refused["Player"]["product"] = json!("Plex for Roku");
-        let switched = Play::session(
+        let mut switched = Play::session(
             "22",
             "sess-switch",
             "tx-switch",
@@ -160,9 +166,15 @@ impl Rig {
             "shield-2",
             "transcode",
         );
-        let watched = session("23", "alice", "tv-3", 1003, "movie", MOVIE_MS);
+        switched["title"] = json!("Movie 3");
+        let mut watched = session("23", "alice", "tv-3", 1003, "movie", MOVIE_MS);
+        watched["title"] = json!("Movie 2");
         env.plex.play.set_sessions(vec![refused, switched, watched]);
 
+        env.plex
+            .play
+            .terminate_status
+            .store(401, std::sync::atomic::Ordering::SeqCst);
         let daemon = env.daemon();
         wait_for_daemon(&env.socket(), MOVIE0_4K);
         let cfg: Value = serde_json::from_str(&util::read(&env.cfg)).unwrap();
@@ -175,11 +187,11 @@ impl Rig {
             addr,
         };
 
-        // The refused 4K transcode: the shim exits 69 and the daemon stops bob's session
-        // with the message.
+        // The refused 4K transcode: the shim exits 69 and the daemon tries to stop bob's
+        // session with the message (Plex says no: no Plex Pass).
         let out = rig.shim(&job(MOVIE0_4K, "tx-refused"));
         assert_eq!(out.status.code(), Some(69), "refused: {out:?}");
-        wait_until("bob's session terminated", || {
+        wait_until("bob's session asked to stop", || {
             !rig.env.plex.play.terminations().is_empty()
         });
         // The switch: the 1080p version plays instead.
@@ -248,6 +260,34 @@ impl Rig {
     }
 }
 
+/// One HTTP/1.1 request with `headers`; (status, body).
+fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let extra: String = headers
+        .iter()
+        .map(|(k, v)| format!("{k}: {v}\r\n"))
+        .collect();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{extra}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let code = out
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = out
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_string();
+    (code, body)
+}
+
 /// Waits until the page rendered the summary once (the page marks `<html data-rendered>`).
 fn load(b: &mut Browser, url: &str) {
     b.navigate(url);
@@ -273,6 +313,11 @@ fn the_dashboard_shows_what_happens_and_its_buttons_act() {
     assert!(bob.contains("bob"), "{bob}");
     assert!(bob.contains(REFUSAL), "the message shown: {bob}");
     assert!(bob.contains("Transcode") && bob.contains("Remote"), "{bob}");
+    // … and why it goes on playing.
+    b.wait_js(
+        "the guard's error in plain words",
+        "document.getElementById('job-list').innerText.includes('Plex Pass')",
+    );
     // carol's switch, and to which version.
     b.wait_js(
         "carol's session with its switch",
@@ -318,7 +363,10 @@ fn the_dashboard_shows_what_happens_and_its_buttons_act() {
         "{detail}"
     );
     assert!(detail.contains("Changed argv tokens"), "{detail}");
-    assert!(detail.contains("audio"), "the stream mapping: {detail}");
+    assert!(
+        detail.contains("video") && detail.contains("hevc → h264"),
+        "the stream mapping: {detail}"
+    );
     b.eval("document.getElementById('detail').close()");
 
     // Charts: today's decisions are drawn.
@@ -362,21 +410,23 @@ fn the_dashboard_shows_what_happens_and_its_buttons_act() {
     // No secret on the page or in what it fetched.
     let html = b.eval("document.documentElement.outerHTML");
     let summary = b.eval("fetch('/api/dashboard/summary').then(r => r.text())");
+    let decisions = b.eval("fetch('/api/dashboard/decisions').then(r => r.text())");
+    assert!(summary.as_str().unwrap().contains("bob"), "{summary}");
     for secret in [
         API_KEY,
         GOOD_TOKEN,
         CLIENT_SECRET,
+        QBIT_PASSWORD,
         rig.env.plex.token.as_str(),
-        "right",
     ] {
-        assert!(
-            !html.as_str().unwrap().contains(secret),
-            "{secret} on the page"
-        );
-        if secret != "right" {
+        for (what, text) in [
+            ("page", &html),
+            ("summary", &summary),
+            ("decisions", &decisions),
+        ] {
             assert!(
-                !summary.as_str().unwrap().contains(secret),
-                "{secret} in the summary"
+                !text.as_str().unwrap().contains(secret),
+                "{secret} in the {what}"
             );
         }
     }
@@ -393,17 +443,38 @@ fn the_dashboard_shows_what_happens_and_its_buttons_act() {
         !page.contains("bob") && !page.contains("Now playing"),
         "{page}"
     );
-    let code = b.eval("fetch('/api/dashboard/summary').then(r => r.status)");
+    let status = b
+        .events
+        .iter()
+        .find(|(m, p)| m == "Network.responseReceived" && p["type"] == "Document")
+        .map(|(_, p)| p["response"]["status"].clone());
     assert_eq!(
-        code,
-        json!(401),
-        "the summary without a token from elsewhere"
+        status,
+        Some(json!(401)),
+        "the page from elsewhere without a token"
     );
-    let code = b.eval("fetch('/assets/app.js').then(r => r.status)");
-    assert_eq!(
-        code,
-        json!(401),
-        "the page's script without a token from elsewhere"
+    // What the page would fetch, asked the same way (the sign-in form's CSP lets it fetch
+    // nothing, so from here).
+    let xff = [("X-Forwarded-For", "203.0.113.50")];
+    for path in [
+        "/api/dashboard/summary",
+        "/assets/app.js",
+        "/api/dashboard/decisions",
+    ] {
+        let (code, body) = request(&rig.addr, "GET", path, &xff);
+        assert_eq!(code, 401, "{path} from elsewhere without a token: {body}");
+        assert!(!body.contains("bob"), "{path}: {body}");
+    }
+    let bearer = format!("Bearer {API_KEY}");
+    let (code, body) = request(
+        &rig.addr,
+        "GET",
+        "/api/dashboard/summary",
+        &[xff[0], ("Authorization", &bearer)],
+    );
+    assert!(
+        code == 200 && body.contains("bob"),
+        "with the key: {code} {body}"
     );
     // Signing in with the key: the page, by its cookie; an action carries the CSRF header.
     b.click("input[name=\"api_key\"]");
@@ -441,5 +512,5 @@ fn dashboard_screenshots() {
     b.viewport(390, 844, true);
     b.color_scheme("dark");
     std::thread::sleep(Duration::from_millis(500));
-    std::fs::write(docs.join("dashboard-phone.png"), b.screenshot()).unwrap();
+    std::fs::write(docs.join("dashboard-phone.png"), b.screenshot_viewport()).unwrap();
 }

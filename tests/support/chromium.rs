@@ -225,10 +225,16 @@ impl Browser {
         }
     }
 
-    /// Waits until `expr` is truthy.
+    /// Waits until `expr` is truthy (an exception, as while a new page loads, is "not yet").
     pub fn wait_js(&mut self, what: &str, expr: &str) {
         let e = format!("!!({expr})");
-        self.wait(what, |b| b.eval(&e) == json!(true));
+        self.wait(what, |b| {
+            let r = b.call(
+                "Runtime.evaluate",
+                json!({"expression": e, "returnByValue": true}),
+            );
+            r["result"]["value"] == json!(true)
+        });
     }
 
     /// What a person reads on the page (`innerText` of the body).
@@ -309,6 +315,14 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// A PNG of what the viewport shows.
+    pub fn screenshot_viewport(&mut self) -> Vec<u8> {
+        let r = self.call("Page.captureScreenshot", json!({"format": "png"}));
+        base64_decode(r["data"].as_str().unwrap())
+    }
+}
+
 /// Standard base64 (the screenshot's encoding), padding and whitespace ignored.
 pub fn base64_decode(s: &str) -> Vec<u8> {
     let val = |c: u8| -> Option<u32> {
@@ -324,7 +338,7 @@ pub fn base64_decode(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(s.len() * 3 / 4);
     let (mut acc, mut bits) = (0u32, 0);
     for v in s.bytes().filter_map(val) {
-        acc = (acc << 6) | v;
+        acc = ((acc << 6) | v) & 0xff_ffff;
         bits += 6;
         if bits >= 8 {
             bits -= 8;

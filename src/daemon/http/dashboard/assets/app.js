@@ -307,7 +307,9 @@
   }
 
   function changeList(changes) {
-    return h('ul', { className: 'plain diff' }, changes.map((c) => {
+    const at = (c) => ('at' in c ? c.at : c.after + 0.5);
+    const sorted = [...changes].sort((a, b) => at(a) - at(b));
+    return h('ul', { className: 'plain diff' }, sorted.map((c) => {
       if ('to' in c) return h('li', {}, `token ${c.at}: `, h('del', {}, c.from), ' → ', h('ins', {}, c.to));
       if ('insert' in c) return h('li', {}, `after token ${c.after}: `, h('ins', {}, (c.insert || []).join(' ')));
       return h('li', {}, `token ${c.at} removed: `, h('del', {}, c.from));
