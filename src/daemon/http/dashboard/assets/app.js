@@ -148,7 +148,10 @@
 
   // ---- jobs ----
 
+  let lastJobs = [];
+
   function renderJobs(jobs) {
+    lastJobs = jobs || [];
     fill($('job-list'), (jobs || []).map((j) => h('article', { className: 'card job', 'data-job': j.name },
       h('h3', {}, j.name, ' ', stateTag(j.state)),
       j.summary ? h('p', {}, j.summary) : null,
@@ -242,7 +245,12 @@
     }
     if (!r || r.enabled === false || r.state === 'off') return off('Smart downloads: off.');
     const list = r.decisions || [];
-    if (!list.length) return fill(el, h('h3', {}, 'Smart downloads'), h('p', { className: 'muted' }, 'No download decisions in the last 7 days.'));
+    if (!list.length) {
+      // No decisions: the job is off unless the summary says it runs.
+      const job = lastJobs.find((j) => j.name === 'downloads');
+      if (!job || job.state === 'off') return off('Smart downloads: off.');
+      return fill(el, h('h3', {}, 'Smart downloads ', stateTag(job.state)), h('p', { className: 'muted' }, 'No download decisions in the last 7 days.'));
+    }
     fill(el, h('h3', {}, 'Smart downloads'), h('ul', { className: 'plain' }, list.map((d) => {
       const play = d.play || {};
       const v = d.verdict || {};
@@ -254,6 +262,7 @@
         ` · ${play.user || '?'} · tier `, h('strong', {}, v.tier ?? '?'),
         v.download === true ? ' · download' : v.download === false ? ' · no download' : '',
         d.status ? ` · ${d.status}` : '', d.detail ? ` (${d.detail})` : '',
+        d.at_ms ? h('span', { className: 'muted' }, ` · ${ago(d.at_ms)}`) : '',
         (v.reasons || []).length ? h('div', { className: 'muted' }, v.reasons.join('; ')) : null,
         ' ', b);
     })));
@@ -431,6 +440,7 @@
       if (!document.documentElement.dataset.rendered) {
         document.documentElement.dataset.rendered = '1';
         performance.mark('dashboard-rendered');
+        loadDownloads(); // after the summary: it tells whether the job runs
       }
       if (!now && ++polls % DECISIONS_EVERY === 0 && !olderLoaded) loadDecisions();
     } catch (e) {
@@ -451,7 +461,6 @@
     poll(true);
     loadDecisions();
     loadCharts();
-    loadDownloads();
     setInterval(loadCharts, CHARTS_MS);
     setInterval(loadDownloads, DOWNLOADS_MS);
   }
