@@ -6,6 +6,7 @@
 mod chromium;
 mod cli;
 mod daemon;
+mod dashboard_api;
 mod dashboard_browser;
 mod e2e;
 mod enforce;

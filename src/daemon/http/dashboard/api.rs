@@ -228,7 +228,9 @@ pub fn summary(ctx: &Ctx) -> Value {
         "version": status.version,
         "uptime_s": status.uptime_s,
         "healthy": status.healthy,
+        // Plex never listed the sessions yet (or not lately): not "nobody is playing".
         "sessions_known": snapshot.generation > 0,
+        "sessions_age_s": snapshot.at.map(|t| t.elapsed().as_secs()),
         "now_playing": now_playing,
         "jobs": jobs_view(&status, &cfg),
         "throttle": throttle,

@@ -214,25 +214,29 @@ pub fn api_access(req: &Request, ctx: &Ctx) -> Result<Via, Answer> {
         &key,
         &ctx.dashboard.logins,
     );
+    let reads = matches!(req.method(), Method::Get | Method::Head);
+    match api_rule(via, reads, header_value(req, CSRF_HEADER), key.is_empty()) {
+        Ok(v) => Ok(v),
+        Err((401, msg)) => Err(with_header(text(401, msg), "WWW-Authenticate", "Bearer")),
+        Err((code, msg)) => Err(text(code, msg)),
+    }
+}
+
+/// The ops API's rule over what [`authorize`] found: `reads` is a GET or HEAD, `csrf` the
+/// value of [`CSRF_HEADER`].
+pub fn api_rule(
+    via: Option<Via>,
+    reads: bool,
+    csrf: Option<&str>,
+    no_key: bool,
+) -> Result<Via, (u16, &'static str)> {
     match via {
-        None => {
-            let msg = if key.is_empty() {
-                "unauthorized: daemon.api_key is not set, so only loopback callers may use the ops API"
-            } else {
-                "unauthorized: send Authorization: Bearer <daemon.api_key>, or log in at /login"
-            };
-            Err(with_header(text(401, msg), "WWW-Authenticate", "Bearer"))
-        }
-        Some(Via::Cookie) if *req.method() != Method::Get && *req.method() != Method::Head => {
-            if header_value(req, CSRF_HEADER).is_some_and(|v| v.trim() == "1") {
-                Ok(Via::Cookie)
-            } else {
-                Err(text(
-                    403,
-                    format!("forbidden: a request authorized by the login cookie must carry the header {CSRF_HEADER}: 1"),
-                ))
-            }
-        }
+        None if no_key => Err((401, "unauthorized: daemon.api_key is not set, so only loopback callers may use the ops API")),
+        None => Err((401, "unauthorized: send Authorization: Bearer <daemon.api_key>, or log in at /login")),
+        Some(Via::Cookie) if !reads && csrf.map(str::trim) != Some("1") => Err((
+            403,
+            "forbidden: a request authorized by the login cookie must carry the header X-Downshiftarr-Action: 1",
+        )),
         Some(v) => Ok(v),
     }
 }
@@ -398,6 +402,45 @@ mod tests {
             None,
             "logged out"
         );
+    }
+
+    #[test]
+    fn a_cookie_post_needs_the_csrf_header_and_nothing_else_does() {
+        assert_eq!(
+            api_rule(Some(Via::Cookie), true, None, false),
+            Ok(Via::Cookie)
+        );
+        assert_eq!(
+            api_rule(Some(Via::Cookie), false, None, false)
+                .unwrap_err()
+                .0,
+            403
+        );
+        assert_eq!(
+            api_rule(Some(Via::Cookie), false, Some("0"), false)
+                .unwrap_err()
+                .0,
+            403
+        );
+        assert_eq!(
+            api_rule(Some(Via::Cookie), false, Some(" 1 "), false),
+            Ok(Via::Cookie)
+        );
+        assert_eq!(
+            api_rule(Some(Via::Bearer), false, None, false),
+            Ok(Via::Bearer)
+        );
+        assert_eq!(
+            api_rule(Some(Via::Loopback), false, None, true),
+            Ok(Via::Loopback)
+        );
+        let (code, msg) = api_rule(None, true, Some("1"), false).unwrap_err();
+        assert_eq!(code, 401);
+        assert!(msg.contains("/login"), "{msg}");
+        assert!(api_rule(None, true, None, true)
+            .unwrap_err()
+            .1
+            .contains("not set"));
     }
 
     #[test]
