@@ -2,10 +2,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failure is a panic
 
+#[path = "support/chromium.rs"]
+mod chromium;
 mod cli;
 mod daemon;
 mod downloads_clients;
 mod dashboard_api;
+mod dashboard_browser;
 mod e2e;
 mod enforce;
 mod fake_jellyfin;

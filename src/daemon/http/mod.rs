@@ -10,7 +10,9 @@
 //! - `/api/…`: the ops API (scrobble status/start/stop, logs, the configuration, the
 //!   dashboard's endpoints and actions), behind `Authorization: Bearer <daemon.api_key>` or
 //!   the dashboard's login cookie unless the caller is on loopback ([`dashboard::auth`]);
-//! - `GET/POST /login`, `POST /logout`: the dashboard's login form.
+//! - `GET/POST /login`, `POST /logout`: the dashboard's login form;
+//! - `/` and `/assets/…`: the dashboard page (`dashboard::assets`), the ops API's access rule;
+//!   without it, the login form (401).
 //!
 //! Requests are routed on the accept thread; a request with a body is read and handled on a
 //! worker thread (at most [`MAX_BODY_WORKERS`] at once: a slow client cannot hold the accept
@@ -254,6 +256,19 @@ fn handle(req: Request, st: &State) {
             }
             _ => respond(req, not_allowed("POST")),
         },
+        p if dashboard::assets::is_dashboard_path(p) => {
+            if dashboard::auth::page_access(&req, &st.ctx) != dashboard::auth::Access::Allowed {
+                // Who are you? The sign-in form, never the page.
+                return respond(req, dashboard::auth::login_page(401, None));
+            }
+            let res = dashboard::assets::answer(
+                p,
+                &method,
+                header_value(&req, "Accept-Encoding"),
+                header_value(&req, "If-None-Match"),
+            );
+            respond(req, res)
+        }
         p if p == "/api" || p.starts_with("/api/") => {
             match dashboard::auth::api_access(&req, &st.ctx) {
                 Ok(_) => api(req, st, &method, p, query),

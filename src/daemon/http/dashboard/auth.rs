@@ -252,57 +252,10 @@ pub fn page_access(req: &Request, ctx: &Ctx) -> Access {
     }
 }
 
-fn html(code: u16, body: String) -> Answer {
-    let r = with_header(
-        Response::from_string(body).with_status_code(code),
-        "Content-Type",
-        "text/html; charset=utf-8",
-    );
-    let r = with_header(r, "Cache-Control", "no-store");
-    with_header(
-        r,
-        "Content-Security-Policy",
-        "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'",
-    )
-}
-
-/// The login page, with `note` (a wrong key, a missing key…) above the form.
+/// The login page (`assets/login.html`), with `note` (a wrong key, a missing key…) above the
+/// form, escaped.
 pub fn login_page(code: u16, note: Option<&str>) -> Answer {
-    let note = note
-        .map(|n| format!("<p class=\"note\">{}</p>", escape(n)))
-        .unwrap_or_default();
-    html(
-        code,
-        format!(
-            r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta name="color-scheme" content="light dark"><title>downshiftarr — log in</title>
-<style>
-body{{font:16px/1.4 system-ui,sans-serif;margin:0;display:grid;place-items:center;min-height:100vh;background:#f6f7f9;color:#1b1f24}}
-@media (prefers-color-scheme:dark){{body{{background:#14171b;color:#e6e8eb}}input{{background:#1f2328;color:inherit;border-color:#3a4048}}}}
-form{{width:min(22rem,90vw);display:grid;gap:.75rem}}h1{{font-size:1.3rem;margin:0}}
-input{{font:inherit;padding:.6rem;border:1px solid #c8ccd2;border-radius:.4rem}}
-button{{font:inherit;padding:.6rem;border:0;border-radius:.4rem;background:#2f6feb;color:#fff}}
-.note{{color:#c0392b;margin:0}}.hint{{font-size:.85rem;opacity:.75;margin:0}}
-</style></head><body>
-<form method="post" action="/login">
-<h1>downshiftarr</h1>{note}
-<label for="api_key">API key (<code>daemon.api_key</code>)</label>
-<input id="api_key" name="api_key" type="password" autocomplete="current-password" required autofocus>
-<button type="submit">Log in</button>
-<p class="hint">The key is checked once; the browser keeps only a session cookie.</p>
-</form></body></html>
-"#
-        ),
-    )
-}
-
-/// Minimal HTML escaping for text put into the login page.
-fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    super::assets::login_page(code, note)
 }
 
 /// `GET /login`: the form (or straight to `/` when already allowed).

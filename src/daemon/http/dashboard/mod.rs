@@ -6,7 +6,7 @@
 //! - [`api`]: the endpoints (summary, decisions, one decision, charts) and the actions
 //!   (`POST /api/sync`, `POST /api/throttle/restore`);
 //! - [`playing`]: who is playing now and downshiftarr's decision for each session;
-//! - [`assets`]: the page itself (HTML/CSS/JS compiled into the binary).
+//! - [`assets`]: the page itself (HTML/CSS/JS compiled into the binary, ETag, gzip, CSP).
 //!
 //! [`Shared`] is what they keep between requests; it lives in the daemon's context
 //! (`ctx.dashboard`), so the jobs the actions drive (the index job's sync, the throttle's
