@@ -16,6 +16,8 @@
 //! - the run loop: intake queue → facts → verdict → Radarr, retried, never reading a failed
 //!   request as "absent" or "not watched".
 
+pub mod notify;
+
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
