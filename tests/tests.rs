@@ -4,10 +4,17 @@
 
 mod cli;
 mod daemon;
+mod downloads_clients;
 mod e2e;
 mod enforce;
+mod fake_jellyfin;
+mod fake_jellystat;
+mod fake_notify;
 mod fake_plex;
+mod fake_prowlarr;
 mod fake_qbittorrent;
+mod fake_radarr;
+mod fake_service;
 mod fake_tautulli;
 mod fake_trakt;
 mod faults;

@@ -81,13 +81,23 @@ pub fn post(
     let url = http_url.trim();
     let mut secrets = vec![url.to_string()];
     if let Ok(u) = reqwest::Url::parse(url) {
+        // The whole path and query, and each token in them on its own (an answer may echo
+        // the webhook's token without the rest of the URL).
+        let words = u
+            .path()
+            .split('/')
+            .chain(u.query().unwrap_or("").split(['&', '=']))
+            .filter(|w| w.len() >= 6 && !matches!(*w, "webhooks" | "notify"));
         secrets.extend(
             [Some(u.path()), u.query(), u.password()]
                 .into_iter()
                 .flatten()
                 .filter(|s| s.len() > 1)
+                .chain(words)
                 .map(str::to_string),
         );
+        // Longest first: a token inside the path is scrubbed as part of the path.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
     }
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let svc = ServiceClient::new(
