@@ -4,6 +4,7 @@
 
 mod cli;
 mod daemon;
+mod downloads_cli;
 mod downloads_clients;
 mod e2e;
 mod enforce;

@@ -17,6 +17,10 @@
 use std::collections::BTreeMap;
 
 use super::{Play, Verdict};
+use crate::clients::radarr::Movie;
+use crate::clients::service::ServiceError;
+use crate::config::downloads::NotifySettings;
+use crate::store::downloads::DownloadDecision;
 
 /// A week, in milliseconds.
 pub const WEEK_MS: u64 = 7 * 86_400_000;
@@ -248,6 +252,50 @@ pub fn weekly_summary(plays: &[WeekPlay], from_ms: u64, to_ms: u64) -> Message {
     }
 }
 
+/// The week's decisions as the summary reads them: what became of each play (by the
+/// decision's status), with Radarr's `sizeOnDisk` of the movie (`movies`, matched by TMDB
+/// id). `is_local`: the movie's file is on local disk (not a cloud symlink) — a play of a
+/// movie already local is no saving.
+pub fn week_plays(
+    decisions: &[DownloadDecision],
+    movies: &[Movie],
+    is_local: impl Fn(&Movie) -> bool,
+) -> Vec<WeekPlay> {
+    let by_tmdb: BTreeMap<u64, &Movie> = movies.iter().map(|m| (m.tmdb_id, m)).collect();
+    decisions
+        .iter()
+        .map(|d| {
+            let movie = d.play.ids.tmdb.and_then(|t| by_tmdb.get(&t).copied());
+            let outcome = match d.status.as_str() {
+                "dry_run" => Outcome::WouldDownload,
+                "already_local" => Outcome::AlreadyLocal,
+                "failed" if d.verdict.download => Outcome::Failed,
+                _ if d.verdict.download => Outcome::Downloaded,
+                _ if movie.is_some_and(&is_local) => Outcome::AlreadyLocal,
+                _ => Outcome::Streamed,
+            };
+            WeekPlay {
+                title: d.play.title.clone(),
+                year: d.play.year,
+                tmdb: d.play.ids.tmdb,
+                outcome,
+                reason: d.verdict.reasons.first().cloned(),
+                size_bytes: movie.map(|m| m.size_on_disk).filter(|&b| b > 0),
+            }
+        })
+        .collect()
+}
+
+/// Posts a message to `downloads.notify.url` (nothing when it is empty: `Ok(false)`).
+pub fn send(n: &NotifySettings, m: &Message, timeout_ms: u64) -> Result<bool, ServiceError> {
+    let url = n.url.expose().trim();
+    if url.is_empty() {
+        return Ok(false);
+    }
+    crate::clients::notify::post(url, &n.kind, &m.title, &m.body, timeout_ms)?;
+    Ok(true)
+}
+
 /// `s` cut to at most `max` characters (on a character boundary), ending with "…" when cut.
 fn bounded(s: String, max: usize) -> String {
     if s.chars().count() <= max {
@@ -399,5 +447,78 @@ mod tests {
         assert_eq!(human_bytes(1_500), "1.5 KB");
         assert_eq!(human_bytes(42_100_000_000), "42.1 GB");
         assert_eq!(human_bytes(u64::MAX), "18446744.1 TB");
+    }
+
+    fn decision(id: i64, tmdb: u64, status: &str, download: bool) -> DownloadDecision {
+        let mut p = play();
+        p.title = format!("Movie {tmdb}");
+        p.ids.tmdb = Some(tmdb);
+        DownloadDecision {
+            id,
+            at_ms: 1,
+            play: p,
+            verdict: Verdict {
+                tier: if download { Tier::Instant } else { Tier::Never },
+                download,
+                reasons: vec![format!("why {tmdb}")],
+            },
+            facts: Default::default(),
+            status: status.into(),
+            detail: None,
+            radarr_id: None,
+        }
+    }
+
+    fn radarr_movie(tmdb: u64, size: u64, local: bool) -> Movie {
+        let v = serde_json::json!({"id": tmdb, "tmdbId": tmdb, "title": format!("Movie {tmdb}"),
+            "hasFile": local, "sizeOnDisk": size});
+        Movie::from_json(&v).unwrap()
+    }
+
+    #[test]
+    fn decisions_become_week_plays_by_status_with_radarr_sizes() {
+        let ds = vec![
+            decision(1, 1, "searched", true),
+            decision(2, 2, "retrying", true),
+            decision(3, 3, "dry_run", true),
+            decision(4, 4, "failed", true),
+            decision(5, 5, "no_download", false),
+            decision(6, 6, "already_local", true),
+            decision(7, 7, "no_download", false),
+            decision(8, 8, "no_download", false),
+        ];
+        let movies = vec![
+            radarr_movie(5, 3_000_000_000, false),
+            radarr_movie(7, 5_000_000_000, true),
+        ];
+        let w = week_plays(&ds, &movies, |m| m.has_file);
+        let got: Vec<(u64, Outcome, Option<u64>)> = w
+            .iter()
+            .map(|p| (p.tmdb.unwrap(), p.outcome, p.size_bytes))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (1, Outcome::Downloaded, None),
+                (2, Outcome::Downloaded, None),
+                (3, Outcome::WouldDownload, None),
+                (4, Outcome::Failed, None),
+                (5, Outcome::Streamed, Some(3_000_000_000)),
+                (6, Outcome::AlreadyLocal, None),
+                (7, Outcome::AlreadyLocal, Some(5_000_000_000)),
+                (8, Outcome::Streamed, None),
+            ]
+        );
+        assert_eq!(w[0].reason.as_deref(), Some("why 1"));
+    }
+
+    #[test]
+    fn nothing_is_sent_without_a_url() {
+        let n = NotifySettings::default();
+        let m = Message {
+            title: "t".into(),
+            body: "b".into(),
+        };
+        assert!(!send(&n, &m, 100).unwrap());
     }
 }
