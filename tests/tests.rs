@@ -4,6 +4,7 @@
 
 mod cli;
 mod daemon;
+mod downloads_daemon;
 mod e2e;
 mod enforce;
 mod fake_plex;

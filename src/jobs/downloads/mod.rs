@@ -16,6 +16,9 @@
 //! - the run loop: intake queue → facts → verdict → Radarr, retried, never reading a failed
 //!   request as "absent" or "not watched".
 
+pub mod plex;
+pub mod status;
+
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
