@@ -4,11 +4,18 @@
 
 mod cli;
 mod daemon;
+mod downloads_clients;
 mod downloads_daemon;
 mod e2e;
 mod enforce;
+mod fake_jellyfin;
+mod fake_jellystat;
+mod fake_notify;
 mod fake_plex;
+mod fake_prowlarr;
 mod fake_qbittorrent;
+mod fake_radarr;
+mod fake_service;
 mod fake_tautulli;
 mod fake_trakt;
 mod faults;

@@ -1,4 +1,5 @@
-//! One HTTP client for every outside API (Plex, Tautulli, qBittorrent now; Trakt, Radarr next),
+//! One HTTP client for every outside API (Plex, Tautulli, qBittorrent, Trakt, and the downloads
+//! job's Radarr, Prowlarr, Jellyfin, Jellystat and notification webhook),
 //! so each of them gets the same habits without writing them again:
 //!
 //! - explicit connect and read timeouts, and an overall deadline across retries;
@@ -377,7 +378,7 @@ pub struct Request<'a> {
     query: Vec<(String, String)>,
     headers: Vec<(String, String)>,
     form: Option<Vec<(String, String)>>,
-    /// A JSON body, serialised.
+    /// The body: JSON unless a `Content-Type` header says otherwise (`post_bytes`).
     json: Option<Vec<u8>>,
     timeout: Option<Duration>,
     retries: u32,
@@ -441,8 +442,23 @@ impl HttpClient {
         r
     }
 
+    /// A JSON PUT (`Content-Type: application/json`): never retried (Radarr's movie edit).
+    pub fn put_json(&self, path: &str, body: &Value) -> Request<'_> {
+        let mut r = self.request(Method::PUT, path, 0);
+        r.json = Some(body.to_string().into_bytes());
+        r
+    }
+
+    /// A POST of raw bytes with their `Content-Type`: never retried (ntfy's plain-text
+    /// messages).
+    pub fn post_bytes(&self, path: &str, body: Vec<u8>, content_type: &str) -> Request<'_> {
+        let mut r = self.request(Method::POST, path, 0);
+        r.json = Some(body);
+        r.headers.push(("Content-Type".into(), content_type.into()));
+        r
+    }
+
     /// A DELETE: never retried.
-    #[allow(dead_code)] // for Radarr (next)
     pub fn delete(&self, path: &str) -> Request<'_> {
         self.request(Method::DELETE, path, 0)
     }

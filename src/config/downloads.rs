@@ -138,7 +138,7 @@ pub struct UserThresholds {
 }
 
 /// `downloads.notify`: one generic JSON webhook.
-#[derive(Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NotifySettings {
     /// Discord webhook, ntfy topic URL, Apprise API URL, or any URL taking JSON; empty: off.
@@ -225,16 +225,6 @@ impl Default for DownloadsSettings {
             retry_initial_s: 30,
             notify: NotifySettings::default(),
             prune: PruneSettings::default(),
-        }
-    }
-}
-
-impl Default for NotifySettings {
-    fn default() -> Self {
-        NotifySettings {
-            url: Secret::default(),
-            kind: String::new(),
-            weekly_summary: false,
         }
     }
 }
