@@ -6,6 +6,7 @@ mod cli;
 mod daemon;
 mod downloads_cli;
 mod downloads_clients;
+mod downloads_daemon;
 mod e2e;
 mod enforce;
 mod fake_jellyfin;

@@ -182,6 +182,11 @@ fn render(s: &Status) -> String {
             line(l);
         }
     }
+    if let Some(t) = s.sections.get(crate::jobs::downloads::status::JOB) {
+        for l in crate::jobs::downloads::status::lines(t) {
+            line(l);
+        }
+    }
     out
 }
 

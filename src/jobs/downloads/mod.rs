@@ -17,6 +17,8 @@
 //!   request as "absent" or "not watched".
 
 pub mod notify;
+pub mod plex;
+pub mod status;
 
 use std::net::IpAddr;
 
