@@ -18,6 +18,7 @@ use crate::cli::decisions::parse_duration;
 use crate::clients::radarr::Radarr;
 use crate::config::downloads::DownloadsSettings;
 use crate::config::Config;
+use crate::jobs::downloads::status as dl_status;
 use crate::store::downloads::DownloadDecision;
 use crate::store::Store;
 
@@ -295,36 +296,11 @@ fn decisions(args: DecisionsArgs) -> Result<ExitCode> {
 
 // ---- status ------------------------------------------------------------------------------
 
-/// The daemon's downloads section, readable (keys as they come; nested values as JSON).
-fn section_lines(v: &Value) -> Vec<String> {
-    match v.as_object() {
-        Some(o) if !o.is_empty() => o
-            .iter()
-            .map(|(k, v)| match v {
-                Value::String(s) => format!("downloads {k}: {s}"),
-                Value::Array(a) if a.is_empty() => format!("downloads {k}: none"),
-                Value::Array(a) => {
-                    let items: Vec<String> = a
-                        .iter()
-                        .map(|x| match x {
-                            Value::String(s) => s.clone(),
-                            other => other.to_string(),
-                        })
-                        .collect();
-                    format!("downloads {k}: {}", items.join(", "))
-                }
-                other => format!("downloads {k}: {other}"),
-            })
-            .collect(),
-        _ => vec![format!("downloads: {v}")],
-    }
-}
-
 fn status(args: StatusArgs) -> Result<ExitCode> {
     let cfg = config(args.config.as_deref())?;
     match crate::cli::status::daemon_status(args.config.as_deref()) {
         Ok((socket, st)) => {
-            let section = st.sections.get("downloads").cloned();
+            let section = st.sections.get(dl_status::JOB).cloned();
             if args.json {
                 println!(
                     "{}",
@@ -332,7 +308,7 @@ fn status(args: StatusArgs) -> Result<ExitCode> {
                 );
             } else {
                 match &section {
-                    Some(v) => section_lines(v).iter().for_each(|l| println!("{l}")),
+                    Some(v) => dl_status::lines(v).iter().for_each(|l| println!("{l}")),
                     None if cfg.downloads.enabled() => println!(
                         "downloads: the daemon at {socket} runs no downloads job (restart it after setting downloads.radarr_url)"
                     ),
@@ -414,17 +390,6 @@ fn status(args: StatusArgs) -> Result<ExitCode> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_section_reads_as_lines() {
-        let v = json!({"queue_depth": 2, "last_decision": "Dune (2021): instant", "problems": [], "notes": ["a", 3]});
-        let l = section_lines(&v);
-        assert!(l.contains(&"downloads queue_depth: 2".to_string()), "{l:?}");
-        assert!(l.contains(&"downloads last_decision: Dune (2021): instant".to_string()));
-        assert!(l.contains(&"downloads problems: none".to_string()));
-        assert!(l.contains(&"downloads notes: a, 3".to_string()));
-        assert_eq!(section_lines(&json!(5)), vec!["downloads: 5".to_string()]);
-    }
 
     #[test]
     fn times_are_utc_seconds() {
