@@ -10,6 +10,7 @@
 //! the file as it was before or after it.
 
 pub mod decisions;
+pub mod downloads;
 pub mod items;
 pub mod library;
 pub mod lookup;
@@ -98,6 +99,9 @@ const MIGRATIONS: &[&str] = &[
         play TEXT NOT NULL, action TEXT NOT NULL, progress REAL NOT NULL, title TEXT,
         at_ms INTEGER NOT NULL, delivered_ms INTEGER NOT NULL, outcome TEXT NOT NULL, trakt TEXT);
      CREATE INDEX scrobble_history_delivered ON scrobble_history(delivered_ms);",
+    // 9: the downloads job (issue 13): our watch history, its decisions, the action queue
+    // and the searches sent (`downloads`).
+    downloads::MIGRATION,
 ];
 
 /// The database: one connection, owned by one thread.
