@@ -540,7 +540,7 @@ fn check_config_applies_the_shims_environment_names_like_the_shim() {
         serde_json::json!({
             "plex": {"token": "SECRET-TOKEN-42"},
             "tautulli": {"url": "http://127.0.0.1:1", "api_key_file": key},
-            "downloads": {"max_upload_kbps": 100}
+            "downloads": {"dry_run": true}
         })
         .to_string(),
     )
@@ -581,7 +581,7 @@ fn check_config_applies_the_shims_environment_names_like_the_shim() {
     assert_eq!(v["shim"]["socket"], sock.to_str().unwrap(), "{v}");
     assert_eq!(v["shim"]["kill_on_no_fallback_media"], false, "{v}");
     assert_eq!(v["enforce"]["kill_on_no_fallback_media"], false, "{v}");
-    assert_eq!(v["downloads"]["max_upload_kbps"], 100, "{v}");
+    assert_eq!(v["downloads"]["dry_run"], true, "{v}");
     assert_eq!(v["plex"]["token"], "<redacted>", "{v}");
     assert_eq!(v["tautulli"]["api_key"], "<redacted>", "{v}");
     for said in [&err, &text(&out.stdout)] {
@@ -592,7 +592,6 @@ fn check_config_applies_the_shims_environment_names_like_the_shim() {
         "environment: KILL_ON_NO_FALLBACK_MEDIA sets shim.kill_on_no_fallback_media",
         "environment: KILL_ON_NO_FALLBACK_MEDIA sets enforce.kill_on_no_fallback_media",
         "environment: DOWNSHIFTARR_SOCKET sets shim.socket",
-        "note: downloads: a reserved section",
         "tautulli http://127.0.0.1:1: configured",
     ] {
         assert!(err.contains(line), "{line}: {err}");

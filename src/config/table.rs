@@ -3,7 +3,7 @@
 //! the shim crate ([`downshiftarr_shim::config::table::SHIM`]); [`all`] walks both, so the
 //! loader, `Config::needs_restart`, the docs test and `check-config` read one list.
 
-use downshiftarr_shim::config::table::{flag, number, Kind, Setting, SHIM};
+use downshiftarr_shim::config::table::{flag, list, number, Kind, Setting, SHIM};
 
 use super::secret;
 use super::Config;
@@ -38,6 +38,46 @@ fn notifier_id(c: &mut Config, v: &str) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// `TRACKED_USER_NAME`: the original's one tracked user (a blank value is "not set").
+fn tracked_user(c: &mut Config, v: &str) -> Result<(), String> {
+    if !v.trim().is_empty() {
+        c.downloads.tracked_users = vec![v.trim().to_string()];
+    }
+    Ok(())
+}
+
+/// `LOCAL_NETWORK` / `TAILSCALE_NETWORK`: the original's address prefixes (`192.168.`) or
+/// CIDRs, comma separated; each is added to `home_networks` and turns `guests_by_network` on,
+/// as the original told "you" from guests by them.
+fn home_network(c: &mut Config, v: &str) -> Result<(), String> {
+    let nets = list(v)
+        .iter()
+        .map(|p| super::downloads::network_from_prefix(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    if nets.is_empty() {
+        return Ok(());
+    }
+    for n in nets {
+        if !c.downloads.home_networks.contains(&n) {
+            c.downloads.home_networks.push(n);
+        }
+    }
+    c.downloads.guests_by_network = true;
+    Ok(())
+}
+
+/// `DOWNLOADS_NOTIFY_URL` (a secret: the webhook's key is in it).
+fn notify_url(c: &mut Config, v: &str) -> Result<(), String> {
+    if !v.is_empty() {
+        c.downloads.notify.url = secret::Secret::from_env(v);
+    }
+    Ok(())
+}
+
+/// Keys set by more than one environment name (one row per name): the only keys allowed
+/// twice in [`DAEMON`].
+pub const MULTI_NAME_KEYS: &[&str] = &["downloads.home_networks"];
 
 /// Every key of the daemon's own sections, section by section as [`super::SECTIONS`] lists
 /// them. Keys without an environment name are set by the file only.
@@ -94,7 +134,7 @@ pub const DAEMON: &[Setting<Config>] = {
         S::env("tautulli.log_notifier_id", "TAUTULLI_LOG_NOTIFIER_ID", notifier_id, Number, "unset"),
         S::env("tautulli.log_subject", "TAUTULLI_LOG_SUBJECT", set_unless_empty!(tautulli.log_subject, String::from), Text, "Downshiftarr"),
         S::file("tautulli.timeout_ms", Number, "8000"),
-        // The jobs' sections (`downloads` is reserved: accepted as it is until its job lands).
+        // The jobs' sections.
         S::file("throttle.qbittorrent_url", Text, "\"\""),
         S::file("throttle.username", Text, "\"\""),
         S::env("throttle.password", "QBITTORRENT_PASSWORD", set_unless_empty!(throttle.password, secret::Secret::from_env), Secret, "\"\""),
@@ -135,7 +175,58 @@ pub const DAEMON: &[Setting<Config>] = {
         S::file("scrobble.forced_stop_after_s", Number, "120"),
         S::file("scrobble.connect_timeout_ms", Number, "5000"),
         S::file("scrobble.request_timeout_ms", Number, "10000"),
-        S::file("downloads", Structured, "reserved"),
+        S::env("downloads.radarr_url", "RADARR_URL", set_unless_empty!(downloads.radarr_url, String::from), Text, "\"\""),
+        S::env("downloads.radarr_api_key", "RADARR_API_KEY", set_unless_empty!(downloads.radarr_api_key, secret::Secret::from_env), Secret, "\"\""),
+        S::file("downloads.radarr_api_key_file", Path, "\"\""),
+        S::file("downloads.keep_tag", Text, "keep"),
+        S::file("downloads.favourite_tag", Text, "favorite"),
+        S::file("downloads.remote_root_folders", List, "[]"),
+        S::file("downloads.remote_tags", List, "[]"),
+        S::file("downloads.add_missing", Flag, "false"),
+        S::file("downloads.quality_profile_id", Number, "unset"),
+        S::file("downloads.root_folder", Text, "\"\""),
+        S::file("downloads.search_dedupe_days", Number, "90"),
+        S::file("downloads.command_timeout_s", Number, "300"),
+        S::env("downloads.jellyfin_url", "JELLYFIN_URL", set_unless_empty!(downloads.jellyfin_url, String::from), Text, "\"\""),
+        S::env("downloads.jellyfin_api_key", "JELLYFIN_API_KEY", set_unless_empty!(downloads.jellyfin_api_key, secret::Secret::from_env), Secret, "\"\""),
+        S::file("downloads.jellyfin_api_key_file", Path, "\"\""),
+        S::env("downloads.jellystat_url", "JELLYSTAT_URL", set_unless_empty!(downloads.jellystat_url, String::from), Text, "\"\""),
+        S::env("downloads.jellystat_api_key", "JELLYSTAT_API_KEY", set_unless_empty!(downloads.jellystat_api_key, secret::Secret::from_env), Secret, "\"\""),
+        S::file("downloads.jellystat_api_key_file", Path, "\"\""),
+        S::file("downloads.webhook_secret_header", Text, "\"\""),
+        S::env("downloads.webhook_secret", "DOWNLOADS_WEBHOOK_SECRET", set_unless_empty!(downloads.webhook_secret, secret::Secret::from_env), Secret, "\"\""),
+        S::file("downloads.plex_plays", Flag, "true"),
+        S::env("downloads.tracked_users", "TRACKED_USER_NAME", tracked_user, List, "[]"),
+        // Two names, one key: the original's two address prefixes (`MULTI_NAME_KEYS`).
+        S::env("downloads.home_networks", "LOCAL_NETWORK", home_network, List, "[]"),
+        S::env("downloads.home_networks", "TAILSCALE_NETWORK", home_network, List, "[]"),
+        S::file("downloads.guests_by_network", Flag, "false"),
+        S::file("downloads.min_watched_percent", Number, "90"),
+        S::file("downloads.window_days", Number, "90"),
+        S::env("downloads.watch_count_threshold", "WATCH_COUNT_THRESHOLD", set!(downloads.watch_count_threshold, number), Number, "2"),
+        S::file("downloads.instant_rating", Number, "8.5"),
+        S::file("downloads.rewatch_min_rating", Number, "7.0"),
+        S::file("downloads.gem_rating", Number, "8.0"),
+        S::file("downloads.gem_max_votes", Number, "50000"),
+        S::file("downloads.old_foreign_before_year", Number, "1990"),
+        S::file("downloads.keywords", List, "[\"criterion\", \"director's cut\", …]"),
+        S::file("downloads.rare_genres", List, "[\"Foreign\",\"World Cinema\",\"Silent\"]"),
+        S::file("downloads.instant_genres", List, "[\"Family\",\"Animation\"]"),
+        S::env("downloads.min_seeders_rare", "MIN_SEEDERS_RARE", set!(downloads.min_seeders_rare, number), Number, "0"),
+        S::env("downloads.prowlarr_url", "PROWLARR_URL", set_unless_empty!(downloads.prowlarr_url, String::from), Text, "\"\""),
+        S::env("downloads.prowlarr_api_key", "PROWLARR_API_KEY", set_unless_empty!(downloads.prowlarr_api_key, secret::Secret::from_env), Secret, "\"\""),
+        S::file("downloads.prowlarr_api_key_file", Path, "\"\""),
+        S::file("downloads.users", Structured, "{}"),
+        S::env("downloads.dry_run", "DOWNLOADS_DRY_RUN", set!(downloads.dry_run, flag), Flag, "false"),
+        S::file("downloads.connect_timeout_ms", Number, "3000"),
+        S::file("downloads.request_timeout_ms", Number, "10000"),
+        S::file("downloads.retry_initial_s", Number, "30"),
+        S::env("downloads.notify.url", "DOWNLOADS_NOTIFY_URL", notify_url, Secret, "\"\""),
+        S::file("downloads.notify.kind", Choice, "\"\""),
+        S::file("downloads.notify.weekly_summary", Flag, "false"),
+        S::file("downloads.prune.enabled", Flag, "false"),
+        S::file("downloads.prune.after_days", Number, "180"),
+        S::file("downloads.prune.keep_rating", Number, "8.5"),
     ]
 };
 
@@ -214,6 +305,21 @@ mod tests {
             "DOWNSHIFTARR_API_KEY" => "env-api-key-0123456789abcdef",
             "TRAKT_CLIENT_ID" => "env-client-id",
             "TRAKT_CLIENT_SECRET" => "env-client-secret",
+            "RADARR_URL" => "http://radarr.lan:7878",
+            "RADARR_API_KEY" => "env-radarr-key",
+            "JELLYFIN_URL" => "http://jellyfin.lan:8096",
+            "JELLYFIN_API_KEY" => "env-jellyfin-key",
+            "JELLYSTAT_URL" => "http://jellystat.lan:3000",
+            "JELLYSTAT_API_KEY" => "env-jellystat-key",
+            "PROWLARR_URL" => "http://prowlarr.lan:9696",
+            "PROWLARR_API_KEY" => "env-prowlarr-key",
+            "TRACKED_USER_NAME" => "alice",
+            "WATCH_COUNT_THRESHOLD" => "3",
+            "MIN_SEEDERS_RARE" => "5",
+            "LOCAL_NETWORK" => "192.168.",
+            "TAILSCALE_NETWORK" => "100.64.",
+            "DOWNLOADS_WEBHOOK_SECRET" => "env-webhook-secret",
+            "DOWNLOADS_NOTIFY_URL" => "https://ntfy.sh/env-topic",
             other => panic!("no sample value for {other}: add one to this test"),
         };
         v.to_string()
@@ -269,6 +375,8 @@ mod tests {
                 Kind::Text | Kind::Secret | Kind::Path | Kind::List
             ) || name == "PREFER_HEIGHTS"
                 || name == "GUARDED_JOBS"
+                || name == "LOCAL_NETWORK"
+                || name == "TAILSCALE_NETWORK"
             {
                 let env = |k: &str| (k == name).then(|| "x-not-valid".to_string());
                 let e = crate::config::load_env(&no_file(), &env).unwrap_err();
@@ -313,12 +421,75 @@ mod tests {
         assert!(!d.shim.kill_on_no_fallback_media && d.enforce.kill_on_no_fallback_media);
     }
 
+    /// The original design's `.env` as it was: its names land where the job reads them.
+    #[test]
+    fn the_original_downloads_environment_is_read() {
+        let vars = [
+            ("RADARR_URL", "http://radarr:7878"),
+            ("RADARR_API_KEY", "radarr-key-1"),
+            ("TRACKED_USER_NAME", " Ann "),
+            ("WATCH_COUNT_THRESHOLD", "3"),
+            ("LOCAL_NETWORK", "192.168."),
+            ("TAILSCALE_NETWORK", "100.64., fd7a:115c:a1e0:"),
+            ("DOWNLOADS_DRY_RUN", "true"),
+        ];
+        let env = |k: &str| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| v.to_string())
+        };
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(
+            file.path(),
+            r#"{"downloads": {"home_networks": ["10.8.0.0/24", "192.168.0.0/16"]}}"#,
+        )
+        .unwrap();
+        let c = crate::config::load_env(file.path(), &env).unwrap();
+        let d = &c.downloads;
+        assert!(d.enabled() && d.dry_run);
+        assert_eq!(d.radarr_api_key.expose(), "radarr-key-1");
+        assert_eq!(d.tracked_users, ["Ann"]);
+        assert_eq!(d.watch_count_threshold, 3);
+        assert_eq!(
+            d.home_networks,
+            [
+                "10.8.0.0/24",
+                "192.168.0.0/16",
+                "100.64.0.0/16",
+                "fd7a:115c:a1e0::/48"
+            ]
+        );
+        assert!(d.guests_by_network);
+        // Blank values are "not set", as the original read them.
+        let env = |k: &str| {
+            ["TRACKED_USER_NAME", "LOCAL_NETWORK"]
+                .contains(&k)
+                .then(String::new)
+        };
+        let c = crate::config::load_env(&no_file(), &env).unwrap();
+        assert!(c.downloads.tracked_users.is_empty() && !c.downloads.guests_by_network);
+        // A prefix that is not one is said with its variable.
+        let env = |k: &str| (k == "TAILSCALE_NETWORK").then(|| "100.64.x".to_string());
+        let e = format!(
+            "{:#}",
+            crate::config::load_env(&no_file(), &env).unwrap_err()
+        );
+        assert!(
+            e.contains("TAILSCALE_NETWORK=\"100.64.x\": \"100.64.x\" is neither"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn no_key_or_environment_name_twice() {
         let mut keys = BTreeSet::new();
         let mut names: HashMap<&str, Vec<&str>> = HashMap::new();
         for row in all() {
-            assert!(keys.insert(row.key), "{} twice", row.key);
+            assert!(
+                keys.insert(row.key) || MULTI_NAME_KEYS.contains(&row.key),
+                "{} twice",
+                row.key
+            );
             if let Some(n) = row.env {
                 names.entry(n).or_default().push(row.key);
             }
@@ -342,14 +513,29 @@ mod tests {
     }
 
     /// The table lists every key of every section and nothing else; the sections are the
-    /// list `SECTIONS` gives.
+    /// list `SECTIONS` gives. A key holding a fixed group of keys (`downloads.notify`) is
+    /// listed by its own keys (`downloads.notify.url`); an empty map (`downloads.users`,
+    /// `shim.kill_messages`) is one structured key.
     #[test]
     fn the_table_covers_every_key_of_every_section() {
+        fn keys(prefix: String, v: &Value, out: &mut BTreeSet<String>) {
+            match v.as_object() {
+                Some(o) if !o.is_empty() => {
+                    for (k, v) in o {
+                        keys(format!("{prefix}.{k}"), v, out);
+                    }
+                }
+                _ => {
+                    out.insert(prefix);
+                }
+            }
+        }
         let v = serde_json::to_value(Config::default()).unwrap();
         let mut in_config = BTreeSet::new();
-        for (section, keys) in v.as_object().unwrap() {
-            for key in keys.as_object().unwrap().keys() {
-                in_config.insert(format!("{section}.{key}"));
+        for (section, v) in v.as_object().unwrap() {
+            assert!(v.is_object(), "{section}");
+            for (key, v) in v.as_object().unwrap() {
+                keys(format!("{section}.{key}"), v, &mut in_config);
             }
         }
         let reserved: Vec<&str> = crate::config::SECTIONS
@@ -365,7 +551,7 @@ mod tests {
         let sections: BTreeSet<&str> = all().map(|r| r.key.split('.').next().unwrap()).collect();
         let listed: BTreeSet<&str> = crate::config::SECTIONS.iter().map(|s| s.name).collect();
         assert_eq!(sections, listed);
-        assert_eq!(reserved, ["downloads"]);
+        assert!(reserved.is_empty(), "{reserved:?}");
     }
 
     /// The README's configuration reference names every key and every environment name.
@@ -405,10 +591,10 @@ mod tests {
         let base = serde_json::to_value(&old).unwrap();
         // The key set to another value its type accepts.
         let changed = |key: &str| -> Config {
-            let old = base.pointer(&pointer(key)).cloned().unwrap();
-            let candidates = match old {
+            let was = base.pointer(&pointer(key)).cloned().unwrap();
+            let candidates = match &was {
                 Value::Bool(b) => vec![Value::Bool(!b)],
-                Value::Number(_) => vec![Value::from(7)],
+                Value::Number(_) => vec![Value::from(7), Value::from(3)],
                 Value::String(_) => vec![
                     Value::from("/elsewhere/x"),
                     Value::from("mobius"),
@@ -423,7 +609,9 @@ mod tests {
                 .find_map(|new| {
                     let mut v = base.clone();
                     *v.pointer_mut(&pointer(key)).unwrap() = new;
-                    crate::config::parse(&v.to_string()).ok()
+                    crate::config::parse(&v.to_string())
+                        .ok()
+                        .filter(|c| *c != old)
                 })
                 .unwrap_or_else(|| panic!("no other value for {key}"))
         };

@@ -44,6 +44,7 @@ pub const TABLE: &[(&str, Builder)] = &[
     ("guard", guard::job),
     ("throttle", throttle::run::job),
     ("scrobble", scrobble::run::job),
+    ("downloads", downloads::run::job),
     ("sync", index::job::job),
     ("events", events),
 ];

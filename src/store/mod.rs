@@ -10,6 +10,7 @@
 //! the file as it was before or after it.
 
 pub mod decisions;
+pub mod downloads;
 pub mod items;
 pub mod library;
 pub mod lookup;
@@ -98,6 +99,29 @@ const MIGRATIONS: &[&str] = &[
         play TEXT NOT NULL, action TEXT NOT NULL, progress REAL NOT NULL, title TEXT,
         at_ms INTEGER NOT NULL, delivered_ms INTEGER NOT NULL, outcome TEXT NOT NULL, trakt TEXT);
      CREATE INDEX scrobble_history_delivered ON scrobble_history(delivered_ms);",
+    // 9: smart downloads (issue 13): our own watch history, every decision with its reasons
+    // and facts, the durable queue of decisions waiting for Radarr, the searches made.
+    "CREATE TABLE download_plays (
+        id INTEGER PRIMARY KEY, source TEXT NOT NULL, user TEXT NOT NULL, item_id TEXT NOT NULL,
+        at_ms INTEGER NOT NULL, kind TEXT NOT NULL, title TEXT NOT NULL, year INTEGER,
+        imdb TEXT, tmdb INTEGER, tvdb INTEGER, percent REAL NOT NULL, address TEXT, client TEXT,
+        UNIQUE(source, user, item_id, at_ms));
+     CREATE INDEX download_plays_tmdb ON download_plays(tmdb, at_ms);
+     CREATE INDEX download_plays_imdb ON download_plays(imdb, at_ms);
+     CREATE INDEX download_plays_user ON download_plays(user COLLATE NOCASE, at_ms);
+     CREATE TABLE download_decisions (
+        id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, user TEXT NOT NULL, title TEXT NOT NULL,
+        year INTEGER, tmdb INTEGER, tier TEXT NOT NULL, download INTEGER NOT NULL,
+        status TEXT NOT NULL, detail TEXT, radarr_id INTEGER, play TEXT NOT NULL,
+        verdict TEXT NOT NULL, facts TEXT NOT NULL, updated_ms INTEGER NOT NULL);
+     CREATE INDEX download_decisions_at ON download_decisions(at_ms);
+     CREATE TABLE download_queue (
+        decision_id INTEGER PRIMARY KEY REFERENCES download_decisions(id) ON DELETE CASCADE,
+        attempts INTEGER NOT NULL DEFAULT 0, next_at_ms INTEGER NOT NULL, last_error TEXT);
+     CREATE INDEX download_queue_due ON download_queue(next_at_ms);
+     CREATE TABLE download_searches (
+        tmdb INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, radarr_id INTEGER NOT NULL,
+        command_id INTEGER);",
 ];
 
 /// The database: one connection, owned by one thread.

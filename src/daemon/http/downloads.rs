@@ -15,15 +15,21 @@
 //! Nothing is decided here: a body is checked for shape (a JSON object), queued on
 //! `ctx.downloads` and answered at once; the job parses and decides.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use serde_json::{json, Value};
 use tiny_http::{Method, Request};
 
 use super::{
-    ct_eq, header_value, json_answer, not_allowed, respond, text, with_body, State,
+    ct_eq, header_value, json_answer, not_allowed, query_param, respond, text, with_body, State,
     MAX_WEBHOOK_BODY,
 };
 use crate::daemon::ctx::Ctx;
 use crate::jobs::downloads::Intake;
+use crate::store::Store;
+
+/// The most decisions one `/api/downloads/decisions` answer carries.
+pub const MAX_DECISIONS: usize = 1000;
 
 /// Which door a Jellyfin webhook came through (the metrics' `path` label).
 #[derive(Clone, Copy)]
@@ -156,6 +162,13 @@ fn queue(
     }
 }
 
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// `7d`, `12h`, `30m`, `90s` or a bare number of days → milliseconds.
 pub fn parse_since(v: &str) -> Result<u64, String> {
     let v = v.trim();
@@ -175,6 +188,96 @@ pub fn parse_since(v: &str) -> Result<u64, String> {
     };
     n.checked_mul(unit_ms)
         .ok_or_else(|| format!("since: {v:?} is too large"))
+}
+
+/// The `/api/downloads/…` routes (authorization already checked).
+pub(super) fn api(req: Request, st: &State, method: &Method, path: &str, query: &str) {
+    let ctx = &st.ctx;
+    match path {
+        "/api/downloads/status" => {
+            if *method != Method::Get {
+                return respond(req, not_allowed("GET"));
+            }
+            let section = ctx.health.status().sections.get("downloads").cloned().unwrap_or_else(|| {
+                json!({"running": false, "note": "the downloads job has not published a status (not configured: set downloads.radarr_url, or not started yet)"})
+            });
+            respond(req, json_answer(200, &section))
+        }
+        "/api/downloads/decisions" => {
+            if *method != Method::Get {
+                return respond(req, not_allowed("GET"));
+            }
+            let since = match query_param(query, "since").map(|v| parse_since(&v)) {
+                None => 7 * 86_400_000,
+                Some(Ok(ms)) => ms,
+                Some(Err(e)) => return respond(req, text(400, e)),
+            };
+            let limit = match query_param(query, "limit") {
+                None => 100,
+                Some(v) => match v.parse::<usize>() {
+                    Ok(n) => n.min(MAX_DECISIONS),
+                    Err(_) => {
+                        return respond(req, text(400, format!("limit: not a number: {v:?}")))
+                    }
+                },
+            };
+            let found = Store::open(&ctx.db_path)
+                .and_then(|s| s.download_decisions(unix_ms().saturating_sub(since), limit));
+            match found {
+                Ok(list) => respond(req, json_answer(200, &json!({"decisions": list}))),
+                Err(e) => respond(
+                    req,
+                    text(
+                        500,
+                        format!(
+                            "reading the decisions from {}: {e:#}",
+                            ctx.db_path.display()
+                        ),
+                    ),
+                ),
+            }
+        }
+        p if p.starts_with("/api/downloads/reevaluate/") => {
+            if *method != Method::Post {
+                return respond(req, not_allowed("POST"));
+            }
+            let raw = &p["/api/downloads/reevaluate/".len()..];
+            let Ok(id) = raw.parse::<i64>() else {
+                return respond(
+                    req,
+                    text(400, format!("reevaluate: {raw:?} is not a decision id")),
+                );
+            };
+            match Store::open(&ctx.db_path).and_then(|s| s.download_decision(id)) {
+                Ok(Some(_)) => {}
+                Ok(None) => return respond(req, text(404, format!("no decision {id}"))),
+                Err(e) => {
+                    return respond(
+                        req,
+                        text(
+                            500,
+                            format!(
+                                "reading decision {id} from {}: {e:#}",
+                                ctx.db_path.display()
+                            ),
+                        ),
+                    )
+                }
+            }
+            if !ctx.config().downloads.enabled() {
+                return respond(
+                    req,
+                    text(409, "the downloads job is off: set downloads.radarr_url"),
+                );
+            }
+            if ctx.downloads.send(Intake::Reevaluate(id)) {
+                respond(req, json_answer(202, &json!({"queued": id})))
+            } else {
+                respond(req, text(503, "downloads queue full; retry later"))
+            }
+        }
+        _ => respond(req, text(404, "not found")),
+    }
 }
 
 #[cfg(test)]

@@ -309,6 +309,9 @@ fn respond(req: Request, res: Answer) {
 fn api(req: Request, st: &State, method: &Method, path: &str, query: &str) {
     let ctx = &st.ctx;
     let want = |m: Method, allow: &str| (*method != m).then(|| not_allowed(allow));
+    if path.starts_with("/api/downloads/") {
+        return downloads::api(req, st, method, path, query);
+    }
     match path {
         "/api/scrobble/status" => {
             if let Some(r) = want(Method::Get, "GET") {
