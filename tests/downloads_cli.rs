@@ -698,3 +698,104 @@ fn decisions_and_status_read_the_store() {
         r.all()
     );
 }
+
+#[test]
+fn notifications_say_what_was_triggered_and_send_the_weekly_summary_once_a_week() {
+    use downshiftarr::config::downloads::DownloadsSettings;
+    use downshiftarr::config::secret::Secret;
+    use downshiftarr::jobs::downloads::notify::{self, WEEKLY_RETRY_MS, WEEK_MS};
+
+    let rig = Rig::new(json!({}));
+    let hook = crate::fake_notify::FakeNotify::start();
+    let path = "/api/webhooks/123/tok-secret";
+    let mut cloud = radarr_movie(1, 101, "Cloudy", 6.0, 5);
+    cloud["rootFolderPath"] = json!("/mnt/debrid");
+    rig.radarr.add(cloud);
+    rig.radarr.add(radarr_movie(2, 102, "Loved", 8.8, 9));
+    let mut s = DownloadsSettings {
+        radarr_url: rig.radarr.url(),
+        remote_root_folders: vec!["/mnt/debrid".into()],
+        ..DownloadsSettings::default()
+    };
+    s.notify.url = Secret::new(hook.url(path));
+    s.notify.weekly_summary = true;
+    let st = rig.store();
+    let now = now_ms();
+    decision_for(&st, 101, "Cloudy", now - DAY_MS, false, "no_download");
+    decision_for(&st, 102, "Loved", now - 2 * DAY_MS, true, "searched");
+    decision_for(&st, 103, "Long Ago", now - 30 * DAY_MS, true, "searched");
+    let radarr = rig.radarr.client();
+
+    // The triggered message.
+    let d = st.download_decisions(0, 10).unwrap();
+    let loved = d.iter().find(|d| d.play.title == "Loved").unwrap();
+    assert!(notify::on_download(&s, &loved.play, &loved.verdict).unwrap());
+    let posts = hook.server.requests("POST", path);
+    let content = posts[0].json()["content"].as_str().unwrap().to_string();
+    assert!(
+        content.contains("Download triggered: Loved (2000)"),
+        "{content}"
+    );
+    assert!(content.contains("because Loved"), "{content}");
+
+    // The summary: due (never sent), then not before a week.
+    assert!(notify::weekly_tick(&st, &radarr, &s, now).unwrap());
+    let posts = hook.server.requests("POST", path);
+    assert_eq!(posts.len(), 2);
+    let content = posts[1].json()["content"].as_str().unwrap().to_string();
+    assert!(
+        content.contains("Downloads this week: 1 downloaded, ~5.0 GB saved by streaming"),
+        "{content}"
+    );
+    assert!(
+        content.contains("- Loved (2000) — because Loved"),
+        "{content}"
+    );
+    assert!(content.contains("- Cloudy (2000) — 5.0 GB"), "{content}");
+    assert!(!content.contains("Long Ago"), "{content}");
+    assert!(!notify::weekly_tick(&st, &radarr, &s, now + 3_600_000).unwrap());
+    assert_eq!(hook.server.requests("POST", path).len(), 2);
+
+    // A week later the webhook fails: an error, not recorded as sent, tried again an hour on.
+    hook.server.fail_times(path, 1, Answer::status(500));
+    let later = now + WEEK_MS;
+    let e = notify::weekly_tick(&st, &radarr, &s, later).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("weekly summary not sent"),
+        "{e:#}"
+    );
+    assert!(!format!("{e:#}").contains("tok-secret"), "{e:#}");
+    assert!(!notify::weekly_tick(&st, &radarr, &s, later + 60_000).unwrap());
+    assert!(notify::weekly_tick(&st, &radarr, &s, later + WEEKLY_RETRY_MS).unwrap());
+    assert_eq!(hook.server.requests("POST", path).len(), 4);
+
+    // Off: nothing.
+    s.notify.weekly_summary = false;
+    assert!(!notify::weekly_tick(&st, &radarr, &s, later + 3 * WEEK_MS).unwrap());
+}
+
+fn decision_for(
+    st: &Store,
+    tmdb: u64,
+    title: &str,
+    at_ms: u64,
+    download: bool,
+    status: &str,
+) -> i64 {
+    let mut d = DownloadDecision {
+        id: 0,
+        at_ms,
+        play: play("alice", tmdb, title, at_ms),
+        verdict: Verdict {
+            tier: if download { Tier::Instant } else { Tier::Never },
+            download,
+            reasons: vec![format!("because {title}")],
+        },
+        facts: Default::default(),
+        status: status.into(),
+        detail: None,
+        radarr_id: None,
+    };
+    d.play.ids.tmdb = Some(tmdb);
+    st.insert_download_decision(&d).unwrap()
+}

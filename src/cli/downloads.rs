@@ -8,7 +8,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
@@ -217,11 +217,7 @@ pub(crate) fn now_ms() -> u64 {
 
 /// `2026-12-04T09:00:00Z`.
 pub(crate) fn time(ms: u64) -> String {
-    let t = downshiftarr_shim::record::rfc3339(UNIX_EPOCH + Duration::from_millis(ms));
-    match t.get(..19) {
-        Some(head) => format!("{head}Z"),
-        None => t,
-    }
+    crate::jobs::downloads::notify::utc(ms)
 }
 
 /// Whether an error is "this table does not exist" (a store from before the downloads

@@ -20,6 +20,7 @@ pub mod engine;
 pub mod intake;
 pub mod notify;
 pub mod plex;
+pub mod prune;
 pub mod rules;
 pub mod run;
 pub mod settings;

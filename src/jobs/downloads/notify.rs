@@ -13,20 +13,33 @@
 //! were already local are neither downloads nor savings.
 //!
 //! Messages are bounded (Discord takes 2,000 characters): long lists end with "… and N more".
+//!
+//! The run loop calls [`on_download`] after each decision that downloads and [`weekly_tick`]
+//! on each pass (it keeps its own schedule in `job_state`).
 
 use std::collections::BTreeMap;
 
 use super::{Play, Verdict};
-use crate::clients::radarr::Movie;
+use crate::clients::radarr::{Movie, Radarr};
 use crate::clients::service::ServiceError;
-use crate::config::downloads::NotifySettings;
+use crate::config::downloads::{DownloadsSettings, NotifySettings};
 use crate::store::downloads::DownloadDecision;
+use crate::store::Store;
+
+/// The `job_state` job and keys of the weekly summary: when it was last sent, last tried.
+pub const STATE_JOB: &str = "downloads";
+pub const STATE_WEEKLY_SENT: &str = "notify.weekly_sent_ms";
+pub const STATE_WEEKLY_TRIED: &str = "notify.weekly_tried_ms";
+/// A summary that could not be sent is tried again this much later.
+pub const WEEKLY_RETRY_MS: u64 = 3_600_000;
+/// The most decisions one summary reads.
+const WEEK_MAX_DECISIONS: usize = 10_000;
 
 /// A week, in milliseconds.
 pub const WEEK_MS: u64 = 7 * 86_400_000;
 
-/// The longest body we send (Discord's `content` limit is 2,000 characters).
-pub const MAX_BODY_CHARS: usize = 1_900;
+/// The longest body we send (Discord's `content` limit is 2,000 characters, title included).
+pub const MAX_BODY_CHARS: usize = 1_750;
 
 /// Most entries listed per kind in the weekly summary.
 const MAX_LISTED: usize = 10;
@@ -124,6 +137,17 @@ pub struct WeekPlay {
     pub size_bytes: Option<u64>,
 }
 
+/// `2026-12-04T09:00:00Z`: a unix-ms time to the second, UTC.
+pub fn utc(ms: u64) -> String {
+    let t = downshiftarr_shim::record::rfc3339(
+        std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+    );
+    match t.get(..19) {
+        Some(head) => format!("{head}Z"),
+        None => t,
+    }
+}
+
 /// Bytes, readable: `1.5 GB` (decimal units, as Radarr shows them).
 pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KB", "MB", "GB", "TB"];
@@ -183,12 +207,7 @@ pub fn weekly_summary(plays: &[WeekPlay], from_ms: u64, to_ms: u64) -> Message {
         downloaded.len(),
         human_bytes(saved)
     );
-    let day = |ms: u64| {
-        let t = downshiftarr_shim::record::rfc3339(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
-        );
-        t.get(..10).unwrap_or(&t).to_string()
-    };
+    let day = |ms: u64| utc(ms).get(..10).unwrap_or_default().to_string();
     let mut body = format!("Week {} → {}\n", day(from_ms), day(to_ms));
     let mut list = |head: String, items: &[&WeekPlay], with_size: bool| {
         if items.is_empty() {
@@ -293,6 +312,58 @@ pub fn send(n: &NotifySettings, m: &Message, timeout_ms: u64) -> Result<bool, Se
         return Ok(false);
     }
     crate::clients::notify::post(url, &n.kind, &m.title, &m.body, timeout_ms)?;
+    Ok(true)
+}
+
+/// The run loop's call after a decision that downloads: the "download triggered" message to
+/// `downloads.notify.url` (`Ok(false)`: no URL). A failure is the caller's to log: the
+/// download itself does not wait for a notification.
+pub fn on_download(
+    s: &DownloadsSettings,
+    play: &Play,
+    verdict: &Verdict,
+) -> Result<bool, ServiceError> {
+    send(
+        &s.notify,
+        &triggered(play, verdict, s.dry_run),
+        s.request_timeout_ms,
+    )
+}
+
+/// The run loop's weekly step, cheap to call on every pass: when `notify.weekly_summary` is
+/// on, a URL is set and the summary is due ([`weekly_due`] on the stored time), reads the
+/// week's decisions from the store and Radarr's library (sizes, tags), posts the summary and
+/// stores when. `Ok(true)`: sent. A failure (Radarr, the webhook, the store) is returned and
+/// tried again [`WEEKLY_RETRY_MS`] later; it is never recorded as sent.
+pub fn weekly_tick(
+    store: &Store,
+    radarr: &Radarr,
+    s: &DownloadsSettings,
+    now_ms: u64,
+) -> anyhow::Result<bool> {
+    if !s.notify.weekly_summary || s.notify.url.expose().trim().is_empty() {
+        return Ok(false);
+    }
+    let sent: u64 = store.state_get(STATE_JOB, STATE_WEEKLY_SENT)?.unwrap_or(0);
+    if !weekly_due(sent, now_ms) {
+        return Ok(false);
+    }
+    let tried: u64 = store.state_get(STATE_JOB, STATE_WEEKLY_TRIED)?.unwrap_or(0);
+    if tried > sent && tried <= now_ms && now_ms - tried < WEEKLY_RETRY_MS {
+        return Ok(false);
+    }
+    store.state_put(STATE_JOB, STATE_WEEKLY_TRIED, &now_ms)?;
+    let from = now_ms.saturating_sub(WEEK_MS);
+    let decisions = store.download_decisions(from, WEEK_MAX_DECISIONS)?;
+    let radarr_err = |e: ServiceError| anyhow::anyhow!("weekly summary not sent: {e}");
+    let movies = radarr.movies().map_err(radarr_err)?;
+    let tags = radarr.tags().map_err(radarr_err)?;
+    let rules = super::prune::Rules::new(s, &tags);
+    let plays = week_plays(&decisions, &movies, |m| rules.is_local(m));
+    let msg = weekly_summary(&plays, from, now_ms);
+    send(&s.notify, &msg, s.request_timeout_ms)
+        .map_err(|e| anyhow::anyhow!("weekly summary not sent: {e}"))?;
+    store.state_put(STATE_JOB, STATE_WEEKLY_SENT, &now_ms)?;
     Ok(true)
 }
 
