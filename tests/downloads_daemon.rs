@@ -402,6 +402,46 @@ fn solo_with(radarr: &FakeRadarr, extra: Value) -> Solo {
 }
 
 impl Solo {
+    /// Writes an earlier play to the daemon's watch history (a play seen `days_ago`, as an
+    /// import would): plays within 6 hours of each other are one viewing, so a rewatch in the
+    /// window is an earlier day's play.
+    pub fn seed_play(
+        &self,
+        user: &str,
+        item: &str,
+        title: &str,
+        year: u32,
+        tmdb: u64,
+        days_ago: u64,
+    ) {
+        use downshiftarr::jobs::downloads::{Ids, ItemKind, Play, PlaySource};
+        let store =
+            downshiftarr::store::Store::open(&self.dir.path().join("state/index.sqlite")).unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let play = Play {
+            source: PlaySource::Jellyfin,
+            at_ms: now - days_ago * 86_400_000,
+            user: user.into(),
+            address: None,
+            kind: ItemKind::Movie,
+            title: title.into(),
+            year: Some(year),
+            ids: Ids {
+                imdb: None,
+                tmdb: Some(tmdb),
+                tvdb: None,
+            },
+            item_id: item.into(),
+            percent: 98.0,
+            genres: vec![],
+            client: None,
+        };
+        assert!(store.record_play(&play).unwrap());
+    }
+
     /// `GET /api/downloads/decisions?since=1d&limit=100`, newest first.
     pub fn decisions(&self) -> Vec<Value> {
         let (code, body) = request(
@@ -454,6 +494,8 @@ fn two_plays_of_a_7_5_film_by_the_tracked_user_make_one_search_and_a_keep_tag() 
             old,
         )
     };
+    // A play 120 days ago: outside the 90-day window.
+    solo.seed_play("alice", "jf-550", "Fight Club", 1999, 550, 120);
     // A look at 40 %: recorded as a decision, not as a play.
     solo.play(&pb(40.0, false));
     solo.play(&pb(97.0, false));
@@ -467,7 +509,14 @@ fn two_plays_of_a_7_5_film_by_the_tracked_user_make_one_search_and_a_keep_tag() 
     );
     std::thread::sleep(Duration::from_millis(500));
     assert!(searches(&radarr).is_empty(), "no search after one play");
-    // The older plugin's field name, text/plain: the second play.
+    // The same evening again: the same viewing, still one.
+    solo.play(&pb(99.0, false));
+    assert_eq!(solo.decisions()[0]["facts"]["watch_count"]["value"], 1);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(searches(&radarr).is_empty(), "no search after one viewing");
+    // Alice's play of 20 days ago reaches the history (an import): with the next play, two
+    // viewings in the window — sent by the older plugin (`Username`), text/plain.
+    solo.seed_play("alice", "jf-550", "Fight Club", 1999, 550, 20);
     solo.play(&pb(100.0, true));
     wait("no MoviesSearch after the second play", || {
         !searches(&radarr).is_empty()
@@ -692,6 +741,7 @@ fn a_jellystat_outage_uses_our_own_history_and_says_so() {
         json!({"jellystat_url": jellystat.server.url(), "jellystat_api_key": fake_jellystat::API_KEY}),
     );
     let d = solo.daemon();
+    solo.seed_play("alice", "jf-807", "Se7en", 1995, 807, 30);
     let body = playback_stop(
         "alice",
         "jf-807",
@@ -702,7 +752,6 @@ fn a_jellystat_outage_uses_our_own_history_and_says_so() {
         95.0,
         false,
     );
-    solo.play(&body);
     solo.play(&body);
     wait("our own history did not make the rewatch", || {
         !searches(&radarr).is_empty()

@@ -649,3 +649,44 @@ pub fn act_detailed(
         Some(cmd.id),
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn movie(has_file: bool, root: &str, tags: Vec<u64>) -> Movie {
+        Movie {
+            id: 1,
+            tmdb_id: 550,
+            imdb_id: None,
+            title: "Fight Club".into(),
+            year: Some(1999),
+            has_file,
+            tags,
+            size_on_disk: 0,
+            root_folder_path: Some(root.into()),
+            path: Some(format!("{root}/Fight Club (1999)")),
+            imdb_rating: None,
+            imdb_votes: None,
+            genres: vec![],
+            original_language: None,
+            edition: None,
+            raw: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn a_debrid_symlink_is_not_a_local_file() {
+        let s = DownloadsSettings {
+            remote_root_folders: vec!["/mnt/debrid/".into()],
+            ..DownloadsSettings::default()
+        };
+        assert!(is_local(&movie(true, "/movies", vec![]), &s, &[]));
+        assert!(!is_local(&movie(false, "/movies", vec![]), &s, &[]));
+        assert!(!is_local(&movie(true, "/mnt/debrid", vec![]), &s, &[]));
+        // A folder that only starts with the same letters is not under it.
+        assert!(is_local(&movie(true, "/mnt/debrid2", vec![]), &s, &[]));
+        assert!(!is_local(&movie(true, "/movies", vec![4]), &s, &[4]));
+        assert!(is_local(&movie(true, "/movies", vec![5]), &s, &[4]));
+    }
+}

@@ -101,7 +101,7 @@ impl Follower {
     }
 
     /// A websocket notification: the plays it ends (a `stopped`, or a session that moved on
-    /// to another item). `Err(())` asks the caller for a confirming listing (a session no
+    /// to another item), and whether a confirming listing should be asked for (a session no
     /// listing named yet).
     pub fn on_event(&mut self, e: &Event, latest: &[Session], now: Instant) -> (Vec<Ended>, bool) {
         let Some(ev) = event::from_websocket(e, 0) else {
