@@ -15,7 +15,8 @@
 //! `bigint`, so a JSON *string* at the top level through node-postgres, a number inside
 //! `json_agg`), `RemoteEndPoint`. A row we cannot read makes the whole answer
 //! [`ServiceError::Malformed`]: a count from half the rows would read as "watched less".
-//! Paging is bounded ([`MAX_PAGES`] pages of [`PAGE_SIZE`], newest first).
+//! Paging is bounded, newest first: an item's history by [`MAX_PAGES`] pages of
+//! [`PAGE_SIZE`], the server's by the `max` plays asked.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -147,43 +148,57 @@ impl Jellystat {
     pub fn item_history(&self, item_id: &str) -> Result<Vec<HistoryRow>, ServiceError> {
         let path = "/api/getItemHistory";
         let body = json!({ "itemid": item_id });
-        self.pages(path, usize::MAX, |page| {
+        self.pages(path, usize::MAX, MAX_PAGES, |page| {
             self.svc.post_json(path, &page_query(page), &body)
         })
     }
 
-    /// `GET /api/getHistory` paged (for import-history), at most `max` plays, newest first.
+    /// `GET /api/getHistory` paged (for import-history), at most `max` plays, newest first
+    /// (`max` 0: nothing is asked).
     pub fn history(&self, max: usize) -> Result<Vec<HistoryRow>, ServiceError> {
         let path = "/api/getHistory";
-        self.pages(path, max, |page| self.svc.get_json(path, &page_query(page)))
+        // Every full page gives at least PAGE_SIZE plays (a grouped row holds one or more).
+        let max_pages = max.div_ceil(PAGE_SIZE);
+        self.pages(path, max, max_pages, |page| {
+            self.svc.get_json(path, &page_query(page))
+        })
     }
 
     fn pages(
         &self,
         path: &str,
         max: usize,
-        fetch: impl Fn(usize) -> Result<Value, ServiceError>,
+        max_pages: usize,
+        fetch: impl FnMut(usize) -> Result<Value, ServiceError>,
     ) -> Result<Vec<HistoryRow>, ServiceError> {
-        let mut out = Vec::new();
-        let mut page = 1;
-        loop {
-            let v = fetch(page)?;
-            let (rows, pages) = parse_page(&v).map_err(|w| self.svc.malformed(path, w))?;
-            let empty = rows.is_empty();
-            out.extend(rows);
-            if out.len() >= max {
-                out.truncate(max);
-                break;
-            }
-            match pages {
-                // The older plain array has no pages: it was everything.
-                None => break,
-                Some(p) if page >= p || empty || page >= MAX_PAGES => break,
-                Some(_) => page += 1,
-            }
-        }
-        Ok(out)
+        collect_pages(max, max_pages, fetch, |w| self.svc.malformed(path, w))
     }
+}
+
+/// Reads pages 1, 2, … until the last page, an empty page, `max` plays or `max_pages` pages.
+/// Any page failing fails the whole: a history missing its later pages would read as
+/// "watched less".
+fn collect_pages(
+    max: usize,
+    max_pages: usize,
+    mut fetch: impl FnMut(usize) -> Result<Value, ServiceError>,
+    malformed: impl Fn(String) -> ServiceError,
+) -> Result<Vec<HistoryRow>, ServiceError> {
+    let mut out = Vec::new();
+    let mut page = 1;
+    while out.len() < max && page <= max_pages {
+        let (rows, pages) = parse_page(&fetch(page)?).map_err(&malformed)?;
+        let empty = rows.is_empty();
+        out.extend(rows);
+        match pages {
+            // The older plain array has no pages: it was everything.
+            None => break,
+            Some(p) if page >= p || empty => break,
+            Some(_) => page += 1,
+        }
+    }
+    out.truncate(max);
+    Ok(out)
 }
 
 fn page_query(page: usize) -> Vec<(&'static str, String)> {
@@ -253,6 +268,94 @@ mod tests {
         let (rows, _) = parse_page(&json!({"pages": 1, "results": [latest]})).unwrap();
         assert_eq!(rows.len(), 2);
         assert_eq!(rows[1].duration_s, 200);
+    }
+
+    #[test]
+    fn paging_stops_at_the_last_page_the_cap_or_a_failure() {
+        let page = |p: usize, pages: usize| {
+            json!({"current_page": p.to_string(), "pages": pages,
+                   "results": (0..PAGE_SIZE).map(|i| row("a", &format!("{p}-{i}"), "2024-01-01T00:00:00Z", json!(1))).collect::<Vec<_>>()})
+        };
+        let bad = |w: String| ServiceError::Malformed {
+            service: "Jellystat",
+            url: "u".into(),
+            what: w,
+        };
+        // Every page of three, then stop.
+        let mut asked = Vec::new();
+        let rows = collect_pages(
+            usize::MAX,
+            MAX_PAGES,
+            |p| {
+                asked.push(p);
+                Ok(page(p, 3))
+            },
+            bad,
+        )
+        .unwrap();
+        assert_eq!((rows.len(), asked), (3 * PAGE_SIZE, vec![1, 2, 3]));
+        // A cap of plays, and a cap of pages, whatever the server claims.
+        let mut asked = 0;
+        let rows = collect_pages(
+            150,
+            9,
+            |p| {
+                asked += 1;
+                Ok(page(p, 1000))
+            },
+            bad,
+        )
+        .unwrap();
+        assert_eq!((rows.len(), asked), (150, 2));
+        let mut asked = 0;
+        let rows = collect_pages(
+            usize::MAX,
+            4,
+            |p| {
+                asked += 1;
+                Ok(page(p, 1000))
+            },
+            bad,
+        )
+        .unwrap();
+        assert_eq!((rows.len(), asked), (4 * PAGE_SIZE, 4));
+        let mut asked = 0;
+        assert!(collect_pages(
+            0,
+            9,
+            |p| {
+                asked += 1;
+                Ok(page(p, 1))
+            },
+            bad
+        )
+        .unwrap()
+        .is_empty());
+        assert_eq!(asked, 0);
+        // An empty page ends it even when more are announced.
+        let rows = collect_pages(
+            usize::MAX,
+            9,
+            |_| Ok(json!({"pages": 5, "results": []})),
+            bad,
+        )
+        .unwrap();
+        assert!(rows.is_empty());
+        // A later page failing fails the whole.
+        let e = collect_pages(
+            usize::MAX,
+            9,
+            |p| {
+                if p == 1 {
+                    Ok(page(1, 2))
+                } else {
+                    Ok(json!("oops"))
+                }
+            },
+            bad,
+        )
+        .unwrap_err();
+        assert!(matches!(e, ServiceError::Malformed { .. }));
     }
 
     #[test]

@@ -346,7 +346,7 @@ impl ServiceClient {
         }
     }
 
-    /// `text` without secrets (and without the path, for a service whose path is a secret).
+    /// `text` without the secrets registered (keys, and a webhook URL's path and tokens).
     fn hide(&self, text: &str) -> String {
         self.http.scrub(text)
     }
@@ -651,6 +651,92 @@ mod tests {
         assert!(shown_url("ftp://h", false).is_err());
         assert!(shown_url("", false).is_err());
         assert_eq!(redact_userinfo("http://u:p@h:x"), "http://<redacted>@h:x");
+    }
+
+    #[test]
+    fn every_error_says_what_failed_where_and_what_to_do() {
+        let url = || "http://h:7878/radarr/api/v3/movie".to_string();
+        let cases = [
+            (
+                ServiceError::Unauthorized {
+                    service: "Radarr",
+                    url: url(),
+                },
+                vec![
+                    "refused the API key",
+                    "downloads.radarr_api_key",
+                    "Settings",
+                ],
+            ),
+            (
+                ServiceError::Http {
+                    service: "Radarr",
+                    url: url(),
+                    status: 503,
+                    body_excerpt: "database is locked".into(),
+                },
+                vec![
+                    "answered 503 Service Unavailable",
+                    "database is locked",
+                    "retried later",
+                ],
+            ),
+            (
+                ServiceError::Http {
+                    service: "Radarr",
+                    url: url(),
+                    status: 404,
+                    body_excerpt: String::new(),
+                },
+                vec!["answered 404 Not Found", "downloads.radarr_url", "URL base"],
+            ),
+            (
+                ServiceError::Timeout {
+                    service: "Radarr",
+                    url: url(),
+                    after_ms: 10_000,
+                },
+                vec![
+                    "did not answer within 10000 ms",
+                    "downloads.request_timeout_ms",
+                ],
+            ),
+            (
+                ServiceError::Connect {
+                    service: "Radarr",
+                    url: url(),
+                    cause: "connection refused".into(),
+                },
+                vec![
+                    "cannot reach Radarr",
+                    "connection refused",
+                    "RADARR_URL",
+                    "running",
+                ],
+            ),
+            (
+                ServiceError::Malformed {
+                    service: "Jellystat",
+                    url: url(),
+                    what: "row 3: no \"UserName\"".into(),
+                },
+                vec![
+                    "sent something unexpected",
+                    "row 3",
+                    "downloads.jellystat_url",
+                ],
+            ),
+        ];
+        for (e, words) in cases {
+            let shown = e.to_string();
+            assert!(
+                shown.contains("http://h:7878/radarr/api/v3/movie"),
+                "{shown}"
+            );
+            for w in words {
+                assert!(shown.contains(w), "{w:?} missing from {shown}");
+            }
+        }
     }
 
     #[test]
