@@ -327,8 +327,10 @@ fn status(args: StatusArgs) -> Result<ExitCode> {
                     };
                     let mut recent = Vec::new();
                     for q in &queued {
-                        if let Ok(Some(d)) = store.download_decision(q.decision_id) {
-                            recent.push(d);
+                        match store.download_decision(q.decision_id) {
+                            Ok(Some(d)) => recent.push(d),
+                            Ok(None) => {}
+                            Err(e) => return Err(e.context("reading a queued download decision")),
                         }
                     }
                     (queued, recent)

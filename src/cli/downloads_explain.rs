@@ -121,7 +121,7 @@ pub fn explain(args: ExplainArgs) -> Result<ExitCode> {
             let db = store(&cfg, &mut Vec::new())?;
             let indexed = db
                 .titled(&args.title, args.year.map(i64::from))
-                .unwrap_or_default();
+                .context("reading the Plex index: nothing evaluated")?;
             let Some(it) = indexed.iter().find(|t| t.kind == "movie") else {
                 bail!(
                     "no movie titled {:?}{} in Radarr ({} movies) or the Plex index",
