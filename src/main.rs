@@ -17,6 +17,7 @@ fn main() -> std::process::ExitCode {
         cli::Command::Throttle(args) => cli::throttle::run(args),
         cli::Command::Trakt(args) => cli::trakt::run(args),
         cli::Command::Scrobble(args) => cli::scrobble::run(args),
+        cli::Command::Downloads(args) => cli::downloads::run(args),
     };
     match result {
         Ok(code) => code,

@@ -38,6 +38,15 @@ pub struct Play {
     pub client_status: AtomicU64,
     /// Every client command.
     pub commands: Mutex<Vec<ClientCommand>>,
+    /// `Metadata[]` of `/status/sessions/history/all` (rows as [`Play::history_row`] makes
+    /// them), in any order: the fake sorts by `viewedAt` descending as asked.
+    pub history: Mutex<Vec<Value>>,
+    /// `Account[]` of `/accounts`: (id, name).
+    pub accounts: Mutex<Vec<(u64, String)>>,
+    /// `/status/sessions/history/all` requests answered, with their query.
+    pub history_queries: Mutex<Vec<BTreeMap<String, String>>>,
+    /// Answer the history with this status (0: 200).
+    pub history_status: AtomicU64,
 }
 
 impl Play {
@@ -63,6 +72,21 @@ impl Play {
             "TranscodeSession": {"key": format!("/transcode/sessions/{transcode}"), "throttled": false, "complete": false,
                 "progress": 3.2, "speed": 1.1, "videoDecision": video_decision, "audioDecision": "transcode",
                 "sourceVideoCodec": "hevc", "videoCodec": "h264", "protocol": "dash", "context": "streaming"}})
+    }
+
+    /// A watch-history row as Plex answers it (`/status/sessions/history/all`): no year, no
+    /// ids, no user name — only `accountID` (a number) and `viewedAt` (epoch seconds).
+    pub fn history_row(
+        history_id: u64,
+        rk: u64,
+        title: &str,
+        account: u64,
+        viewed_at: i64,
+    ) -> Value {
+        json!({"historyKey": format!("/status/sessions/history/{history_id}"), "key": format!("/library/metadata/{rk}"),
+            "ratingKey": rk.to_string(), "librarySectionID": "1", "title": title, "type": "movie",
+            "thumb": format!("/library/metadata/{rk}/thumb/1700000000"), "originallyAvailableAt": "1999-03-31",
+            "viewedAt": viewed_at, "accountID": account, "deviceID": 3})
     }
 
     pub fn set_sessions(&self, list: Vec<Value>) {
@@ -591,6 +615,52 @@ fn serve(
             0 | 200 => respond(&mut conn, "200 OK", ""),
             other => respond(&mut conn, &format!("{other} Error"), "{}"),
         };
+    } else if path == "/status/sessions/history/all" {
+        play.history_queries.lock().unwrap().push(q.clone());
+        match play.history_status.load(Ordering::SeqCst) {
+            0 | 200 => {}
+            other => return respond(&mut conn, &format!("{other} Error"), "{\"error\":\"boom\"}"),
+        }
+        let num = |k: &str| {
+            headers
+                .get(k)
+                .or_else(|| q.get(k))
+                .and_then(|v| v.parse::<usize>().ok())
+        };
+        let start = num("x-plex-container-start").unwrap_or(0);
+        let size = num("x-plex-container-size").unwrap_or(usize::MAX);
+        // `viewedAt>=T` arrives as the key `viewedAt>` with the value `T` (apis.md §1.3).
+        let after: Option<i64> = q.get("viewedAt>").and_then(|v| v.parse().ok());
+        let account: Option<i64> = q.get("accountID").and_then(|v| v.parse().ok());
+        let mut rows: Vec<Value> = play
+            .history
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| after.is_none_or(|t| r["viewedAt"].as_i64().unwrap_or(0) >= t))
+            .filter(|r| account.is_none_or(|a| r["accountID"].as_i64() == Some(a)))
+            .cloned()
+            .collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r["viewedAt"].as_i64().unwrap_or(0)));
+        let total = rows.len();
+        let page: Vec<Value> = rows.into_iter().skip(start).take(size).collect();
+        if page.is_empty() {
+            json!({"MediaContainer": {"size": 0, "totalSize": total, "offset": start}})
+        } else {
+            json!({"MediaContainer": {"size": page.len(), "totalSize": total, "offset": start, "Metadata": page}})
+        }
+    } else if path == "/accounts" {
+        let list: Vec<Value> = play
+            .accounts
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(id, name)| {
+                json!({"id": id, "key": format!("/accounts/{id}"), "name": name,
+                "defaultAudioLanguage": "en", "autoSelectAudio": true, "subtitleMode": 0})
+            })
+            .collect();
+        json!({"MediaContainer": {"size": list.len(), "identifier": "com.plexapp.system.accounts", "Account": list}})
     } else if path == "/identity" {
         json!({"MediaContainer": {"size": 0, "machineIdentifier": "fake-plex-machine", "version": "1.42.0.0000-fake"}})
     } else if path == "/library/sections" {

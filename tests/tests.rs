@@ -6,9 +6,11 @@
 mod chromium;
 mod cli;
 mod daemon;
+mod downloads_cli;
 mod downloads_clients;
 mod dashboard_api;
 mod dashboard_browser;
+mod downloads_daemon;
 mod e2e;
 mod enforce;
 mod fake_jellyfin;

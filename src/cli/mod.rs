@@ -3,6 +3,10 @@
 pub mod check_config;
 pub mod daemon;
 pub mod decisions;
+pub mod downloads;
+pub mod downloads_explain;
+pub mod downloads_history;
+pub mod downloads_prune;
 pub mod explain;
 pub mod library;
 pub mod scrobble;
@@ -53,6 +57,10 @@ pub enum Command {
     /// Scrobbling to Trakt: move from CrossWatch (`import`), what became of each call
     /// (`history`).
     Scrobble(scrobble::ScrobbleArgs),
+    /// Smart downloads through Radarr: why a movie would download (`explain`), the stored
+    /// `decisions`, `import-history` from Plex or Jellystat, a dry-run `test`, the `prune`
+    /// report, the job's `status`.
+    Downloads(downloads::DownloadsArgs),
 }
 
 #[derive(Debug, Args)]

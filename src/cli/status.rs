@@ -63,7 +63,7 @@ pub fn run(args: StatusArgs) -> Result<ExitCode> {
 
 /// Asks the daemon for its status. The socket is the shim's: `shim.socket`, or
 /// `DOWNSHIFTARR_SOCKET` when set (as the shim reads it). Errors carry the socket tried.
-fn daemon_status(
+pub(crate) fn daemon_status(
     flag: Option<&std::path::Path>,
 ) -> std::result::Result<(String, Status), (Option<String>, String)> {
     use crate::daemon::admin::{AdminRequest, AdminResponse};
@@ -179,6 +179,11 @@ fn render(s: &Status) -> String {
     }
     if let Some(t) = s.sections.get(crate::jobs::scrobble::status::JOB) {
         for l in crate::jobs::scrobble::status::lines(t) {
+            line(l);
+        }
+    }
+    if let Some(t) = s.sections.get(crate::jobs::downloads::status::JOB) {
+        for l in crate::jobs::downloads::status::lines(t) {
             line(l);
         }
     }

@@ -35,6 +35,9 @@ pub struct JellyfinItem {
     pub ids: Ids,
     /// `UserData.PlayCount` (absent when Jellyfin did not attach the user's data).
     pub play_count: Option<u32>,
+    /// `RunTimeTicks` in seconds (1 tick = 100 ns): what a Jellystat play's duration is a
+    /// share of (`downloads import-history --from jellystat`).
+    pub runtime_s: Option<u64>,
 }
 
 impl JellyfinItem {
@@ -89,6 +92,11 @@ impl JellyfinItem {
                 .and_then(|u| u.get("PlayCount"))
                 .and_then(as_count)
                 .map(|c| c.min(u64::from(u32::MAX)) as u32),
+            runtime_s: v
+                .get("RunTimeTicks")
+                .and_then(as_count)
+                .map(|t| t / 10_000_000)
+                .filter(|&s| s > 0),
             name,
             kind,
         })

@@ -44,6 +44,7 @@ pub const TABLE: &[(&str, Builder)] = &[
     ("guard", guard::job),
     ("throttle", throttle::run::job),
     ("scrobble", scrobble::run::job),
+    ("downloads", downloads::run::job),
     ("sync", index::job::job),
     ("events", events),
 ];
@@ -53,11 +54,40 @@ pub fn start(ctx: &Ctx) -> Result<Vec<JoinHandle<()>>> {
     start_only(ctx, &TABLE.iter().map(|(n, _)| *n).collect::<Vec<_>>())
 }
 
+/// The jobs that work for or with Plex: off together on a machine without Plex (see
+/// [`plex_absent`]). The socket stays: `downshiftarr status` asks the daemon through it.
+pub const PLEX_JOBS: &[&str] = &["heal", "refusals", "sessions", "guard", "sync", "events"];
+
+/// Why the Plex jobs are off, when this machine has no Plex to work with: no Plex token is set
+/// (not in the environment, a token file or the file's key) and no Plex install is found. A
+/// Jellyfin-only owner runs the downloads job and hears ONE line about Plex, not a warning per
+/// job; a token file that cannot be read, or a Plex installed here, is not that case (each job
+/// then says what is wrong, as before).
+pub fn plex_absent(cfg: &crate::config::Config) -> Option<String> {
+    if !matches!(cfg.plex.token.get(), Ok(None)) || heal::plex_dir(cfg).is_some() {
+        return None;
+    }
+    Some(format!(
+        "Plex is not configured (no token) and not installed here ({}): the Plex jobs are off ({})",
+        crate::config::PLEX_DIRS.join(", "),
+        PLEX_JOBS.join(", ")
+    ))
+}
+
 /// [`start`] for the jobs of [`TABLE`] named in `names` (a command that runs one job on its
 /// own, with the jobs it consumes).
 pub fn start_only(ctx: &Ctx, names: &[&str]) -> Result<Vec<JoinHandle<()>>> {
     let mut handles = Vec::new();
+    let absent = plex_absent(&ctx.config());
+    if let Some(why) = &absent {
+        if names.iter().any(|n| PLEX_JOBS.contains(n)) {
+            tracing::info!("{why}");
+        }
+    }
     for (name, build) in TABLE.iter().filter(|(n, _)| names.contains(n)) {
+        if absent.is_some() && PLEX_JOBS.contains(name) {
+            continue;
+        }
         if let Some(job) = build(ctx)? {
             handles.push(supervisor::spawn(
                 name,

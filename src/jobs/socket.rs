@@ -119,7 +119,14 @@ pub fn bind(path: &Path, group: &str) -> Result<(Listener, Access)> {
 /// as the shim would otherwise probe every file on its own), then serves until shutdown.
 pub fn job(ctx: &Ctx) -> Result<Option<Job>> {
     let cfg = ctx.config();
-    let (listener, mut access) = bind(Path::new(&cfg.shim.socket), &cfg.daemon.socket_group)?;
+    // The group is for Plex's transcoder user: on a machine without Plex (a Jellyfin-only
+    // owner) a missing `plex` group is expected, not worth a warning — the admin CLI runs as
+    // root or as the daemon's own user.
+    let mut group = cfg.daemon.socket_group.as_str();
+    if super::plex_absent(&cfg).is_some() && !matches!(Group::from_name(group), Ok(Some(_))) {
+        group = "";
+    }
+    let (listener, mut access) = bind(Path::new(&cfg.shim.socket), group)?;
     access.uids.extend(&cfg.daemon.allowed_uids);
     access.gids.extend(&cfg.daemon.allowed_gids);
     let ctx = ctx.clone();

@@ -156,8 +156,8 @@ impl Store {
         Ok(Store { conn })
     }
 
-    /// An in-memory database with every migration (tests).
-    #[cfg(test)]
+    /// An in-memory database with every migration (tests, and the CLI's `downloads explain`
+    /// before the daemon has created the file: an empty history).
     pub fn in_memory() -> Result<Store> {
         let store = Store::setup(Connection::open_in_memory()?)?;
         store.migrate()?;

@@ -6,10 +6,15 @@
 //! - `POST /webhook/plex/<daemon.webhook_token>`: Plex's webhook (multipart, JSON or form),
 //!   queued on `ctx.webhooks` for the scrobble job and answered at once; a wrong or unset
 //!   token is a 404 (the path is never confirmed). `POST /webhook/trakt` (the original's
-//!   path) is the same without a token, from loopback only;
-//! - `/api/…`: the ops API (scrobble status/start/stop, logs, the configuration, the
-//!   dashboard's endpoints and actions), behind `Authorization: Bearer <daemon.api_key>` or
-//!   the dashboard's login cookie unless the caller is on loopback ([`dashboard::auth`]);
+//!   path) is the same without a token, from loopback only. When the downloads job is on (and
+//!   `downloads.plex_plays`), the same payload is queued on `ctx.downloads` too;
+//! - `POST /webhook/jellyfin/<daemon.webhook_token>` and the original's `POST
+//!   /jellyfin/playback`: Jellyfin's webhook plugin, for the downloads job ([`downloads`]);
+//!   `/health` answers POST as well as GET (the original did);
+//! - `/api/…`: the ops API (scrobble status/start/stop, downloads status/decisions/reevaluate,
+//!   logs, the configuration, the dashboard's endpoints and actions), behind
+//!   `Authorization: Bearer <daemon.api_key>` or the dashboard's login cookie unless the
+//!   caller is on loopback ([`dashboard::auth`]);
 //! - `GET/POST /login`, `POST /logout`: the dashboard's login form;
 //! - `/` and `/assets/…`: the dashboard page (`dashboard::assets`), the ops API's access rule;
 //!   without it, the login form (401).
@@ -19,6 +24,7 @@
 //! thread), a log stream on its own thread (at most [`MAX_STREAMS`]).
 
 pub mod dashboard;
+pub mod downloads;
 pub mod multipart;
 
 use std::io::{Read, Write};
@@ -61,6 +67,8 @@ pub fn bind(addr: &str) -> Result<Server> {
 struct State {
     ctx: Ctx,
     webhooks: Counter,
+    /// Jellyfin webhooks, by door and result.
+    downloads_hooks: Counter,
     bodies: Arc<AtomicUsize>,
     streams: Arc<AtomicUsize>,
 }
@@ -72,6 +80,11 @@ pub fn serve(server: &Server, ctx: &Ctx, shutdown: &Shutdown) -> Result<()> {
             "downshiftarr_webhooks_total",
             "Plex webhook requests, by result (queued, bad_request, too_large, queue_full, …)",
             &["result"],
+        ),
+        downloads_hooks: ctx.health.metrics.counter(
+            "downshiftarr_downloads_webhooks_total",
+            "Jellyfin webhook requests, by path (token, original) and result (queued, bad_request, unauthorized, forbidden, queue_full, off)",
+            &["path", "result"],
         ),
         bodies: Arc::default(),
         streams: Arc::default(),
@@ -217,8 +230,32 @@ fn handle(req: Request, st: &State) {
         }
         return webhook(req, st, &method);
     }
+    if let Some(token) = path.strip_prefix("/webhook/jellyfin/") {
+        let cfg = st.ctx.config();
+        let ok = match cfg.daemon.webhook_token.get() {
+            Ok(Some(t)) => ct_eq(token.as_bytes(), t.expose().as_bytes()),
+            _ => false,
+        };
+        if !ok {
+            st.downloads_hooks.inc_with(&["token", "not_found"]);
+            return respond(req, text(404, "not found"));
+        }
+        return downloads::jellyfin(req, st, &method, downloads::Door::Token, loopback);
+    }
     match path {
-        "/health" | "/metrics" if method != Method::Get && method != Method::Head => {
+        "/jellyfin/playback" => {
+            downloads::jellyfin(req, st, &method, downloads::Door::Original, loopback)
+        }
+        // The original answered `/health` to GET and POST alike; `/metrics` is GET only.
+        "/health" if method == Method::Post => {
+            let h = &st.ctx.health;
+            let code = if h.healthy() { 200 } else { 503 };
+            respond(req, json_answer(code, &h.status_json()))
+        }
+        "/health" if method != Method::Get && method != Method::Head => {
+            respond(req, not_allowed("GET, POST"))
+        }
+        "/metrics" if method != Method::Get && method != Method::Head => {
             respond(req, not_allowed("GET"))
         }
         "/health" => {
@@ -294,6 +331,9 @@ fn respond(req: Request, res: Answer) {
 fn api(req: Request, st: &State, method: &Method, path: &str, query: &str) {
     let ctx = &st.ctx;
     let want = |m: Method, allow: &str| (*method != m).then(|| not_allowed(allow));
+    if path.starts_with("/api/downloads/") {
+        return downloads::api(req, st, method, path, query);
+    }
     match path {
         "/api/scrobble/status" => {
             if let Some(r) = want(Method::Get, "GET") {
@@ -485,6 +525,13 @@ fn webhook(req: Request, st: &State, method: &Method) {
     let ctx = st.ctx.clone();
     let counter = st.webhooks.clone();
     let ct = header_value(&req, "Content-Type").unwrap_or("").to_string();
+    // Who takes a Plex webhook: the downloads job when it counts Plex plays, the scrobble job
+    // when it is on — and, as before, the scrobble queue whenever the downloads job does not
+    // take it.
+    let cfg = ctx.config();
+    let to_downloads = cfg.downloads.enabled() && cfg.downloads.plex_plays;
+    let to_scrobble = cfg.scrobble.enabled() || !to_downloads;
+    drop(cfg);
     if req.body_length().is_some_and(|n| n > MAX_WEBHOOK_BODY) {
         counter.inc_with(&["too_large"]);
     }
@@ -494,12 +541,20 @@ fn webhook(req: Request, st: &State, method: &Method) {
         MAX_WEBHOOK_BODY,
         move |body| match webhook_payload(&ct, &body) {
             Ok(v) => {
-                if ctx.webhooks.send(v) {
-                    counter.inc_with(&["queued"]);
-                    text(200, "queued")
-                } else {
+                let mut full = false;
+                if to_downloads {
+                    let work = crate::jobs::downloads::Intake::PlexWebhook(v.clone());
+                    full |= !ctx.downloads.send(work);
+                }
+                if to_scrobble {
+                    full |= !ctx.webhooks.send(v);
+                }
+                if full {
                     counter.inc_with(&["queue_full"]);
                     text(503, "webhook queue full; retry later")
+                } else {
+                    counter.inc_with(&["queued"]);
+                    text(200, "queued")
                 }
             }
             Err(e) => {

@@ -16,9 +16,15 @@
 //! - the run loop: intake queue → facts → verdict → Radarr, retried, never reading a failed
 //!   request as "absent" or "not watched".
 
+pub mod engine;
 pub mod intake;
+pub mod notify;
+pub mod plex;
+pub mod prune;
 pub mod rules;
+pub mod run;
 pub mod settings;
+pub mod status;
 
 use std::net::IpAddr;
 

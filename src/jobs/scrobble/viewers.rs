@@ -25,6 +25,8 @@ pub struct Seen {
     pub title: String,
     pub duration_ms: Option<i64>,
     pub view_offset_ms: Option<i64>,
+    /// `Player.address` (the downloads job tells guests by network).
+    pub address: Option<String>,
     last: Instant,
 }
 
@@ -39,6 +41,7 @@ impl Seen {
             title: s.title.clone(),
             duration_ms: s.duration_ms,
             view_offset_ms: s.view_offset_ms,
+            address: s.address.clone(),
             last: now,
         })
     }
