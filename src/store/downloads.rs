@@ -1,6 +1,3 @@
-// NOTE for helper dlcore: the lead wrote this file (and migration 9 + `pub mod downloads;` in
-// src/store/mod.rs) on main as commit 128b147 while you worked on the config. It is item 6 of your
-// task: do not rewrite it; commit it as it is (remove this note), extend it if you need more.
 //! The downloads job's SQL (issue 13): our own watch history (`download_plays`), every
 //! decision with its reasons and facts (`download_decisions`), the durable queue of decisions
 //! waiting for Radarr (`download_queue`) and the searches made (`download_searches`, one per

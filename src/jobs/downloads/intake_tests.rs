@@ -431,3 +431,19 @@ fn junk_never_panics() {
         "the junk should leave many bodies usable: {plays}"
     );
 }
+
+/// The plugin posting the same stop twice (a retry, two destinations) is one play in our
+/// history: the play's time is the plugin's, not the arrival's.
+#[test]
+fn the_same_jellyfin_stop_posted_twice_is_recorded_once() {
+    let s = crate::store::Store::in_memory().unwrap();
+    let first = from_jellyfin(&jellyfin(), NOW).unwrap().unwrap();
+    let again = from_jellyfin(&jellyfin(), NOW + 4_000).unwrap().unwrap();
+    assert_eq!(first, again);
+    assert!(s.record_play(&first).unwrap());
+    assert!(!s.record_play(&again).unwrap());
+    let count = s
+        .watch_count("ANN", &first.ids, &first.title, first.year, first.at_ms)
+        .unwrap();
+    assert_eq!(count, 1);
+}
