@@ -778,11 +778,16 @@ fn a_jellystat_outage_uses_our_own_history_and_says_so() {
 fn a_plex_websocket_play_to_95_percent_counts() {
     use crate::scrobble_daemon::{playing_frame, session, MOVIE_MS};
     let radarr = FakeRadarr::start();
-    // The fake library's "Movie 0" (rating key 1001) is TMDB 100; "Movie 1" (1002) TMDB 101.
+    // The fake library's "Movie N" (rating key 1001 + N) is TMDB 100 + N.
     radarr.add(streamed(11, 100, "Movie 0", 1980, 8.8));
     radarr.add(streamed(12, 101, "Movie 1", 1981, 8.8));
+    radarr.add(streamed(13, 102, "Movie 2", 1982, 8.8));
     let env = crate::daemon::Env::new(FakePlex::start(4, 1, 3), json!({}));
     env.configure("enforce", json!({"guard_interval_s": 1}));
+    env.configure(
+        "daemon",
+        json!({"webhook_token": crate::scrobble_daemon::WEBHOOK_TOKEN}),
+    );
     env.configure(
         "downloads",
         json!({"radarr_url": radarr.url(), "radarr_api_key": fake_radarr::API_KEY, "tracked_users": ["alice"]}),
@@ -836,6 +841,134 @@ fn a_plex_websocket_play_to_95_percent_counts() {
     assert!(
         m.contains("downshiftarr_downloads_plays_total{source=\"plex_websocket\",result=\"not_counted\"} 1"),
         "{m}"
+    );
+    // Plex's webhooks for the same play (`media.scrobble` at 90 %, `media.stop`): the same
+    // viewing, no second play. Then a webhook-only play of Movie 2: its own search.
+    let addr = crate::scrobble_daemon::http_addr(&env);
+    let hook = |event: &str, rk: u64, pct_of: f64| {
+        let payload = crate::scrobble_daemon::webhook(
+            event,
+            "alice",
+            "player-1",
+            rk,
+            pct(pct_of),
+            crate::scrobble_daemon::SERVER_UUID,
+        );
+        assert_eq!(crate::scrobble_daemon::post_multipart(&addr, &payload), 200);
+    };
+    hook("media.scrobble", 1001, 91.0);
+    hook("media.stop", 1001, 96.0);
+    hook("media.scrobble", 1003, 92.0);
+    wait("the Plex webhook play never reached Radarr", || {
+        searches(&radarr).len() >= 2
+    });
+    std::thread::sleep(QUIET);
+    assert_eq!(
+        searches(&radarr),
+        vec![vec![11], vec![13]],
+        "Movie 2 once, Movie 0 not again"
+    );
+    let m = crate::daemon::http_get(&addr, "/metrics");
+    assert!(
+        m.contains(
+            "downshiftarr_downloads_plays_total{source=\"plex_webhook\",result=\"repeat\"} 2"
+        ),
+        "{m}"
+    );
+    stop(d);
+}
+
+#[test]
+fn dry_run_changes_nothing_in_radarr_and_a_decision_can_be_evaluated_again() {
+    let radarr = FakeRadarr::start();
+    radarr.add(streamed(4, 155, "The Dark Knight", 2008, 9.0));
+    let solo = solo_with(&radarr, json!({"dry_run": true}));
+    let d = solo.daemon();
+    solo.play(&playback_stop(
+        "alice",
+        "jf-155",
+        "The Dark Knight",
+        2008,
+        155,
+        "tt0468569",
+        98.0,
+        false,
+    ));
+    let v = &solo.decisions()[0];
+    wait("the dry run never said what it would do", || {
+        solo.decisions()[0]["status"] == "dry_run"
+    });
+    let v2 = &solo.decisions()[0];
+    assert_eq!(v["verdict"]["download"], true, "{v:#}");
+    assert!(
+        v2["detail"].as_str().unwrap().contains("would tag"),
+        "{v2:#}"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(searches(&radarr).is_empty(), "dry run: no search");
+    assert!(radarr.tags().is_empty(), "dry run: no tag created");
+    assert!(
+        radarr.requests("PUT", "/api/v3/movie/4").is_empty(),
+        "dry run: the movie untouched"
+    );
+    let id = v2["id"].as_i64().unwrap();
+    let (code, body) = request(
+        &solo.http,
+        "POST",
+        &format!("/api/downloads/reevaluate/{id}"),
+        &[],
+        b"",
+    );
+    assert_eq!(code, 202, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        json!({"queued": id})
+    );
+    wait("the re-evaluation was never stored", || {
+        solo.decisions().len() == 2
+    });
+    let again = &solo.decisions()[0];
+    assert_ne!(again["id"], v2["id"]);
+    assert_eq!(again["play"], v2["play"], "the same play, evaluated again");
+    assert_eq!(
+        request(
+            &solo.http,
+            "POST",
+            "/api/downloads/reevaluate/99999",
+            &[],
+            b""
+        )
+        .0,
+        404
+    );
+    assert_eq!(
+        request(
+            &solo.http,
+            "GET",
+            &format!("/api/downloads/reevaluate/{id}"),
+            &[],
+            b""
+        )
+        .0,
+        405
+    );
+    let (code, body) = request(&solo.http, "GET", "/api/downloads/status", &[], b"");
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["dry_run"],
+        true,
+        "{body}"
+    );
+    assert_eq!(
+        request(
+            &solo.http,
+            "GET",
+            "/api/downloads/decisions?since=7w",
+            &[],
+            b""
+        )
+        .0,
+        400
     );
     stop(d);
 }

@@ -45,6 +45,8 @@ const POLL_COMMAND: Duration = Duration::from_secs(2);
 const MAX_BACKOFF_S: u64 = 3600;
 /// Queued decisions acted on per pass (the rest next pass).
 const DUE_BATCH: usize = 32;
+/// Queued work taken in one go before the queue, the searches and the status get a look.
+const DRAIN_BATCH: usize = 256;
 /// The same Plex play heard again within this is one play.
 const PLEX_REPEAT: Duration = Duration::from_secs(3 * 3600);
 
@@ -208,8 +210,12 @@ impl<'a> Runner<'a> {
             if let Some(work) = self.ctx.downloads.recv_timeout(wait) {
                 let arrived = Instant::now();
                 self.take(work, arrived);
-                // What else is queued, at once (a burst is taken in one go).
-                while let Some(more) = self.ctx.downloads.recv_timeout(Duration::ZERO) {
+                // What else is queued, at once (a burst is taken in one go), bounded so a
+                // flood never starves the retries and the status.
+                for _ in 0..DRAIN_BATCH {
+                    let Some(more) = self.ctx.downloads.recv_timeout(Duration::ZERO) else {
+                        break;
+                    };
                     self.take(more, Instant::now());
                 }
             }
