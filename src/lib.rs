@@ -12,5 +12,6 @@ pub mod clients;
 pub mod config;
 pub mod daemon;
 pub mod jobs;
+pub mod model;
 pub mod plex;
 pub mod store;

@@ -578,7 +578,12 @@ fn two_plays_of_a_7_5_film_by_the_tracked_user_make_one_search_and_a_keep_tag() 
 fn a_guests_plays_download_nothing_and_an_8_7_film_downloads_after_the_first_play() {
     let radarr = FakeRadarr::start();
     radarr.add(streamed(3, 27205, "Inception", 2010, 8.7));
-    let solo = solo_with(&radarr, json!({}));
+    // `downloads.notify`: a Discord webhook told of the download, once, and of nothing else.
+    let hook = crate::fake_notify::FakeNotify::start();
+    let solo = solo_with(
+        &radarr,
+        json!({"notify": {"url": hook.url("/api/webhooks/1/tok")}}),
+    );
     let d = solo.daemon();
     let pb = |user: &str| {
         playback_stop(
@@ -626,6 +631,17 @@ fn a_guests_plays_download_nothing_and_an_8_7_film_downloads_after_the_first_pla
             .contains("IMDb 8.7"),
         "{v:#}"
     );
+    wait("no download notification", || {
+        !hook
+            .server
+            .requests("POST", "/api/webhooks/1/tok")
+            .is_empty()
+    });
+    std::thread::sleep(QUIET);
+    let sent = hook.server.requests("POST", "/api/webhooks/1/tok");
+    assert_eq!(sent.len(), 1, "one notification for one download");
+    let content = sent[0].json()["content"].as_str().unwrap_or("").to_string();
+    assert!(content.contains("Inception"), "{content}");
     stop(d);
 }
 

@@ -1,5 +1,5 @@
 //! The daemon's layers import only downward (issue 10): cli → jobs → daemon → plex, clients,
-//! store, config → the shim crate. A `use crate::<upper layer>` in a lower one fails here.
+//! store, config → model → the shim crate. A `use crate::<upper layer>` in a lower one fails here.
 
 use std::path::Path;
 
@@ -11,6 +11,12 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("clients", &["cli", "jobs", "daemon"]),
     ("store", &["cli", "jobs", "daemon"]),
     ("config", &["cli", "jobs", "daemon", "store"]),
+    (
+        "model",
+        &[
+            "cli", "jobs", "daemon", "plex", "clients", "store", "config",
+        ],
+    ),
 ];
 
 fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

@@ -6,10 +6,10 @@
 mod chromium;
 mod cli;
 mod daemon;
-mod downloads_cli;
-mod downloads_clients;
 mod dashboard_api;
 mod dashboard_browser;
+mod downloads_cli;
+mod downloads_clients;
 mod downloads_daemon;
 mod e2e;
 mod enforce;

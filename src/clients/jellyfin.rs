@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::http::encode_segment;
 use super::service::{as_count, is_absent, text, Limits, ServiceClient, ServiceError, Spec};
-use crate::jobs::downloads::Ids;
+use crate::model::downloads::Ids;
 
 const MAX_BODY: u64 = 16 << 20;
 

@@ -139,7 +139,7 @@ pub struct Inner {
     pub scrobble_paused: AtomicBool,
     /// Work for the downloads job: Jellyfin and Plex webhook bodies, re-evaluations. The HTTP
     /// thread answers at once and queues the work.
-    pub downloads: Queue<crate::jobs::downloads::Intake>,
+    pub downloads: Queue<crate::model::downloads::Intake>,
     /// The web dashboard's logins and its requests to jobs (a sync now, a throttle restore).
     pub dashboard: crate::daemon::http::dashboard::Shared,
     plex: Mutex<Cached<Plex>>,

@@ -13,7 +13,7 @@ use rusqlite::{params, OptionalExtension, Row};
 use serde::{Deserialize, Serialize};
 
 use super::Store;
-use crate::jobs::downloads::{Facts, Ids, Play, Verdict};
+use crate::model::downloads::{Facts, Ids, Play, Verdict};
 
 /// Plays of one movie by one user closer than this are one viewing (a source's stop and
 /// another's start of the same play are a film's length apart at most).
@@ -385,7 +385,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jobs::downloads::{ItemKind, PlaySource, Tier};
+    use crate::model::downloads::{ItemKind, PlaySource, Tier};
 
     const DAY: u64 = 86_400_000;
 

@@ -25,7 +25,7 @@ use super::{
     MAX_WEBHOOK_BODY,
 };
 use crate::daemon::ctx::Ctx;
-use crate::jobs::downloads::Intake;
+use crate::model::downloads::Intake;
 use crate::store::Store;
 
 /// The most decisions one `/api/downloads/decisions` answer carries.

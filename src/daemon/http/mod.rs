@@ -543,7 +543,7 @@ fn webhook(req: Request, st: &State, method: &Method) {
             Ok(v) => {
                 let mut full = false;
                 if to_downloads {
-                    let work = crate::jobs::downloads::Intake::PlexWebhook(v.clone());
+                    let work = crate::model::downloads::Intake::PlexWebhook(v.clone());
                     full |= !ctx.downloads.send(work);
                 }
                 if to_scrobble {

@@ -27,7 +27,9 @@ use anyhow::Result;
 use super::engine::{self, unix_ms, Services};
 use super::plex::{Ended, Follower, Recent};
 use super::status::{DownloadsStatus, Waiting, JOB, MAX_WAITING_SHOWN};
-use super::{intake, settings, Facts, Ids, Intake, ItemKind, Play, PlaySource, Tier, Verdict};
+use super::{
+    intake, notify, settings, Facts, Ids, Intake, ItemKind, Play, PlaySource, Tier, Verdict,
+};
 use crate::config::downloads::DownloadsSettings;
 use crate::daemon::ctx::Ctx;
 use crate::daemon::lifecycle::Shutdown;
@@ -232,6 +234,7 @@ impl<'a> Runner<'a> {
                 }
                 self.retry_due();
                 self.follow_searches();
+                self.weekly();
                 self.publish();
             }
         }
@@ -516,8 +519,53 @@ impl<'a> Runner<'a> {
                 if let Err(e) = self.store.finish_download(id) {
                     tracing::error!("downloads: could not take decision {id} off the queue: {e:#}");
                 }
+                if a.command_id.is_some() || a.status == "dry_run" {
+                    self.notify_triggered(&s, id);
+                }
             }
             Err(e) => self.reschedule_after(id, attempts, &e.to_string()),
+        }
+    }
+
+    /// `downloads.notify`: the "download triggered" message, sent off the loop (a slow
+    /// webhook must not hold the decisions behind it); a failure is logged, never retried
+    /// into a second message.
+    fn notify_triggered(&self, s: &DownloadsSettings, id: i64) {
+        if s.notify.url.expose().trim().is_empty() {
+            return;
+        }
+        let d = match self.store.download_decision(id) {
+            Ok(Some(d)) => d,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::warn!("downloads: decision {id} unreadable for its notification: {e:#}");
+                return;
+            }
+        };
+        let s = s.clone();
+        let spawned = std::thread::Builder::new()
+            .name("downloads-notify".into())
+            .spawn(move || {
+                if let Err(e) = notify::on_download(&s, &d.play, &d.verdict) {
+                    tracing::warn!("downloads: the download notification was not sent: {e}");
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("downloads: no thread for the download notification: {e}");
+        }
+    }
+
+    /// `downloads.notify.weekly_summary`, checked once a tick (due once a week).
+    fn weekly(&mut self) {
+        let s = self.settings();
+        if !s.notify.weekly_summary {
+            return;
+        }
+        let Some((_, sv)) = self.services.as_ref() else {
+            return;
+        };
+        if let Err(e) = notify::weekly_tick(&self.store, &sv.radarr, &s, unix_ms()) {
+            tracing::warn!("downloads: the weekly summary was not sent: {e:#}");
         }
     }
 
