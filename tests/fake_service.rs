@@ -232,6 +232,47 @@ impl FakeServer {
     }
 }
 
+/// Reads one HTTP/1.1 request from a keep-alive connection (the fakes' shared reader: the
+/// body by `Content-Length`, at most 1 MiB); `None` when the client closed it or sent less
+/// than it announced.
+pub fn read_request(reader: &mut BufReader<TcpStream>) -> Option<Req> {
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return None;
+    }
+    let mut parts = line.split_whitespace();
+    let method = parts.next().unwrap_or_default().to_string();
+    let target = parts.next().unwrap_or_default().to_string();
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p.to_string(), q.to_string()),
+        None => (target, String::new()),
+    };
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+            break;
+        }
+        if let Some((n, v)) = h.split_once(':') {
+            headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let len: usize = headers
+        .iter()
+        .find(|(n, _)| n == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; len.min(1 << 20)];
+    reader.read_exact(&mut body).ok()?;
+    Some(Req {
+        method,
+        path,
+        query,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
 fn serve(stream: TcpStream, inner: &Inner) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
     // An answer is written in two parts (head, body): without this, Nagle holds the body
@@ -243,44 +284,7 @@ fn serve(stream: TcpStream, inner: &Inner) {
         Err(_) => return,
     });
     // Keep-alive: answer requests on this connection until it closes.
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_string();
-        let target = parts.next().unwrap_or_default().to_string();
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p.to_string(), q.to_string()),
-            None => (target, String::new()),
-        };
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-                break;
-            }
-            if let Some((n, v)) = h.split_once(':') {
-                headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        let len: usize = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; len.min(1 << 20)];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
-        let req = Req {
-            method,
-            path,
-            query,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
-        };
+    while let Some(req) = read_request(&mut reader) {
         let a = (inner.gate)(&req)
             .or_else(|| {
                 let mut s = inner.script.lock().unwrap();

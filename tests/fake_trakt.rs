@@ -7,7 +7,7 @@
 //! the real client (`downshiftarr::clients::trakt`) against it.
 
 use std::collections::{HashMap, VecDeque};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -288,43 +288,13 @@ fn serve(stream: TcpStream, state: &Mutex<State>) {
         Err(_) => return,
     });
     // Keep-alive: answer requests on this connection until it closes.
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-            return;
-        }
-        let mut parts = line.split_whitespace();
-        let method = parts.next().unwrap_or_default().to_string();
-        let target = parts.next().unwrap_or_default().to_string();
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p.to_string(), q.to_string()),
-            None => (target, String::new()),
-        };
-        let mut headers = Vec::new();
-        loop {
-            let mut h = String::new();
-            if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
-                break;
-            }
-            if let Some((n, v)) = h.split_once(':') {
-                headers.push((n.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        let len: usize = headers
-            .iter()
-            .find(|(n, _)| n == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0; len.min(1 << 20)];
-        if reader.read_exact(&mut body).is_err() {
-            return;
-        }
+    while let Some(r) = crate::fake_service::read_request(&mut reader) {
         let req = Req {
-            method,
-            path,
-            query,
-            headers,
-            body: String::from_utf8_lossy(&body).into_owned(),
+            method: r.method,
+            path: r.path,
+            query: r.query,
+            headers: r.headers,
+            body: r.body,
             at: Instant::now(),
         };
         let a = {
