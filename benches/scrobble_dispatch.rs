@@ -28,6 +28,9 @@ mod support;
 #[path = "../tests/fake_plex.rs"]
 #[allow(dead_code)]
 mod fake_plex;
+#[path = "../tests/fake_service.rs"]
+#[allow(dead_code)]
+mod fake_service;
 #[path = "../tests/fake_trakt.rs"]
 #[allow(dead_code, unused_imports)]
 mod fake_trakt;

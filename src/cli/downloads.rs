@@ -66,20 +66,8 @@ pub struct ExplainArgs {
     pub json: bool,
 }
 
-#[derive(Debug, Args)]
-pub struct DecisionsArgs {
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Only the last DURATION (`90s`, `15m`, `2h`, `7d`).
-    #[arg(long, value_name = "DURATION")]
-    pub since: Option<String>,
-    /// One JSON object per line.
-    #[arg(long)]
-    pub json: bool,
-    /// At most this many (the newest), newest last.
-    #[arg(long, value_name = "N", default_value_t = 200)]
-    pub limit: usize,
-}
+/// `downloads decisions` takes the audit's `decisions` flags.
+pub use super::DecisionsArgs;
 
 /// Where `import-history` reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
