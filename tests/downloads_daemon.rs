@@ -988,3 +988,92 @@ fn dry_run_changes_nothing_in_radarr_and_a_decision_can_be_evaluated_again() {
     );
     stop(d);
 }
+
+/// Prowlarr's seeders make a film rare (instant); a film Radarr does not have is added with
+/// the keep tag and searched when `add_missing` is on — and only then.
+#[test]
+fn a_rare_film_missing_from_radarr_is_added_with_the_keep_tag_only_with_add_missing() {
+    use crate::fake_prowlarr::{self, FakeProwlarr};
+    let radarr = FakeRadarr::start();
+    let mut l = fake_radarr::lookup(31011, "Mirror", 2005, 7.4, 300_000);
+    l["genres"] = json!(["Drama"]);
+    l["originalLanguage"] = json!({"id": 1, "name": "English"});
+    radarr.set_lookup(31011, l);
+    let prowlarr = FakeProwlarr::start();
+    prowlarr.set_releases(
+        "Mirror 2005",
+        vec![
+            fake_prowlarr::torrent("Tracker A", 1, "Mirror.2005.1080p", 2),
+            fake_prowlarr::torrent("Tracker B", 2, "Mirror.2005.720p", 3),
+            fake_prowlarr::usenet("Usenet", 3, "Mirror.2005.1080p"),
+        ],
+    );
+    let pb = playback_stop(
+        "alice",
+        "jf-31011",
+        "Mirror",
+        2005,
+        31011,
+        "tt0031011",
+        98.0,
+        false,
+    );
+    let services = json!({"prowlarr_url": prowlarr.server.url(),
+        "prowlarr_api_key": fake_prowlarr::API_KEY, "min_seeders_rare": 5});
+
+    // add_missing off: decided instant, nothing added, the decision says why.
+    let solo = solo_with(&radarr, services.clone());
+    let d = solo.daemon();
+    solo.play(&pb);
+    std::thread::sleep(QUIET);
+    assert!(
+        radarr.movies().is_empty(),
+        "add_missing is off: nothing added"
+    );
+    let first = &solo.decisions()[0];
+    assert_eq!(first["verdict"]["tier"], "instant", "{first:#}");
+    assert_eq!(first["facts"]["seeders"]["value"], 3, "{first:#}");
+    assert_eq!(first["facts"]["seeders"]["source"], "prowlarr", "{first:#}");
+    assert!(first.to_string().contains("add_missing"), "{first:#}");
+    stop(d);
+
+    // add_missing on: added once, monitored, with the keep tag, searched on add.
+    let mut on = services;
+    on["add_missing"] = json!(true);
+    on["quality_profile_id"] = json!(4);
+    on["root_folder"] = json!("/movies");
+    let solo = solo_with(&radarr, on);
+    let d = solo.daemon();
+    solo.play(&playback_stop(
+        "alice",
+        "jf-31011",
+        "Mirror",
+        2005,
+        31011,
+        "tt0031011",
+        99.5,
+        false,
+    ));
+    wait("the missing film was not added", || {
+        !radarr.movies().is_empty()
+    });
+    std::thread::sleep(QUIET);
+    let added = radarr.requests("POST", "/api/v3/movie");
+    assert_eq!(added.len(), 1, "added once");
+    let body = added[0].json();
+    assert_eq!(body["tmdbId"], 31011);
+    assert_eq!(body["qualityProfileId"], 4);
+    assert_eq!(body["rootFolderPath"], "/movies");
+    assert_eq!(body["addOptions"]["searchForMovie"], true);
+    let keep = radarr
+        .tags()
+        .into_iter()
+        .find(|(_, l)| l == "keep")
+        .map(|(id, _)| id)
+        .expect("the keep tag was created");
+    assert!(
+        body["tags"].as_array().unwrap().contains(&json!(keep)),
+        "{body:#}"
+    );
+    stop(d);
+}
