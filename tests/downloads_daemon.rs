@@ -968,6 +968,36 @@ fn dry_run_changes_nothing_in_radarr_and_a_decision_can_be_evaluated_again() {
         .0,
         405
     );
+    // The dashboard's actions are commands too: re-evaluate, pause and resume scrobbling.
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(crate::util::cli())
+            .args(args)
+            .arg("--config")
+            .arg(&solo.cfg)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = cli(&["downloads", "reevaluate", &id.to_string()]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains(&format!("decision {id} queued")), "{out}");
+    wait("the CLI's re-evaluation was never stored", || {
+        solo.decisions().len() == 3
+    });
+    let (ok, out, err) = cli(&["downloads", "reevaluate", "99999"]);
+    assert!(!ok, "{out}");
+    assert!(
+        err.contains("/api/downloads/reevaluate/99999") && err.contains("404"),
+        "{err}"
+    );
+    let (ok, out, err) = cli(&["scrobble", "pause"]);
+    assert!(ok && out.contains("scrobbling paused"), "{out}{err}");
+    let (ok, out, err) = cli(&["scrobble", "resume"]);
+    assert!(ok && out.contains("scrobbling resumed"), "{out}{err}");
     let (code, body) = request(&solo.http, "GET", "/api/downloads/status", &[], b"");
     assert_eq!(code, 200, "{body}");
     assert_eq!(

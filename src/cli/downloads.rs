@@ -30,6 +30,9 @@ pub struct DownloadsArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum DownloadsCommand {
+    /// Ask the running daemon to evaluate a stored decision again (the dashboard's
+    /// "Re-evaluate"): a new decision is made from today's facts and acted on.
+    Reevaluate(ReevaluateArgs),
     /// Evaluate a movie now, as if it had just been watched: the tier and every reason, each
     /// fact with its source. Changes nothing.
     Explain(ExplainArgs),
@@ -64,6 +67,14 @@ pub struct ExplainArgs {
     /// One JSON object.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ReevaluateArgs {
+    /// The decision's id (`downloads decisions` shows it).
+    pub id: i64,
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 /// `downloads decisions` takes the audit's `decisions` flags.
@@ -142,6 +153,11 @@ pub fn run(args: DownloadsArgs) -> Result<ExitCode> {
         DownloadsCommand::Test(a) => super::downloads_explain::test(a),
         DownloadsCommand::Prune(a) => super::downloads_prune::run(a),
         DownloadsCommand::Status(a) => status(a),
+        DownloadsCommand::Reevaluate(a) => super::ops::action(
+            &config(a.config.as_deref())?,
+            &format!("/api/downloads/reevaluate/{}", a.id),
+            &format!("decision {} queued for evaluation", a.id),
+        ),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod downloads_history;
 pub mod downloads_prune;
 pub mod explain;
 pub mod library;
+pub mod ops;
 pub mod scrobble;
 pub mod scrobble_history;
 pub mod scrobble_import;

@@ -15,6 +15,11 @@ pub struct ScrobbleArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum ScrobbleCommand {
+    /// Pause scrobbling in the running daemon: it keeps listening, sends nothing new (the
+    /// dashboard's "Pause scrobbling").
+    Pause(OpsArgs),
+    /// Resume scrobbling in the running daemon.
+    Resume(OpsArgs),
     /// What became of each Trakt call: delivered, already scrobbled (409), not found,
     /// superseded — newest last.
     History(super::scrobble_history::HistoryArgs),
@@ -23,6 +28,13 @@ pub enum ScrobbleCommand {
     /// nobody logs in again. Stop CrossWatch's scrobbler first: Trakt's refresh token is
     /// single-use, two programs refreshing one pair lock each other out.
     Import(ImportArgs),
+}
+
+/// A command that asks the running daemon.
+#[derive(Debug, Args)]
+pub struct OpsArgs {
+    #[arg(long)]
+    pub config: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -46,5 +58,12 @@ pub fn run(args: ScrobbleArgs) -> Result<ExitCode> {
     match args.command {
         ScrobbleCommand::History(a) => super::scrobble_history::run(a),
         ScrobbleCommand::Import(a) => super::scrobble_import::run(a),
+        ScrobbleCommand::Pause(a) => ops(a, "/api/scrobble/stop", "scrobbling paused"),
+        ScrobbleCommand::Resume(a) => ops(a, "/api/scrobble/start", "scrobbling resumed"),
     }
+}
+
+fn ops(a: OpsArgs, path: &str, done: &str) -> Result<ExitCode> {
+    let cfg = crate::config::load(&crate::config::path(a.config.as_deref()))?;
+    super::ops::action(&cfg, path, done)
 }
