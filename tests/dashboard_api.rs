@@ -4,8 +4,6 @@
 //! login and its cookie, the CSRF header rule, the actions, and no secret in any answer.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Command, Output};
 use std::sync::atomic::Ordering;
@@ -16,6 +14,7 @@ use serde_json::{json, Value};
 
 use crate::daemon::{stop, wait_for_daemon, Env, MOVIE0_4K, MOVIE3_4K};
 use crate::fake_plex::{FakePlex, Play};
+use crate::http_api::{addr_of, get, request};
 use crate::plex_job::PlexJob;
 use crate::qbittorrent::{kib, RealQbit, PASSWORD, USER};
 use crate::util;
@@ -28,71 +27,6 @@ const MESSAGE: &str = "Pick the 1080p version, please.";
 /// Sent by a proxy: the request is not from this host, whatever its address.
 const ELSEWHERE: (&str, &str) = ("X-Forwarded-For", "203.0.113.50");
 const DEADLINE: Duration = Duration::from_secs(20);
-
-struct Answer {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.head, self.text()))
-    }
-    fn header(&self, name: &str) -> Option<String> {
-        self.head.lines().find_map(|l| {
-            let (k, v) = l.split_once(':')?;
-            k.trim()
-                .eq_ignore_ascii_case(name)
-                .then(|| v.trim().to_string())
-        })
-    }
-}
-
-fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let mut req = format!(
-        "{method} {path} HTTP/1.0\r\nHost: test\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let _ = s.write_all(body);
-    let mut out = Vec::new();
-    let _ = s.read_to_end(&mut out);
-    let split = out
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .unwrap_or_else(|| panic!("no HTTP answer: {}", String::from_utf8_lossy(&out)));
-    let head = String::from_utf8_lossy(&out[..split]).into_owned();
-    let status = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    Answer {
-        status,
-        head,
-        body: out[split + 4..].to_vec(),
-    }
-}
-
-fn get(addr: &str, path: &str) -> Answer {
-    request(addr, "GET", path, &[], b"")
-}
-
-fn addr_of(env: &Env) -> String {
-    let cfg: Value = serde_json::from_str(&util::read(&env.cfg)).unwrap();
-    cfg["daemon"]["http_listen"].as_str().unwrap().to_string()
-}
 
 fn wait_until<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
     let t = Instant::now();

@@ -14,25 +14,40 @@ use crate::util;
 const HOOK: &str = "hook-secret-4b1d9f";
 const API_KEY: &str = "api-key-77e0c2aa";
 
-struct Answer {
-    status: u16,
-    head: String,
-    body: Vec<u8>,
+/// One raw HTTP answer (the dashboard's tests use these helpers too).
+pub struct Answer {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
 }
 
 impl Answer {
-    fn text(&self) -> String {
+    pub fn text(&self) -> String {
         String::from_utf8_lossy(&self.body).into_owned()
     }
-    fn json(&self) -> Value {
+    pub fn json(&self) -> Value {
         serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {}", self.head, self.text()))
+    }
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(name)
+                .then(|| v.trim().to_string())
+        })
     }
 }
 
-fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Answer {
     let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!(
         "{method} {path} HTTP/1.0\r\nHost: test\r\nContent-Length: {}\r\n",
         body.len()
@@ -63,11 +78,11 @@ fn request(addr: &str, method: &str, path: &str, headers: &[(&str, &str)], body:
     }
 }
 
-fn get(addr: &str, path: &str) -> Answer {
+pub fn get(addr: &str, path: &str) -> Answer {
     request(addr, "GET", path, &[], b"")
 }
 
-fn addr_of(env: &Env) -> String {
+pub fn addr_of(env: &Env) -> String {
     let cfg: Value = serde_json::from_str(&util::read(&env.cfg)).unwrap();
     cfg["daemon"]["http_listen"].as_str().unwrap().to_string()
 }
